@@ -1,0 +1,276 @@
+//! Configuration: typed sections of the TOML file, loaded by [`load`] with env overrides.
+//!
+//! Every field documents its default. Durations are humantime strings (`"20h"`); secrets are
+//! [`SecretString`] and are exposed only where a request is built.
+
+mod load;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+pub use load::{ConfigError, Problem, load, load_str};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// Where results are stored. Default: the private PostgreSQL under the state directory.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// When scans run. Default: every hour on the hour (UTC).
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// The metrics and health listener. Default: `127.0.0.1:9464`.
+    #[serde(default)]
+    pub serve: ServeConfig,
+    /// Logging. Default: text on a terminal, JSON lines otherwise.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Extra trust for TLS (a private CA, for tests and proxies). Default: the OS store only.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// The tenants to scan; at least one.
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL. Default: none, which starts the private PostgreSQL (DESIGN §7).
+    pub url: Option<SecretString>,
+    /// Maximum pool connections. Default: 8.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Directory of the private PostgreSQL and other state. Default: `$STATE_DIRECTORY`, else
+    /// `$XDG_STATE_HOME/kbwatch`, else `./.kbwatch`.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `[schedule]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScheduleConfig {
+    /// Cron expression with 6 fields, seconds first, in UTC. Default: `"0 0 * * * *"`.
+    #[serde(default = "default_cron")]
+    pub cron: String,
+    /// How long a shutdown waits for in-flight requests and the final flush. Default: `"25s"`.
+    #[serde(default = "default_drain", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+/// `[serve]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServeConfig {
+    /// Listen address of `/metrics`, `/healthz` and `/readyz`. Default: `127.0.0.1:9464`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LogConfig {
+    /// `"text"`, `"json"`, or unset for text on a terminal and JSON otherwise.
+    pub format: Option<LogFormat>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TlsConfig {
+    /// PEM file of extra CA certificates trusted for the API and the authority. Default: none.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One `[[tenant]]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TenantConfig {
+    /// Unique name, used in the database, metrics and logs.
+    pub name: String,
+    /// API base URL. Default: `https://api.security.microsoft.com`.
+    #[serde(default = "default_api_base")]
+    pub api_base: url::Url,
+    /// Optional OData `$filter` for the device list. Default: none (every device).
+    pub device_filter: Option<String>,
+    /// Devices scanned more recently than this are skipped. Default: `"20h"`.
+    #[serde(default = "default_rescan_after", with = "humantime_serde")]
+    pub rescan_after: Duration,
+    /// Rows per device-list page (`$top`), at most 10,000. Default: 10,000.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Credentials.
+    pub auth: AuthConfig,
+    /// Quotas, applied to each endpoint separately.
+    #[serde(default)]
+    pub quota: QuotaConfig,
+    /// HTTP limits.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[tenant.auth]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthConfig {
+    /// `client_secret` or `token_file`.
+    pub kind: AuthKind,
+    /// Entra ID tenant (directory) id; required for `client_secret`.
+    pub tenant_id: Option<String>,
+    /// Application (client) id; required for `client_secret`.
+    pub client_id: Option<String>,
+    /// Inline client secret; refused when the config file is readable by group or others.
+    pub client_secret: Option<SecretString>,
+    /// File holding the client secret (preferred over `client_secret`).
+    pub client_secret_file: Option<PathBuf>,
+    /// File holding a bearer token, re-read on every refresh; required for `token_file`.
+    pub token_file: Option<PathBuf>,
+    /// Authority host. Default: `https://login.microsoftonline.com`.
+    #[serde(default = "default_authority")]
+    pub authority: url::Url,
+    /// Token scope. Default: `https://api.securitycenter.microsoft.com/.default` whatever host is called.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+}
+
+/// Credential kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    ClientSecret,
+    TokenFile,
+}
+
+/// `[tenant.quota]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct QuotaConfig {
+    /// Calls admitted per sliding 60 s, per endpoint. Default: 100.
+    #[serde(default = "default_per_minute")]
+    pub per_minute: u32,
+    /// Calls admitted per sliding 3,600 s, per endpoint. Default: 1,500.
+    #[serde(default = "default_per_hour")]
+    pub per_hour: u32,
+    /// Requests in flight at once. Default: 8.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Added to each window, to absorb clock and network skew. Default: `"500ms"`.
+    #[serde(default = "default_margin", with = "humantime_serde")]
+    pub margin: Duration,
+}
+
+/// `[tenant.http]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpConfig {
+    /// Connect timeout. Default: `"10s"`.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Whole-request timeout. Default: `"60s"`.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Largest machines page accepted, bytes. Default: 64 MiB.
+    #[serde(default = "default_max_page_bytes")]
+    pub max_page_bytes: u64,
+    /// Largest getmissingkbs response accepted, bytes. Default: 4 MiB.
+    #[serde(default = "default_max_kbs_bytes")]
+    pub max_kbs_bytes: u64,
+    /// Attempts for a retryable failure (5xx, timeout, connection). Default: 4.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self { cron: default_cron(), drain_timeout: default_drain() }
+    }
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self { listen: default_listen() }
+    }
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        Self {
+            per_minute: default_per_minute(),
+            per_hour: default_per_hour(),
+            concurrency: default_concurrency(),
+            margin: default_margin(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: default_connect_timeout(),
+            request_timeout: default_request_timeout(),
+            max_page_bytes: default_max_page_bytes(),
+            max_kbs_bytes: default_max_kbs_bytes(),
+            max_attempts: default_max_attempts(),
+        }
+    }
+}
+
+fn default_max_connections() -> u32 {
+    8
+}
+fn default_cron() -> String {
+    "0 0 * * * *".into()
+}
+fn default_drain() -> Duration {
+    Duration::from_secs(25)
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+fn default_api_base() -> url::Url {
+    url::Url::parse("https://api.security.microsoft.com").expect("constant URL parses")
+}
+fn default_authority() -> url::Url {
+    url::Url::parse("https://login.microsoftonline.com").expect("constant URL parses")
+}
+fn default_scope() -> String {
+    "https://api.securitycenter.microsoft.com/.default".into()
+}
+fn default_rescan_after() -> Duration {
+    Duration::from_secs(20 * 3600)
+}
+fn default_page_size() -> u32 {
+    10_000
+}
+fn default_per_minute() -> u32 {
+    100
+}
+fn default_per_hour() -> u32 {
+    1500
+}
+fn default_concurrency() -> u32 {
+    8
+}
+fn default_margin() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_page_bytes() -> u64 {
+    64 << 20
+}
+fn default_max_kbs_bytes() -> u64 {
+    4 << 20
+}
+fn default_max_attempts() -> u32 {
+    4
+}

@@ -1,0 +1,29 @@
+//! kbwatch keeps a faithful, compact history of the Windows security updates (KBs) that each device of a
+//! Microsoft Defender for Endpoint fleet is missing.
+//!
+//! # Layout
+//! Data flows one way: [`schedule`] → [`scan`] (which calls [`defender`] through [`pacer`]) → a bounded
+//! channel of device results → [`store`]. Nothing in `defender` knows SQL; nothing in `store` knows HTTP.
+
+/// Command-line subcommands: the edge where config, database and scans are wired together.
+pub mod cli;
+/// TOML + env configuration, validated with every problem reported at once.
+pub mod config;
+/// The typed Defender for Endpoint API client: auth, paging, error classification.
+pub mod defender;
+/// The private PostgreSQL started when no database URL is configured.
+pub mod embedded_pg;
+/// Sliding-window quotas per tenant and endpoint, concurrency cap, tenant-wide pause on 429.
+pub mod pacer;
+/// One scan of one tenant: list, plan, fan out, hand results to the store.
+pub mod scan;
+/// Cron ticks that start scans, never two of one tenant at once.
+pub mod schedule;
+/// `/metrics`, `/healthz`, `/readyz`.
+pub mod serve;
+/// The simulated Defender API, for tests, the demo and benchmarks.
+pub mod sim;
+/// The only code that speaks SQL: migrations, batched writes, run bookkeeping, tenant locks.
+pub mod store;
+/// Tracing subscriber set-up.
+pub mod telemetry;
