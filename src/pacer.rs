@@ -1,1 +1,225 @@
-//! TODO
+//! Per-tenant pacing: sliding minute and hour windows per endpoint, a concurrency cap, and a pause
+//! of the whole endpoint after a 429.
+//!
+//! The server counts the calls of the last 60 s and of the last 3,600 s; so does the pacer. A call
+//! is admitted as soon as both windows (each widened by a small margin for skew) have room: it
+//! spends what the quota allows, unlike a steady rate, and never exceeds a window, unlike a token
+//! bucket whose burst equals the quota.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::config::QuotaConfig;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The endpoints that have their own quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /api/machines`
+    Machines,
+    /// `GET /api/machines/{id}/getmissingkbs`
+    MissingKbs,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Machines => "machines",
+            Endpoint::MissingKbs => "getmissingkbs",
+        }
+    }
+}
+
+/// The pacer of one tenant.
+pub struct Pacer {
+    machines: Window,
+    missing_kbs: Window,
+    in_flight: Arc<Semaphore>,
+    waited_micros: AtomicU64,
+}
+
+/// Held while a request is in flight; dropping it frees the concurrency slot.
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Pacer {
+    pub fn new(quota: &QuotaConfig) -> Self {
+        Self {
+            machines: Window::new(quota),
+            missing_kbs: Window::new(quota),
+            in_flight: Arc::new(Semaphore::new(quota.concurrency.max(1) as usize)),
+            waited_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits for a concurrency slot and for room in both windows of `endpoint`, then counts the call.
+    pub async fn admit(&self, endpoint: Endpoint) -> Admission {
+        let started = Instant::now();
+        let permit = self.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
+        self.window(endpoint).admit().await;
+        self.waited_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Admission { _permit: permit }
+    }
+
+    /// Stops every call to `endpoint` for `delay` (a 429's `Retry-After`).
+    pub async fn pause(&self, endpoint: Endpoint, delay: Duration) {
+        self.window(endpoint).pause(delay).await;
+    }
+
+    /// Total time callers spent waiting for admission.
+    pub fn waited(&self) -> Duration {
+        Duration::from_micros(self.waited_micros.load(Ordering::Relaxed))
+    }
+
+    fn window(&self, endpoint: Endpoint) -> &Window {
+        match endpoint {
+            Endpoint::Machines => &self.machines,
+            Endpoint::MissingKbs => &self.missing_kbs,
+        }
+    }
+}
+
+/// Sliding minute and hour windows over the admission times of one endpoint.
+struct Window {
+    per_minute: usize,
+    per_hour: usize,
+    margin: Duration,
+    state: Mutex<WindowState>,
+}
+
+#[derive(Default)]
+struct WindowState {
+    /// Admission times of the last hour (plus margin), oldest first.
+    admitted: VecDeque<Instant>,
+    paused_until: Option<Instant>,
+}
+
+impl Window {
+    fn new(quota: &QuotaConfig) -> Self {
+        Self {
+            per_minute: quota.per_minute.max(1) as usize,
+            per_hour: quota.per_hour.max(1) as usize,
+            margin: quota.margin,
+            state: Mutex::new(WindowState::default()),
+        }
+    }
+
+    async fn admit(&self) {
+        loop {
+            let wait_until = {
+                let mut state = self.state.lock().await;
+                let now = Instant::now();
+                let at = self.earliest(&mut state, now);
+                if at <= now {
+                    state.admitted.push_back(now);
+                    return;
+                }
+                at
+            };
+            tokio::time::sleep_until(wait_until).await;
+        }
+    }
+
+    /// The earliest instant at which one more call fits both windows and no pause is in force.
+    fn earliest(&self, state: &mut WindowState, now: Instant) -> Instant {
+        let hour = HOUR + self.margin;
+        while state.admitted.front().is_some_and(|t| now.duration_since(*t) >= hour) {
+            state.admitted.pop_front();
+        }
+        let n = state.admitted.len();
+        let mut at = now;
+        if n >= self.per_minute {
+            at = at.max(state.admitted[n - self.per_minute] + MINUTE + self.margin);
+        }
+        if n >= self.per_hour {
+            at = at.max(state.admitted[n - self.per_hour] + hour);
+        }
+        if let Some(until) = state.paused_until {
+            at = at.max(until);
+        }
+        at
+    }
+
+    async fn pause(&self, delay: Duration) {
+        let mut state = self.state.lock().await;
+        let until = Instant::now() + delay;
+        state.paused_until = Some(state.paused_until.map_or(until, |p| p.max(until)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota(per_minute: u32, per_hour: u32) -> QuotaConfig {
+        QuotaConfig { per_minute, per_hour, concurrency: 64, margin: Duration::ZERO }
+    }
+
+    /// Admission instants of `n` calls, on tokio's paused clock.
+    async fn admit_times(pacer: &Pacer, n: usize) -> Vec<Duration> {
+        let start = Instant::now();
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let _a = pacer.admit(Endpoint::MissingKbs).await;
+            out.push(start.elapsed());
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spends_the_minute_window_at_once_then_waits_for_it_to_slide() {
+        let pacer = Pacer::new(&quota(10, 1000));
+        let times = admit_times(&pacer, 25).await;
+        assert!(times[..10].iter().all(|t| *t < Duration::from_millis(1)), "{times:?}");
+        assert!(times[10] >= MINUTE && times[10] < MINUTE + Duration::from_millis(5));
+        assert!(times[20] >= 2 * MINUTE);
+        // No 60 s span holds more than 10 admissions.
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times[i..].iter().filter(|u| **u < *t + MINUTE).count();
+            assert!(in_window <= 10, "{in_window} calls within 60 s of call {i}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_hour_window_caps_total_calls() {
+        let pacer = Pacer::new(&quota(100, 150));
+        let times = admit_times(&pacer, 151).await;
+        assert!(times[149] < 2 * MINUTE);
+        assert!(times[150] >= HOUR, "151st call at {:?}", times[150]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_every_caller_of_the_endpoint() {
+        let pacer = Pacer::new(&quota(100, 1000));
+        pacer.pause(Endpoint::MissingKbs, Duration::from_secs(7)).await;
+        let start = Instant::now();
+        let _a = pacer.admit(Endpoint::MissingKbs).await;
+        assert!(start.elapsed() >= Duration::from_secs(7));
+        let start = Instant::now();
+        let _b = pacer.admit(Endpoint::Machines).await;
+        assert!(start.elapsed() < Duration::from_millis(1), "other endpoints are not paused");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_is_capped() {
+        let pacer = Arc::new(Pacer::new(&QuotaConfig { concurrency: 2, ..quota(100, 1000) }));
+        let a = pacer.admit(Endpoint::Machines).await;
+        let _b = pacer.admit(Endpoint::Machines).await;
+        let p = pacer.clone();
+        let third = tokio::spawn(async move {
+            let _c = p.admit(Endpoint::Machines).await;
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!third.is_finished());
+        drop(a);
+        third.await.unwrap();
+    }
+}

@@ -183,6 +183,9 @@ pub struct HttpConfig {
     /// Attempts for a retryable failure (5xx, timeout, connection). Default: 4.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// First retry backoff, doubled per attempt (jittered, capped at 30 s). Default: `"500ms"`.
+    #[serde(default = "default_retry_base", with = "humantime_serde")]
+    pub retry_base: Duration,
 }
 
 impl Default for ScheduleConfig {
@@ -216,6 +219,7 @@ impl Default for HttpConfig {
             max_page_bytes: default_max_page_bytes(),
             max_kbs_bytes: default_max_kbs_bytes(),
             max_attempts: default_max_attempts(),
+            retry_base: default_retry_base(),
         }
     }
 }
@@ -273,4 +277,7 @@ fn default_max_kbs_bytes() -> u64 {
 }
 fn default_max_attempts() -> u32 {
     4
+}
+fn default_retry_base() -> Duration {
+    Duration::from_millis(500)
 }

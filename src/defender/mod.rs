@@ -1,1 +1,36 @@
-//! TODO
+//! The typed Defender for Endpoint API client.
+//!
+//! Every call goes through one private `request` that paces it, authenticates it and classifies the
+//! response the same way (DESIGN §3). Wire shapes stay here; callers get [`Machine`] and [`MissingKb`].
+
+mod auth;
+mod client;
+mod error;
+mod machine_id;
+mod model;
+
+pub use auth::{AzureSecretCredential, TokenFile, TokenSource, build_http_client, token_source};
+pub use client::{Client, ClientOptions, MachinePager};
+pub use error::ApiError;
+pub use machine_id::{MachineId, validate_machine_id};
+pub use model::{Machine, MissingKb};
+
+use std::sync::Arc;
+
+use crate::config::{TenantConfig, TlsConfig};
+use crate::pacer::Pacer;
+
+/// The paced, authenticated client a tenant's configuration describes.
+pub fn client_for(tenant: &TenantConfig, tls: &TlsConfig) -> anyhow::Result<Client> {
+    let http = build_http_client(tls, &tenant.http)?;
+    let tokens = token_source(&tenant.auth, http.clone())?;
+    let options = ClientOptions {
+        page_size: tenant.page_size,
+        max_attempts: tenant.http.max_attempts,
+        max_page_bytes: tenant.http.max_page_bytes,
+        max_kbs_bytes: tenant.http.max_kbs_bytes,
+        retry_base: tenant.http.retry_base,
+        ..ClientOptions::default()
+    };
+    Ok(Client::new(http, tenant.api_base.clone(), tokens, Arc::new(Pacer::new(&tenant.quota)), options))
+}

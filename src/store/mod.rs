@@ -1,1 +1,69 @@
-//! TODO
+//! The only code that speaks SQL.
+//!
+//! One statement per function; functions that are part of a larger write take the caller's
+//! connection (`&mut PgConnection`), so the caller owns the transaction.
+
+mod devices;
+mod lock;
+mod report;
+mod results;
+mod runs;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use secrecy::{ExposeSecret as _, SecretString};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+pub use devices::{ListedDevice, PlannedDevice};
+pub use lock::TenantLock;
+pub use report::{FleetSummary, RunSummary};
+pub use results::{DeviceOutcome, DeviceResult};
+pub use runs::{RunCounters, RunStatus};
+
+/// The migrations embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A pool on kbwatch's database.
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+    options: PgConnectOptions,
+}
+
+impl Store {
+    /// Connects; the URL is a secret (it may hold a password) and never logged.
+    pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result<Store> {
+        let options: PgConnectOptions =
+            url.expose_secret().parse().context("database.url is not a valid PostgreSQL URL")?;
+        let options = options.application_name("kbwatch");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(15))
+            .connect_with(options.clone())
+            .await
+            .context("connecting to PostgreSQL")?;
+        Ok(Store { pool, options })
+    }
+
+    /// Applies the migrations that are not applied yet.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        MIGRATOR.run(&self.pool).await.context("applying database migrations")
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// PostgreSQL text cannot hold NUL: such characters become U+FFFD (the rest is kept as received).
+fn pg_text(s: &str) -> String {
+    if s.contains('\0') { s.replace('\0', "\u{fffd}") } else { s.to_owned() }
+}
+
+/// The same for a JSON document, whose `\u0000` escapes jsonb refuses.
+fn pg_json(v: &serde_json::Value) -> String {
+    let text = v.to_string();
+    if text.contains("\\u0000") { text.replace("\\u0000", "\\ufffd") } else { text }
+}

@@ -1,0 +1,310 @@
+//! The client: one `reqwest::Client`, one classification of every response (DESIGN §3).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::Rng as _;
+use reqwest::StatusCode;
+use secrecy::ExposeSecret as _;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::error::{error_message, throttle_delay};
+use super::model::Page;
+use super::{ApiError, Machine, MachineId, MissingKb, TokenSource};
+use crate::pacer::{Endpoint, Pacer};
+
+/// Limits and retry policy of a client.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Rows per machines page (`$top`), at most 10,000.
+    pub page_size: u32,
+    /// Attempts for a 5xx, timeout or connection error.
+    pub max_attempts: u32,
+    /// First backoff; doubled per attempt, jittered, capped at 30 s.
+    pub retry_base: Duration,
+    /// Extra attempts for a device 404 (known to be intermittent).
+    pub not_found_retries: u32,
+    /// 429s tolerated for one call before it fails (the pacer pauses between them).
+    pub max_throttled: u32,
+    pub max_page_bytes: u64,
+    pub max_kbs_bytes: u64,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            page_size: 10_000,
+            max_attempts: 4,
+            retry_base: Duration::from_millis(500),
+            not_found_retries: 2,
+            max_throttled: 30,
+            max_page_bytes: 64 << 20,
+            max_kbs_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Calls made and 429s received, for the run's counters.
+#[derive(Debug, Default)]
+pub struct CallCounters {
+    pub api_calls: AtomicU64,
+    pub throttled: AtomicU64,
+}
+
+/// The Defender API of one tenant.
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    tokens: Arc<dyn TokenSource>,
+    pacer: Arc<Pacer>,
+    options: ClientOptions,
+    counters: CallCounters,
+}
+
+impl Client {
+    pub fn new(
+        http: reqwest::Client,
+        base: Url,
+        tokens: Arc<dyn TokenSource>,
+        pacer: Arc<Pacer>,
+        options: ClientOptions,
+    ) -> Self {
+        Self { http, base, tokens, pacer, options, counters: CallCounters::default() }
+    }
+
+    pub fn counters(&self) -> &CallCounters {
+        &self.counters
+    }
+
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    /// Pages through `GET /api/machines`, optionally filtered.
+    pub fn machines(&self, filter: Option<&str>) -> MachinePager<'_> {
+        MachinePager {
+            client: self,
+            filter: filter.map(str::to_owned),
+            fetched: 0,
+            next_link: None,
+            done: false,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// `GET /api/machines/{id}/getmissingkbs`, following `@odata.nextLink`.
+    pub async fn missing_kbs(&self, id: &MachineId) -> Result<Vec<MissingKb>, ApiError> {
+        let mut url = self.url(&["api", "machines", id.as_str(), "getmissingkbs"]);
+        let mut kbs = Vec::new();
+        for _ in 0..100 {
+            let page: Page<MissingKb> =
+                self.get_json(Endpoint::MissingKbs, &url, self.options.max_kbs_bytes).await?;
+            kbs.extend(page.value);
+            match page.next_link.and_then(|l| self.same_origin(&l)) {
+                Some(next) => url = next,
+                None => return Ok(kbs),
+            }
+        }
+        Err(ApiError::Decode("more than 100 @odata.nextLink pages".into()))
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut().expect("api_base is an http(s) URL").pop_if_empty().extend(segments);
+        url
+    }
+
+    /// A `@odata.nextLink` is followed only to the configured host, with a query that has no empty keys.
+    fn same_origin(&self, link: &str) -> Option<Url> {
+        let url = Url::parse(link).ok()?;
+        let same = url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default()
+            && url.query_pairs().all(|(k, _)| !k.is_empty());
+        same.then_some(url)
+    }
+
+    /// One logical GET with pacing, auth, retries and classification.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        cap: u64,
+    ) -> Result<T, ApiError> {
+        let mut failures = 0u32;
+        let mut not_found = 0u32;
+        let mut throttled = 0u32;
+        let mut refreshed = false;
+        loop {
+            let token = self.tokens.token().await?;
+            let admission = self.pacer.admit(endpoint).await;
+            self.counters.api_calls.fetch_add(1, Ordering::Relaxed);
+            let sent = self.http.get(url.clone()).bearer_auth(token.expose_secret()).send().await;
+            let outcome = match sent {
+                Ok(response) => self.classify(endpoint, response, cap).await,
+                Err(e) => Err(ApiError::Transport(error_chain(&e))),
+            };
+            drop(admission);
+            let err = match outcome {
+                Ok(bytes) => return serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode(e.to_string())),
+                Err(err) => err,
+            };
+            match err {
+                ApiError::Unauthorized(_) if !refreshed => {
+                    refreshed = true;
+                    self.tokens.refresh().await?;
+                }
+                ApiError::NotFound
+                    if endpoint == Endpoint::MissingKbs && not_found < self.options.not_found_retries =>
+                {
+                    not_found += 1;
+                    tokio::time::sleep(self.backoff(not_found)).await;
+                }
+                ApiError::Throttled(delay) if throttled < self.options.max_throttled => {
+                    throttled += 1;
+                    self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(endpoint = endpoint.as_str(), delay_s = delay.as_secs_f64(), "Throttled; pausing the endpoint");
+                    self.pacer.pause(endpoint, delay).await;
+                }
+                ApiError::Server { .. } | ApiError::Transport(_)
+                    if failures + 1 < self.options.max_attempts =>
+                {
+                    failures += 1;
+                    tracing::debug!(error = %err, attempt = failures, "Retrying");
+                    tokio::time::sleep(self.backoff(failures)).await;
+                }
+                err => {
+                    if let ApiError::Throttled(_) = err {
+                        self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// Maps a response to its body, or to the error kind of the classification table.
+    async fn classify(
+        &self,
+        endpoint: Endpoint,
+        response: reqwest::Response,
+        cap: u64,
+    ) -> Result<Vec<u8>, ApiError> {
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = read_capped(response, cap).await?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let text = String::from_utf8_lossy(&body);
+        Err(match status {
+            StatusCode::UNAUTHORIZED => ApiError::Unauthorized(error_message(&text)),
+            StatusCode::FORBIDDEN => ApiError::Forbidden(error_message(&text)),
+            StatusCode::NOT_FOUND => ApiError::NotFound,
+            StatusCode::TOO_MANY_REQUESTS => ApiError::Throttled(throttle_delay(retry_after.as_deref(), &text)),
+            s if s.is_server_error() => ApiError::Server { status: s.as_u16(), body: error_message(&text) },
+            s => ApiError::Status { status: s.as_u16(), body: format!("{}: {}", endpoint.as_str(), error_message(&text)) },
+        })
+    }
+
+    /// Jittered exponential backoff: base × 2^(n-1), capped at 30 s, between 50 % and 100 % of it.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let full = self.options.retry_base.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+        let full = full.min(Duration::from_secs(30));
+        full.mul_f64(rand::rng().random_range(0.5..=1.0))
+    }
+}
+
+/// Reads a body, failing as soon as it passes `cap` bytes (after decompression).
+async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Vec<u8>, ApiError> {
+    if response.content_length().is_some_and(|n| n > cap) {
+        return Err(ApiError::TooLarge { limit: cap });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| ApiError::Transport(error_chain(&e)))? {
+        if body.len() as u64 + chunk.len() as u64 > cap {
+            return Err(ApiError::TooLarge { limit: cap });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An error with its causes, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Pages of the device list: `$top`/`$skip` until a short page, `@odata.nextLink` when given,
+/// duplicates dropped. A 404 on the list is an empty fleet.
+pub struct MachinePager<'a> {
+    client: &'a Client,
+    filter: Option<String>,
+    fetched: u64,
+    next_link: Option<Url>,
+    done: bool,
+    seen: HashSet<String>,
+}
+
+impl MachinePager<'_> {
+    /// The next page's new devices, or `None` when the listing is complete.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Machine>>, ApiError> {
+        if self.done {
+            return Ok(None);
+        }
+        let top = self.client.options.page_size.clamp(1, 10_000);
+        let url = match self.next_link.take() {
+            Some(link) => link,
+            None => {
+                let mut url = self.client.url(&["api", "machines"]);
+                {
+                    let mut q = url.query_pairs_mut();
+                    q.append_pair("$top", &top.to_string()).append_pair("$skip", &self.fetched.to_string());
+                    if let Some(f) = &self.filter {
+                        q.append_pair("$filter", f);
+                    }
+                }
+                url
+            }
+        };
+        let page: Page<serde_json::Value> =
+            match self.client.get_json(Endpoint::Machines, &url, self.client.options.max_page_bytes).await {
+                Ok(page) => page,
+                Err(ApiError::NotFound) if self.fetched == 0 => {
+                    self.done = true;
+                    return Ok(Some(Vec::new()));
+                }
+                Err(e) => return Err(e),
+            };
+        let rows = page.value.len() as u64;
+        self.fetched += rows;
+        self.next_link = page.next_link.and_then(|l| self.client.same_origin(&l));
+        let machines = self.fresh(page.value);
+        if self.next_link.is_none() && rows < u64::from(top) || machines.is_empty() {
+            self.done = true;
+        }
+        Ok(Some(machines))
+    }
+
+    /// Maps rows to machines, dropping ids already seen.
+    fn fresh(&mut self, rows: Vec<serde_json::Value>) -> Vec<Machine> {
+        rows.into_iter()
+            .map(Machine::from_value)
+            .filter(|m| self.seen.insert(m.id.clone()))
+            .collect()
+    }
+}

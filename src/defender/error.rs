@@ -1,0 +1,103 @@
+//! How a failed API call is classified (DESIGN §3).
+
+use std::time::Duration;
+
+/// A failed call, by the kind callers branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401 after one token refresh, or the token could not be obtained at all.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// 403: the app lacks a role; the message names it. Stops the tenant's scan.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// 404 on a device after the retries for intermittent 404s.
+    #[error("not found")]
+    NotFound,
+    /// 429 still answered after every attempt.
+    #[error("throttled; retry after {0:?}")]
+    Throttled(Duration),
+    /// 5xx after every attempt.
+    #[error("server error {status}: {body}")]
+    Server { status: u16, body: String },
+    /// Any other unexpected status.
+    #[error("unexpected status {status}: {body}")]
+    Status { status: u16, body: String },
+    /// Timeout, connection refused or dropped, after every attempt.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The body exceeded the configured cap.
+    #[error("response body over the {limit}-byte cap")]
+    TooLarge { limit: u64 },
+    /// 2xx with invalid JSON or the wrong shape.
+    #[error("cannot decode response: {0}")]
+    Decode(String),
+    /// The call was cancelled by shutdown.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl ApiError {
+    /// Whether the same request may succeed if sent again later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Server { .. } | Self::Transport(_) | Self::Throttled(_))
+    }
+
+    /// Whether the whole scan of the tenant must stop (no other call can succeed).
+    pub fn stops_scan(&self) -> bool {
+        matches!(self, Self::Unauthorized(_) | Self::Forbidden(_))
+    }
+}
+
+/// The wait a 429 asks for: `Retry-After` seconds, else "send requests again in N seconds" in the
+/// message text, else 10 s.
+pub(crate) fn throttle_delay(retry_after: Option<&str>, body: &str) -> Duration {
+    if let Some(secs) = retry_after.and_then(|v| v.trim().parse::<u64>().ok()) {
+        return Duration::from_secs(secs.max(1));
+    }
+    static AGAIN_IN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)send requests again in (\d{1,6}) seconds")
+            .expect("constant regex compiles")
+    });
+    AGAIN_IN
+        .captures(body)
+        .and_then(|c| c[1].parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.max(1)))
+        .unwrap_or(Duration::from_secs(10))
+}
+
+/// The `error.message` of an API error envelope, else the body cut to a readable length.
+pub(crate) fn error_message(body: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        message: Option<String>,
+    }
+    match serde_json::from_str::<Envelope>(body) {
+        Ok(Envelope { error: Inner { message: Some(m) } }) => m,
+        _ => body.chars().take(300).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_delay_prefers_header_then_message_then_default() {
+        let body = r#"{"error":{"code":"429","message":"API calls quota exceeded! Maximum allowed 30 per 00:01:00 for the key Destination+TenantID+AppID. You can send requests again in 8 seconds.","target":"x"}}"#;
+        assert_eq!(throttle_delay(Some("3"), body), Duration::from_secs(3));
+        assert_eq!(throttle_delay(None, body), Duration::from_secs(8));
+        assert_eq!(throttle_delay(Some("soon"), "{}"), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn error_message_reads_the_envelope() {
+        let body = r#"{"error":{"code":"Forbidden","message":"Missing application roles. API required roles: Software.Read.All"}}"#;
+        assert_eq!(error_message(body), "Missing application roles. API required roles: Software.Read.All");
+        assert_eq!(error_message("plain"), "plain");
+    }
+}

@@ -1,0 +1,123 @@
+//! Domain types the client returns, and their lenient mapping from the wire.
+//!
+//! The machine list is parsed field by field from a JSON object so that an unexpected type in one
+//! field (a number where the docs say string) never loses the device; the whole entity is kept raw.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// One device as listed, with the documented fields typed and the whole entity kept in `raw`.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// The id exactly as listed (validated separately before any URL is built).
+    pub id: String,
+    pub computer_dns_name: Option<String>,
+    pub os_platform: Option<String>,
+    pub os_version: Option<String>,
+    pub os_build: Option<i64>,
+    pub health_status: Option<String>,
+    pub onboarding_status: Option<String>,
+    /// A number on the wire although documented as a string: kept as text either way.
+    pub rbac_group_id: Option<String>,
+    pub rbac_group_name: Option<String>,
+    pub machine_tags: Vec<String>,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub is_potential_duplication: Option<bool>,
+    pub merged_into_machine_id: Option<String>,
+    /// The entity as received, unknown fields included.
+    pub raw: Value,
+}
+
+impl Machine {
+    /// Maps one element of a machines page. An element that is not an object with a string `id`
+    /// gets an empty id, which validation rejects: it is recorded, never requested.
+    pub(crate) fn from_value(raw: Value) -> Machine {
+        let empty = Map::new();
+        let obj = raw.as_object().unwrap_or(&empty);
+        let id = obj.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        Machine {
+            id,
+            computer_dns_name: text(obj, "computerDnsName"),
+            os_platform: text(obj, "osPlatform"),
+            os_version: text(obj, "osVersion"),
+            os_build: obj.get("osBuild").and_then(Value::as_i64),
+            health_status: text(obj, "healthStatus"),
+            onboarding_status: text(obj, "onboardingStatus"),
+            rbac_group_id: text(obj, "rbacGroupId"),
+            rbac_group_name: text(obj, "rbacGroupName"),
+            machine_tags: obj
+                .get("machineTags")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+            first_seen: time(obj, "firstSeen"),
+            last_seen: time(obj, "lastSeen"),
+            is_potential_duplication: obj.get("isPotentialDuplication").and_then(Value::as_bool),
+            merged_into_machine_id: text(obj, "mergedIntoMachineId"),
+            raw,
+        }
+    }
+}
+
+/// A string field, or a number rendered as text; `None` for null, absent or other types.
+fn text(obj: &Map<String, Value>, key: &str) -> Option<String> {
+    match obj.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn time(obj: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
+    obj.get(key)?.as_str()?.parse::<DateTime<Utc>>().ok()
+}
+
+/// One missing KB of one device: the six fields of a `PublicProductFixDto`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MissingKb {
+    /// KB number without the "KB" prefix.
+    pub id: String,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub products_names: Option<Vec<String>>,
+    pub url: Option<String>,
+    pub machine_missed_on: Option<i64>,
+    pub cve_addressed: Option<i32>,
+}
+
+/// A page of an OData collection.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Page<T> {
+    pub value: Vec<T>,
+    #[serde(rename = "@odata.nextLink")]
+    pub next_link: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_keeps_unknown_fields_and_numeric_rbac_group() {
+        let raw = serde_json::json!({
+            "id": "556b3952acb0bff29816d267822305781cc183ec", "rbacGroupId": 140,
+            "osBuild": 19044, "machineTags": ["a", 3], "lastSeen": "2023-05-04T17:40:05.684607Z",
+            "vmMetadata": {"vmId": "x"}, "isPotentialDuplication": false
+        });
+        let m = Machine::from_value(raw);
+        assert_eq!(m.rbac_group_id.as_deref(), Some("140"));
+        assert_eq!(m.os_build, Some(19044));
+        assert_eq!(m.machine_tags, vec!["a"]);
+        assert!(m.last_seen.is_some());
+        assert_eq!(m.raw["vmMetadata"]["vmId"], "x");
+    }
+
+    #[test]
+    fn machine_without_string_id_gets_an_empty_id() {
+        assert_eq!(Machine::from_value(serde_json::json!({"id": 5})).id, "");
+        assert_eq!(Machine::from_value(serde_json::json!([1])).id, "");
+    }
+}

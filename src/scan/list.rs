@@ -1,0 +1,50 @@
+//! The listing phase: page through the device list, store each page, then draw the plan.
+
+use anyhow::Context as _;
+use chrono::Utc;
+
+use super::Scan;
+use crate::defender::validate_machine_id;
+use crate::store::{ListedDevice, PlannedDevice};
+
+pub(super) struct Listing {
+    pub listed: u64,
+    pub rejected: u64,
+    pub plan: Vec<PlannedDevice>,
+}
+
+/// Lists and stores every device; `Ok(None)` on shutdown. Unlisted devices are marked gone only
+/// after a complete listing.
+pub(super) async fn list_devices(scan: &Scan<'_>) -> anyhow::Result<Option<Listing>> {
+    let listed_at = Utc::now();
+    let mut pager = scan.client.machines(scan.tenant.device_filter.as_deref());
+    let (mut listed, mut rejected) = (0u64, 0u64);
+    loop {
+        let page = tokio::select! {
+            _ = scan.cancel.cancelled() => return Ok(None),
+            page = pager.next_page() => page.context("listing devices")?,
+        };
+        let Some(machines) = page else { break };
+        if machines.is_empty() {
+            continue;
+        }
+        let devices: Vec<ListedDevice<'_>> = machines
+            .iter()
+            .map(|m| match validate_machine_id(&m.id) {
+                Some(id) => ListedDevice { machine_id: id.as_str().to_owned(), id_valid: true, machine: m },
+                None => {
+                    tracing::warn!(machine_id = ?m.id, "Rejected a device whose id is not 40 hex digits; it will not be requested");
+                    ListedDevice { machine_id: m.id.clone(), id_valid: false, machine: m }
+                }
+            })
+            .collect();
+        listed += devices.len() as u64;
+        rejected += devices.iter().filter(|d| !d.id_valid).count() as u64;
+        scan.store.upsert_listed_devices(scan.tenant_id, scan.run_id, listed_at, &devices).await?;
+    }
+    let gone = scan.store.mark_unlisted_gone(scan.tenant_id, scan.run_id, listed_at).await?;
+    let plan = scan.store.plan_devices(scan.tenant_id, scan.run_id, Utc::now(), scan.tenant.rescan_after).await?;
+    scan.store.set_run_plan(scan.run_id, listed as i32, plan.len() as i32, rejected as i32).await?;
+    tracing::info!(listed, rejected, gone, planned = plan.len(), "Listed devices");
+    Ok(Some(Listing { listed, rejected, plan }))
+}

@@ -1,0 +1,205 @@
+//! One scan of one tenant: list → plan → fan out → hand results to the store.
+//!
+//! The tenant's advisory lock is held for the whole scan. Device results flow through a bounded
+//! channel to a writer task that commits them in batches ([`writer`]); the run row is closed with
+//! its status whatever happens after it was opened.
+
+mod fanout;
+mod list;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::config::TenantConfig;
+use crate::defender::Client;
+use crate::store::{RunCounters, RunStatus, Store};
+
+/// What starts a scan (stored in `scan_run.trigger`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+    Demo,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Demo => "demo",
+        }
+    }
+}
+
+/// Knobs of one scan.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    pub trigger: Trigger,
+    /// Stop starting new devices at this instant (the next tick); the run ends `partial`.
+    pub deadline: Option<Instant>,
+    /// Devices per committed batch.
+    pub batch_size: usize,
+    /// Longest time a finished result waits before it is committed.
+    pub flush_every: Duration,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        Self { trigger: Trigger::Manual, deadline: None, batch_size: 500, flush_every: Duration::from_secs(1) }
+    }
+}
+
+/// Live counts for a progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub planned: AtomicU64,
+    pub done: AtomicU64,
+}
+
+/// How a scan ended.
+#[derive(Debug, Clone)]
+pub struct ScanSummary {
+    pub scan_run_id: i64,
+    pub status: RunStatus,
+    pub listed: u64,
+    pub planned: u64,
+    pub rejected: u64,
+    pub devices: RunCounters,
+    pub api_calls: u64,
+    pub throttled: u64,
+    pub error: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// Scans `tenant` once. `Ok(None)` when another process holds the tenant's lock.
+pub async fn scan_tenant(
+    store: &Store,
+    tenant: &TenantConfig,
+    client: Arc<Client>,
+    options: &ScanOptions,
+    progress: Arc<Progress>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<ScanSummary>> {
+    let tenant_id = store.ensure_tenant(&tenant.name).await?;
+    let Some(lock) = store.try_lock_tenant(tenant_id).await? else {
+        tracing::info!(tenant = %tenant.name, "Tenant is being scanned by another process; skipping");
+        return Ok(None);
+    };
+    let orphans = store.mark_interrupted(tenant_id).await?;
+    if orphans > 0 {
+        tracing::warn!(tenant = %tenant.name, runs = orphans, "Marked runs left running by a stopped process as interrupted");
+    }
+    let run_id = store.start_run(tenant_id, options.trigger.as_str()).await?;
+    let span = tracing::info_span!("scan", tenant = %tenant.name, scan_run_id = run_id);
+    let scan = Scan { store, tenant, tenant_id, run_id, client, options, progress, cancel };
+    let summary = scan.run().instrument(span).await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = format!("{e:#}"), "Releasing the tenant lock failed; it ends with its connection");
+    }
+    Ok(Some(summary?))
+}
+
+struct Scan<'a> {
+    store: &'a Store,
+    tenant: &'a TenantConfig,
+    tenant_id: i32,
+    run_id: i64,
+    client: Arc<Client>,
+    options: &'a ScanOptions,
+    progress: Arc<Progress>,
+    cancel: &'a CancellationToken,
+}
+
+/// How the work of a run ended, before the run row is closed.
+struct Ending {
+    status: RunStatus,
+    error: Option<String>,
+    listed: u64,
+    planned: u64,
+    rejected: u64,
+    devices: RunCounters,
+}
+
+impl Scan<'_> {
+    async fn run(self) -> anyhow::Result<ScanSummary> {
+        let started = Instant::now();
+        let ending = self.work().await;
+        let calls = self.client.counters();
+        let api_calls = calls.api_calls.load(Ordering::Relaxed);
+        let throttled = calls.throttled.load(Ordering::Relaxed);
+        self.store
+            .finish_run(self.run_id, ending.status, api_calls as i64, throttled as i64, ending.error.as_deref())
+            .await
+            .context("closing the scan run")?;
+        let summary = ScanSummary {
+            scan_run_id: self.run_id,
+            status: ending.status,
+            listed: ending.listed,
+            planned: ending.planned,
+            rejected: ending.rejected,
+            devices: ending.devices,
+            api_calls,
+            throttled,
+            error: ending.error,
+            elapsed: started.elapsed(),
+        };
+        log_summary(&summary);
+        Ok(summary)
+    }
+
+    async fn work(&self) -> Ending {
+        let mut ending = Ending {
+            status: RunStatus::Failed,
+            error: None,
+            listed: 0,
+            planned: 0,
+            rejected: 0,
+            devices: RunCounters::default(),
+        };
+        let listing = match list::list_devices(self).await {
+            Ok(Some(listing)) => listing,
+            Ok(None) => {
+                ending.status = RunStatus::Interrupted;
+                ending.error = Some("shutdown during the device listing".into());
+                return ending;
+            }
+            Err(e) => {
+                ending.error = Some(format!("{e:#}"));
+                return ending;
+            }
+        };
+        ending.listed = listing.listed;
+        ending.rejected = listing.rejected;
+        ending.planned = listing.plan.len() as u64;
+        self.progress.planned.store(ending.planned, Ordering::Relaxed);
+        let fanned = fanout::scan_devices(self, listing.plan).await;
+        ending.devices = fanned.devices;
+        (ending.status, ending.error) = fanned.ending();
+        ending
+    }
+}
+
+fn log_summary(s: &ScanSummary) {
+    tracing::info!(
+        status = s.status.as_str(),
+        listed = s.listed,
+        planned = s.planned,
+        rejected = s.rejected,
+        ok = s.devices.ok,
+        not_found = s.devices.not_found,
+        failed = s.devices.failed,
+        api_calls = s.api_calls,
+        throttled = s.throttled,
+        elapsed_s = s.elapsed.as_secs_f64(),
+        error = s.error.as_deref().unwrap_or(""),
+        "Scan finished"
+    );
+}

@@ -1,0 +1,239 @@
+//! Writing scan results: counts per device and scan, and the missing-KB intervals.
+//!
+//! A batch is written in one transaction: KBs upserted, intervals of KBs no longer missing closed,
+//! intervals of newly missing KBs opened, one `device_scan` row per device, device state updated
+//! and run counters added. Writing the same batch twice changes nothing the second time.
+
+use std::collections::HashMap;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use super::{RunCounters, Store, pg_json, pg_text};
+use crate::defender::MissingKb;
+
+/// What one device's request ended with.
+#[derive(Debug, Clone)]
+pub enum DeviceOutcome {
+    Ok(Vec<MissingKb>),
+    NotFound,
+    Failed(String),
+}
+
+impl DeviceOutcome {
+    fn as_str(&self) -> &'static str {
+        match self {
+            DeviceOutcome::Ok(_) => "ok",
+            DeviceOutcome::NotFound => "not_found",
+            DeviceOutcome::Failed(_) => "failed",
+        }
+    }
+}
+
+/// One device's result in a run.
+#[derive(Debug, Clone)]
+pub struct DeviceResult {
+    pub device_id: i64,
+    pub scanned_at: DateTime<Utc>,
+    pub outcome: DeviceOutcome,
+}
+
+/// The current missing set of the batch's good devices, as columns.
+#[derive(Default)]
+struct Current {
+    devices: Vec<i64>,
+    kb_ids: Vec<String>,
+    cves: Vec<Option<i32>>,
+}
+
+impl Store {
+    /// Writes a batch of results in one transaction.
+    pub async fn write_results(
+        &self,
+        run_id: i64,
+        results: &[DeviceResult],
+        api_calls: i64,
+        throttled: i64,
+    ) -> anyhow::Result<RunCounters> {
+        let (current, kbs, ok_devices) = columns(results);
+        let mut counters = RunCounters::default();
+        for r in results {
+            match r.outcome {
+                DeviceOutcome::Ok(_) => counters.ok += 1,
+                DeviceOutcome::NotFound => counters.not_found += 1,
+                DeviceOutcome::Failed(_) => counters.failed += 1,
+            }
+        }
+        let mut tx = self.pool.begin().await.context("starting the results transaction")?;
+        upsert_kbs(&mut tx, &kbs, Utc::now()).await?;
+        close_missing_kbs(&mut tx, run_id, &ok_devices, &current).await?;
+        open_missing_kbs(&mut tx, run_id, &current).await?;
+        insert_device_scans(&mut tx, run_id, results).await?;
+        update_scanned_devices(&mut tx, run_id, results).await?;
+        Store::add_run_counters(&mut tx, run_id, counters, api_calls, throttled).await?;
+        tx.commit().await.context("committing results")?;
+        Ok(counters)
+    }
+}
+
+/// Splits results into the current (device, KB, cve) triples, the distinct KBs, and the good devices.
+/// A KB listed twice for one device counts once.
+fn columns(results: &[DeviceResult]) -> (Current, Vec<&MissingKb>, Vec<i64>) {
+    let mut current = Current::default();
+    let mut kbs: HashMap<&str, &MissingKb> = HashMap::new();
+    let mut ok_devices = Vec::new();
+    for r in results {
+        let DeviceOutcome::Ok(items) = &r.outcome else { continue };
+        ok_devices.push(r.device_id);
+        let mut seen = std::collections::HashSet::new();
+        for kb in items.iter().filter(|kb| seen.insert(kb.id.as_str())) {
+            current.devices.push(r.device_id);
+            current.kb_ids.push(pg_text(&kb.id));
+            current.cves.push(kb.cve_addressed);
+            kbs.insert(kb.id.as_str(), kb);
+        }
+    }
+    let mut kbs: Vec<&MissingKb> = kbs.into_values().collect();
+    kbs.sort_by(|a, b| a.id.cmp(&b.id));
+    (current, kbs, ok_devices)
+}
+
+async fn upsert_kbs(conn: &mut PgConnection, kbs: &[&MissingKb], now: DateTime<Utc>) -> anyhow::Result<()> {
+    if kbs.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO kbwatch.kb AS k (kb_id, name, url, products_names, cve_addressed,
+                                      machine_missed_on, first_seen_at, last_seen_at)
+         SELECT u.id, u.name, u.url, ARRAY(SELECT jsonb_array_elements_text(u.products::jsonb)),
+                u.cve, u.missed, $7, $7
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::int8[])
+              AS u(id, name, url, products, cve, missed)
+         ON CONFLICT (kb_id) DO UPDATE SET
+             name = EXCLUDED.name, url = EXCLUDED.url, products_names = EXCLUDED.products_names,
+             cve_addressed = EXCLUDED.cve_addressed, machine_missed_on = EXCLUDED.machine_missed_on,
+             last_seen_at = EXCLUDED.last_seen_at",
+    )
+    .bind(kbs.iter().map(|k| pg_text(&k.id)).collect::<Vec<_>>())
+    .bind(kbs.iter().map(|k| k.name.as_deref().map(pg_text)).collect::<Vec<_>>())
+    .bind(kbs.iter().map(|k| k.url.as_deref().map(pg_text)).collect::<Vec<_>>())
+    .bind(kbs.iter().map(|k| pg_json(&serde_json::json!(k.products_names.clone().unwrap_or_default()))).collect::<Vec<_>>())
+    .bind(kbs.iter().map(|k| k.cve_addressed).collect::<Vec<_>>())
+    .bind(kbs.iter().map(|k| k.machine_missed_on).collect::<Vec<_>>())
+    .bind(now)
+    .execute(conn)
+    .await
+    .context("storing KBs")?;
+    Ok(())
+}
+
+/// Closes the open intervals of good devices whose (KB, cveAddressed) is no longer reported.
+async fn close_missing_kbs(
+    conn: &mut PgConnection,
+    run_id: i64,
+    ok_devices: &[i64],
+    current: &Current,
+) -> anyhow::Result<()> {
+    if ok_devices.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE kbwatch.missing_kb m SET closed_scan_run_id = $1
+         WHERE m.device_id = ANY($2::int8[]) AND m.closed_scan_run_id IS NULL
+           AND m.opened_scan_run_id <> $1
+           AND NOT EXISTS (
+               SELECT 1 FROM UNNEST($3::int8[], $4::text[], $5::int4[]) AS c(device_id, kb_id, cve)
+               WHERE c.device_id = m.device_id AND c.kb_id = m.kb_id
+                 AND c.cve IS NOT DISTINCT FROM m.cve_addressed)",
+    )
+    .bind(run_id)
+    .bind(ok_devices)
+    .bind(&current.devices)
+    .bind(&current.kb_ids)
+    .bind(&current.cves)
+    .execute(conn)
+    .await
+    .context("closing remediated KB intervals")?;
+    Ok(())
+}
+
+/// Opens an interval for each reported (device, KB) that has no open one.
+async fn open_missing_kbs(conn: &mut PgConnection, run_id: i64, current: &Current) -> anyhow::Result<()> {
+    if current.devices.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO kbwatch.missing_kb (device_id, kb_id, opened_scan_run_id, cve_addressed)
+         SELECT c.device_id, c.kb_id, $1, c.cve
+         FROM UNNEST($2::int8[], $3::text[], $4::int4[]) AS c(device_id, kb_id, cve)
+         WHERE NOT EXISTS (
+             SELECT 1 FROM kbwatch.missing_kb m
+             WHERE m.device_id = c.device_id AND m.kb_id = c.kb_id AND m.closed_scan_run_id IS NULL)",
+    )
+    .bind(run_id)
+    .bind(&current.devices)
+    .bind(&current.kb_ids)
+    .bind(&current.cves)
+    .execute(conn)
+    .await
+    .context("opening missing-KB intervals")?;
+    Ok(())
+}
+
+async fn insert_device_scans(conn: &mut PgConnection, run_id: i64, results: &[DeviceResult]) -> anyhow::Result<()> {
+    let counts = |r: &DeviceResult| match &r.outcome {
+        DeviceOutcome::Ok(items) => {
+            let mut seen = std::collections::HashSet::new();
+            let distinct: Vec<&MissingKb> = items.iter().filter(|k| seen.insert(k.id.as_str())).collect();
+            let cves = distinct.iter().map(|k| i64::from(k.cve_addressed.unwrap_or(0))).sum::<i64>();
+            (Some(distinct.len() as i32), Some(cves))
+        }
+        _ => (None, None),
+    };
+    let (missing, cves): (Vec<Option<i32>>, Vec<Option<i64>>) = results.iter().map(counts).unzip();
+    sqlx::query(
+        "INSERT INTO kbwatch.device_scan (device_id, scan_run_id, scanned_at, outcome, missing_kbs,
+                                          cve_addressed_total, error)
+         SELECT u.device_id, $1, u.at, u.outcome, u.missing, u.cves, u.error
+         FROM UNNEST($2::int8[], $3::timestamptz[], $4::text[], $5::int4[], $6::int8[], $7::text[])
+              AS u(device_id, at, outcome, missing, cves, error)
+         ON CONFLICT (device_id, scan_run_id) DO NOTHING",
+    )
+    .bind(run_id)
+    .bind(results.iter().map(|r| r.device_id).collect::<Vec<_>>())
+    .bind(results.iter().map(|r| r.scanned_at).collect::<Vec<_>>())
+    .bind(results.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>())
+    .bind(missing)
+    .bind(cves)
+    .bind(results.iter().map(|r| match &r.outcome {
+        DeviceOutcome::Failed(e) => Some(pg_text(e)),
+        _ => None,
+    }).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .context("storing device scans")?;
+    Ok(())
+}
+
+/// Records each device's latest scan; a good scan also remembers the `lastSeen` it saw.
+async fn update_scanned_devices(conn: &mut PgConnection, run_id: i64, results: &[DeviceResult]) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE kbwatch.device d SET
+             last_scanned_at = u.at, last_scan_outcome = u.outcome,
+             last_good_scan_run_id = CASE WHEN u.outcome = 'ok' THEN $1 ELSE d.last_good_scan_run_id END,
+             last_good_scan_at = CASE WHEN u.outcome = 'ok' THEN u.at ELSE d.last_good_scan_at END,
+             last_seen_at_good_scan =
+                 CASE WHEN u.outcome = 'ok' THEN d.last_seen ELSE d.last_seen_at_good_scan END
+         FROM UNNEST($2::int8[], $3::timestamptz[], $4::text[]) AS u(device_id, at, outcome)
+         WHERE d.device_id = u.device_id",
+    )
+    .bind(run_id)
+    .bind(results.iter().map(|r| r.device_id).collect::<Vec<_>>())
+    .bind(results.iter().map(|r| r.scanned_at).collect::<Vec<_>>())
+    .bind(results.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .context("updating scanned devices")?;
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Tenants and run bookkeeping.
+
+use anyhow::Context as _;
+
+use super::Store;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    /// Every planned device was scanned (some may have failed or been not found).
+    Completed,
+    /// The run stopped early (deadline, database trouble) and kept what it finished.
+    Partial,
+    /// The run could not do its job (auth, 403, listing failed).
+    Failed,
+    /// Shutdown, or a crash found by the next run.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Device counts added by one batch of results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunCounters {
+    pub ok: i32,
+    pub not_found: i32,
+    pub failed: i32,
+}
+
+impl Store {
+    /// The id of the tenant named `name`, created on first use.
+    pub async fn ensure_tenant(&self, name: &str) -> anyhow::Result<i32> {
+        sqlx::query_scalar(
+            "INSERT INTO kbwatch.tenant (name) VALUES ($1)
+             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+             RETURNING tenant_id",
+        )
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await
+        .context("registering the tenant")
+    }
+
+    /// Marks runs of the tenant left `running` by a process that stopped; call with the tenant lock held.
+    pub async fn mark_interrupted(&self, tenant_id: i32) -> anyhow::Result<u64> {
+        let done = sqlx::query(
+            "UPDATE kbwatch.scan_run
+             SET status = 'interrupted', finished_at = now(),
+                 error = coalesce(error, 'the process running this scan stopped before it finished')
+             WHERE tenant_id = $1 AND status = 'running'",
+        )
+        .bind(tenant_id)
+        .execute(&self.pool)
+        .await
+        .context("marking orphaned runs interrupted")?;
+        Ok(done.rows_affected())
+    }
+
+    /// Opens a run in state `running`.
+    pub async fn start_run(&self, tenant_id: i32, trigger: &str) -> anyhow::Result<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO kbwatch.scan_run (tenant_id, trigger) VALUES ($1, $2) RETURNING scan_run_id",
+        )
+        .bind(tenant_id)
+        .bind(trigger)
+        .fetch_one(&self.pool)
+        .await
+        .context("opening the scan run")
+    }
+
+    /// Records the size of the listing and of the plan.
+    pub async fn set_run_plan(
+        &self,
+        run_id: i64,
+        listed: i32,
+        planned: i32,
+        rejected: i32,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE kbwatch.scan_run
+             SET devices_listed = $2, devices_planned = $3, devices_rejected = $4
+             WHERE scan_run_id = $1",
+        )
+        .bind(run_id)
+        .bind(listed)
+        .bind(planned)
+        .bind(rejected)
+        .execute(&self.pool)
+        .await
+        .context("recording the scan plan")?;
+        Ok(())
+    }
+
+    /// Adds a batch's device counts and sets the call counters, in the batch's transaction.
+    pub async fn add_run_counters(
+        conn: &mut sqlx::PgConnection,
+        run_id: i64,
+        counters: RunCounters,
+        api_calls: i64,
+        throttled: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE kbwatch.scan_run
+             SET devices_ok = devices_ok + $2, devices_not_found = devices_not_found + $3,
+                 devices_failed = devices_failed + $4, api_calls = $5, throttled = $6
+             WHERE scan_run_id = $1",
+        )
+        .bind(run_id)
+        .bind(counters.ok)
+        .bind(counters.not_found)
+        .bind(counters.failed)
+        .bind(api_calls)
+        .bind(throttled)
+        .execute(conn)
+        .await
+        .context("updating the run counters")?;
+        Ok(())
+    }
+
+    /// Closes a run with its final status, call counters and error text.
+    pub async fn finish_run(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        api_calls: i64,
+        throttled: i64,
+        error: Option<&str>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE kbwatch.scan_run
+             SET status = $2, finished_at = now(), api_calls = $3, throttled = $4, error = $5
+             WHERE scan_run_id = $1",
+        )
+        .bind(run_id)
+        .bind(status.as_str())
+        .bind(api_calls)
+        .bind(throttled)
+        .bind(error.map(super::pg_text))
+        .execute(&self.pool)
+        .await
+        .context("closing the scan run")?;
+        Ok(())
+    }
+}
