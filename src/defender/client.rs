@@ -75,6 +75,18 @@ impl Client {
         Self { http, base, tokens, pacer, options, counters: CallCounters::default() }
     }
 
+    /// The same client (HTTP pool, tokens, pacer) with counters at zero: one per scan.
+    pub fn with_fresh_counters(&self) -> Client {
+        Client {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            tokens: self.tokens.clone(),
+            pacer: self.pacer.clone(),
+            options: self.options.clone(),
+            counters: CallCounters::default(),
+        }
+    }
+
     pub fn counters(&self) -> &CallCounters {
         &self.counters
     }

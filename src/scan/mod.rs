@@ -79,7 +79,8 @@ pub struct ScanSummary {
     pub elapsed: Duration,
 }
 
-/// Scans `tenant` once. `Ok(None)` when another process holds the tenant's lock.
+/// Scans `tenant` once. `Ok(None)` when another process holds the tenant's lock. The client's
+/// pacer and token cache carry over between scans; its call counters start at zero for each.
 pub async fn scan_tenant(
     store: &Store,
     tenant: &TenantConfig,
@@ -98,6 +99,7 @@ pub async fn scan_tenant(
         tracing::warn!(tenant = %tenant.name, runs = orphans, "Marked runs left running by a stopped process as interrupted");
     }
     let run_id = store.start_run(tenant_id, options.trigger.as_str()).await?;
+    let client = Arc::new(client.with_fresh_counters());
     let span = tracing::info_span!("scan", tenant = %tenant.name, scan_run_id = run_id);
     let scan = Scan { store, tenant, tenant_id, run_id, client, options, progress, cancel };
     let summary = scan.run().instrument(span).await;

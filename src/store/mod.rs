@@ -52,6 +52,16 @@ impl Store {
         MIGRATOR.run(&self.pool).await.context("applying database migrations")
     }
 
+    /// How many embedded migrations the database has not applied (an error if it cannot be asked).
+    pub async fn pending_migrations(&self) -> anyhow::Result<usize> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .context("reading applied migrations")?;
+        Ok(MIGRATOR.iter().filter(|m| !applied.contains(&m.version)).count())
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

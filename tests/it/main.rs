@@ -1,1 +1,10 @@
+//! Integration tests: a real PostgreSQL (the private one, or `DATABASE_URL`) and the simulator
+//! over real HTTP. One binary keeps link time down.
 
+mod classification;
+mod daemon;
+mod helpers;
+mod history;
+mod listing;
+mod quota;
+mod secrets;

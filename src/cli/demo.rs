@@ -1,0 +1,107 @@
+//! `kbwatch demo`: the private PostgreSQL, the simulator (over TLS, with a real client-secret
+//! token flow), scans of a fleet that changes between them, and the summary report.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use super::database::open_store;
+use super::report::{ReportKind, render};
+use super::scan::scan_with_progress;
+use crate::config::{self, Config};
+use crate::embedded_pg::default_state_dir;
+use crate::scan::Trigger;
+use crate::sim::{Evolution, Sim, SimConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Devices in the simulated fleet.
+    #[arg(long, default_value_t = 2000)]
+    devices: usize,
+    /// Scans to run; between two scans a simulated month passes (updates installed, a new KB).
+    #[arg(long, default_value_t = 2)]
+    scans: u32,
+    /// State directory (database files); default $STATE_DIRECTORY, $XDG_STATE_HOME/kbwatch or ./.kbwatch.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Leave the private PostgreSQL running afterwards, for psql or a reporting tool.
+    #[arg(long)]
+    keep_running: bool,
+}
+
+pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
+    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+    let sim_config = SimConfig { seed: 42, devices: args.devices, tls: true, ..SimConfig::default() };
+    let secret = sim_config.client_secret.clone();
+    let sim = Sim::start(sim_config).await.context("starting the simulator")?;
+    let config = demo_config(&state_dir, &sim, &secret)?;
+    println!("kbwatch demo: simulated tenant at {} with {} devices", sim.base_url(), args.devices);
+    let db = open_store(&config).await?;
+    db.store.migrate().await?;
+    let mut ok = true;
+    for n in 1..=args.scans {
+        if n > 1 {
+            let change = sim.evolve(Evolution { install_updates: 0.1, new_monthly_kb: true, add_devices: args.devices / 100, offboard_devices: args.devices / 200, ..Evolution::default() });
+            println!("a month passes: {} updates installed, {} new KB gaps, {} devices added, {} offboarded", change.kbs_fixed, change.kbs_added, change.devices_added.len(), change.devices_offboarded.len());
+        }
+        match scan_with_progress(&db.store, &config, &config.tenants[0], Trigger::Demo, &cancel).await? {
+            Some(s) => {
+                println!("scan {n}: {} devices in {:.1}s ({:.0}/s), {} API calls, status {}", s.devices.ok, s.elapsed.as_secs_f64(), f64::from(s.devices.ok) / s.elapsed.as_secs_f64().max(0.001), s.api_calls, s.status.as_str());
+                ok &= s.status == crate::store::RunStatus::Completed;
+            }
+            None => anyhow::bail!("another kbwatch is scanning the demo tenant"),
+        }
+    }
+    println!("\n{}", render(&db.store, ReportKind::Summary).await?);
+    println!("The history is in the `reporting` views, e.g.:\n  SELECT * FROM reporting.fleet_daily;\n  SELECT * FROM reporting.current_missing_kbs LIMIT 20;");
+    if args.keep_running {
+        println!("PostgreSQL keeps running; its data is under {}", state_dir.join("postgres").display());
+    } else {
+        db.close().await;
+    }
+    drop(sim);
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The demo's configuration, written as an operator would write it and loaded the same way.
+fn demo_config(state_dir: &Path, sim: &Sim, secret: &str) -> anyhow::Result<Config> {
+    let ca = state_dir.join("demo-sim-ca.pem");
+    std::fs::write(&ca, sim.ca_pem().context("the demo simulator serves TLS")?).context("writing the demo CA")?;
+    let secret_file = state_dir.join("demo-client-secret");
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&secret_file)?;
+    file.write_all(secret.as_bytes())?;
+    let toml = format!(
+        r#"
+[database]
+state_dir = {state_dir:?}
+
+[tls]
+ca_file = {ca:?}
+
+[[tenant]]
+name = "demo"
+api_base = "{api}"
+rescan_after = "0s"
+
+[tenant.auth]
+kind = "client_secret"
+tenant_id = "00000000-0000-0000-0000-000000000000"
+client_id = "kbwatch-sim-client"
+client_secret_file = {secret_file:?}
+authority = "{authority}"
+
+[tenant.quota]
+per_minute = 1000000
+per_hour = 10000000
+concurrency = 16
+"#,
+        api = sim.base_url(),
+        authority = sim.authority(),
+    );
+    Ok(config::load_str(&toml, std::iter::empty())?)
+}

@@ -1,0 +1,101 @@
+//! `kbwatch scan`: one scan of each tenant now, a progress bar on a terminal, a summary at the end.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use super::database::open_store;
+use crate::config::{Config, TenantConfig};
+use crate::defender::client_for;
+use crate::scan::{Progress, ScanOptions, ScanSummary, Trigger, scan_tenant};
+use crate::store::{RunStatus, Store};
+
+pub async fn run(config: Config, only: Option<&str>, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
+    let tenants: Vec<&TenantConfig> =
+        config.tenants.iter().filter(|t| only.is_none_or(|name| t.name == name)).collect();
+    if tenants.is_empty() {
+        anyhow::bail!("no tenant named {:?} in the configuration", only.unwrap_or_default());
+    }
+    let db = open_store(&config).await?;
+    db.store.migrate().await?;
+    let mut all_ok = true;
+    for tenant in tenants {
+        let summary = scan_with_progress(&db.store, &config, tenant, Trigger::Manual, &cancel).await;
+        match summary {
+            Ok(Some(s)) => {
+                print_summary(&tenant.name, &s);
+                all_ok &= matches!(s.status, RunStatus::Completed);
+            }
+            Ok(None) => println!("{}: skipped, another kbwatch is scanning it", tenant.name),
+            Err(e) => {
+                eprintln!("{}: scan failed: {e:#}", tenant.name);
+                all_ok = false;
+            }
+        }
+    }
+    db.close().await;
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// One scan, showing progress on a terminal and logging it every few seconds otherwise.
+pub async fn scan_with_progress(
+    store: &Store,
+    config: &Config,
+    tenant: &TenantConfig,
+    trigger: Trigger,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<ScanSummary>> {
+    let client = Arc::new(client_for(tenant, &config.tls).with_context(|| format!("tenant {}", tenant.name))?);
+    let progress = Arc::new(Progress::default());
+    let reporter = tokio::spawn(report_progress(progress.clone()));
+    let options = ScanOptions { trigger, ..ScanOptions::default() };
+    let summary = scan_tenant(store, tenant, client, &options, progress, cancel).await;
+    reporter.abort();
+    summary
+}
+
+async fn report_progress(progress: Arc<Progress>) {
+    let terminal = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::hidden();
+    if terminal {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} devices  {per_sec}  eta {eta}  {wide_bar}")
+                .expect("constant template parses"),
+        );
+    }
+    let mut tick = tokio::time::interval(if terminal { Duration::from_millis(200) } else { Duration::from_secs(5) });
+    loop {
+        tick.tick().await;
+        let (done, planned) = (progress.done.load(Ordering::Relaxed), progress.planned.load(Ordering::Relaxed));
+        if terminal {
+            bar.set_length(planned);
+            bar.set_position(done);
+        } else if planned > 0 {
+            tracing::info!(done, planned, "Scan progress");
+        }
+    }
+}
+
+fn print_summary(tenant: &str, s: &ScanSummary) {
+    println!(
+        "{tenant}: run {} {} in {:.1}s: listed {}, planned {}, ok {}, not found {}, failed {}, rejected {}, API calls {}, throttled {}{}",
+        s.scan_run_id,
+        s.status.as_str(),
+        s.elapsed.as_secs_f64(),
+        s.listed,
+        s.planned,
+        s.devices.ok,
+        s.devices.not_found,
+        s.devices.failed,
+        s.rejected,
+        s.api_calls,
+        s.throttled,
+        s.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default(),
+    );
+}

@@ -1,0 +1,112 @@
+//! Each row of the response classification table (DESIGN §3), against the simulator.
+
+use std::time::{Duration, Instant};
+
+use kbwatch::sim::{DeviceFault, Faults, SimConfig};
+use kbwatch::store::RunStatus;
+
+use crate::helpers::{Auth, spawn_app};
+
+const FAST: &str = "[tenant.quota]\nper_minute = 1000000\nper_hour = 10000000\nconcurrency = 8\n";
+
+async fn outcome_of(app: &crate::helpers::TestApp, machine_id: &str) -> (String, Option<String>) {
+    sqlx::query_as(
+        "SELECT s.outcome, s.error FROM kbwatch.device_scan s JOIN kbwatch.device d USING (device_id)
+         WHERE d.machine_id = $1",
+    )
+    .bind(machine_id)
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refreshed_once_and_the_scan_goes_on() {
+    let app = spawn_app(SimConfig { devices: 50, ..SimConfig::default() }, Auth::ClientSecret, FAST).await;
+    let client = app.client();
+    assert_eq!(app.scan_with(client.clone()).await.status, RunStatus::Completed);
+    let tokens_before = app.sim.stats().token_requests;
+    app.sim.expire_tokens();
+    let second = app.scan_with(client).await;
+    assert_eq!(second.status, RunStatus::Completed, "{second:?}");
+    assert_eq!(second.devices.ok, 50);
+    let stats = app.sim.stats();
+    assert!(stats.unauthorized >= 1, "a 401 was served");
+    assert_eq!(stats.token_requests, tokens_before + 1, "exactly one new token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbidden_stops_the_tenant_at_once_with_the_api_message() {
+    let message = "Missing application roles. API required roles: Software.Read.All";
+    let faults = Faults { forbidden: Some(message.into()), ..Faults::default() };
+    let app = spawn_app(SimConfig { devices: 500, faults, ..SimConfig::default() }, Auth::TokenFile, FAST).await;
+    let started = Instant::now();
+    let summary = app.scan().await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(summary.status, RunStatus::Failed);
+    assert!(summary.error.as_deref().unwrap_or_default().contains(message), "{summary:?}");
+    let stored: Option<String> = sqlx::query_scalar("SELECT error FROM kbwatch.scan_run WHERE scan_run_id = $1")
+        .bind(summary.scan_run_id)
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert!(stored.unwrap().contains(message));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intermittent_404s_are_retried_and_an_unknown_device_ends_not_found() {
+    let faults = Faults { not_found_rate: 0.2, ..Faults::default() };
+    let app = spawn_app(SimConfig { devices: 200, faults, ..SimConfig::default() }, Auth::TokenFile, FAST).await;
+    let gone = app.sim.device_ids()[0].clone();
+    app.sim.set_device_fault(&gone, Some(DeviceFault::AlwaysNotFound));
+    let summary = app.scan().await;
+    assert_eq!(summary.status, RunStatus::Completed);
+    assert_eq!(outcome_of(&app, &gone).await.0, "not_found");
+    assert!(summary.devices.ok >= 190, "retries recover intermittent 404s: {summary:?}");
+    assert_eq!(summary.devices.ok + summary.devices.not_found, 200);
+    assert!(app.sim.stats().kbs_requests > 200 + 2, "404s were retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_and_a_broken_device_fails_alone() {
+    let faults = Faults { server_error_rate: 0.2, ..Faults::default() };
+    let app = spawn_app(SimConfig { devices: 200, faults, ..SimConfig::default() }, Auth::TokenFile, FAST).await;
+    let ids = app.sim.device_ids();
+    app.sim.set_device_fault(&ids[1], Some(DeviceFault::ServerError));
+    app.sim.set_device_fault(&ids[2], Some(DeviceFault::Malformed));
+    let summary = app.scan().await;
+    assert_eq!(summary.status, RunStatus::Completed);
+    assert_eq!(summary.devices.failed, 2, "{summary:?}");
+    assert_eq!(summary.devices.ok, 198);
+    let (outcome, error) = outcome_of(&app, &ids[1]).await;
+    assert_eq!(outcome, "failed");
+    assert!(error.unwrap().contains("server error"));
+    let (outcome, error) = outcome_of(&app, &ids[2]).await;
+    assert_eq!(outcome, "failed");
+    assert!(error.unwrap().contains("decode"), "malformed JSON is a decode failure");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_ids_are_recorded_and_never_requested() {
+    let app = spawn_app(SimConfig { devices: 20, ..SimConfig::default() }, Auth::TokenFile, FAST).await;
+    let hostile = ["../x", "2339ad14a01bd0299afb93dfa2550136057bff9", "2339ad14a01bd0299afb93dfa2550136057bff9/"];
+    for id in hostile {
+        app.sim.push_raw_device(serde_json::json!({"id": id, "computerDnsName": "evil", "osPlatform": "Windows10"}));
+    }
+    let summary = app.scan().await;
+    assert_eq!(summary.status, RunStatus::Completed);
+    assert_eq!((summary.listed, summary.rejected, summary.devices.ok), (23, 3, 20));
+    let known: std::collections::HashSet<String> = app.sim.device_ids().into_iter().collect();
+    let kb_paths: Vec<String> =
+        app.sim.requested_paths().into_iter().filter(|p| p.ends_with("/getmissingkbs")).collect();
+    assert_eq!(kb_paths.len(), 20);
+    for path in kb_paths {
+        let id = path.trim_end_matches("/getmissingkbs").rsplit('/').next().unwrap().to_owned();
+        assert!(known.contains(&id), "{path} was requested");
+    }
+    let rejected: i64 = sqlx::query_scalar("SELECT count(*) FROM kbwatch.device WHERE NOT id_valid")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rejected, 3);
+}

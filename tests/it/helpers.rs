@@ -1,0 +1,175 @@
+//! `TestApp`: a fresh database, a simulator and a tenant configuration pointing at it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kbwatch::config::{self, Config};
+use kbwatch::defender::{Client, client_for};
+use kbwatch::embedded_pg::EmbeddedPg;
+use kbwatch::scan::{Progress, ScanOptions, ScanSummary, scan_tenant};
+use kbwatch::sim::{Sim, SimConfig};
+use kbwatch::store::Store;
+use secrecy::SecretString;
+use sqlx::Connection as _;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+/// The bearer token the simulator always accepts in tests that use `token_file`.
+pub const STATIC_TOKEN: &str = "kbwatch-test-static-token";
+
+pub struct TestApp {
+    pub sim: Sim,
+    pub store: Store,
+    pub config: Config,
+    pub db_url: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// How the tenant authenticates.
+pub enum Auth {
+    /// A token file holding [`STATIC_TOKEN`].
+    TokenFile,
+    /// `client_secret` through azure_identity, against the simulator's TLS token endpoint.
+    ClientSecret,
+}
+
+/// Starts the simulator and a fresh database; `tenant_toml` is appended to the tenant table
+/// (e.g. `[tenant.quota]` lines).
+pub async fn spawn_app(sim: SimConfig, auth: Auth, tenant_toml: &str) -> TestApp {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tls = matches!(auth, Auth::ClientSecret);
+    let sim = Sim::start(SimConfig { tls, static_token: Some(STATIC_TOKEN.into()), ..sim })
+        .await
+        .expect("simulator starts");
+    let db_url = fresh_database().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = tenant_config(&sim, &auth, &db_url, dir.path(), tenant_toml);
+    let store = Store::connect(&SecretString::from(db_url.clone()), 8).await.expect("database connects");
+    store.migrate().await.expect("migrations apply");
+    TestApp { sim, store, config, db_url, dir }
+}
+
+fn tenant_config(sim: &Sim, auth: &Auth, db_url: &str, dir: &std::path::Path, extra: &str) -> Config {
+    let auth_toml = match auth {
+        Auth::TokenFile => {
+            let token = dir.join("token");
+            std::fs::write(&token, STATIC_TOKEN).unwrap();
+            format!("kind = \"token_file\"\ntoken_file = {token:?}\n")
+        }
+        Auth::ClientSecret => {
+            let ca = dir.join("ca.pem");
+            std::fs::write(&ca, sim.ca_pem().expect("TLS simulator has a CA")).unwrap();
+            let secret = dir.join("secret");
+            std::fs::write(&secret, SimConfig::default().client_secret).unwrap();
+            format!(
+                "kind = \"client_secret\"\ntenant_id = \"00000000-0000-0000-0000-000000000001\"\n\
+                 client_id = \"{}\"\nclient_secret_file = {secret:?}\nauthority = \"{}\"\n\
+                 [tls]\nca_file = {ca:?}\n",
+                SimConfig::default().client_id,
+                sim.authority()
+            )
+        }
+    };
+    // [tls] must not land inside [tenant.auth]: put the auth table last and move [tls] to the top.
+    let (auth_only, tls) = match auth_toml.split_once("[tls]\n") {
+        Some((a, t)) => (a.to_owned(), format!("[tls]\n{t}")),
+        None => (auth_toml, String::new()),
+    };
+    let text = format!(
+        "[database]\nurl = \"{db_url}\"\n{tls}\n[[tenant]]\nname = \"t1\"\napi_base = \"{}\"\n\
+         rescan_after = \"0s\"\n\n[tenant.http]\nretry_base = \"10ms\"\n\n{extra}\n\n[tenant.auth]\n{auth_only}",
+        sim.base_url()
+    );
+    config::load_str(&text, std::iter::empty()).unwrap_or_else(|e| panic!("test config loads: {e}\n{text}"))
+}
+
+/// A new, empty database: in `DATABASE_URL`'s server when set, else in the private PostgreSQL
+/// that the test run shares (started once, left running for the next run).
+pub async fn fresh_database() -> String {
+    let name = format!("kbwatch_test_{}", uuid::Uuid::new_v4().simple());
+    match std::env::var("DATABASE_URL") {
+        Ok(admin) => {
+            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("DATABASE_URL connects");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("test database is created");
+            let mut url = url::Url::parse(&admin).expect("DATABASE_URL is a URL");
+            url.set_path(&name);
+            url.to_string()
+        }
+        Err(_) => {
+            let pg = cluster().await;
+            pg.ensure_database(&name).await.expect("test database is created");
+            pg.url(&name)
+        }
+    }
+}
+
+async fn cluster() -> &'static EmbeddedPg {
+    static CLUSTER: OnceCell<EmbeddedPg> = OnceCell::const_new();
+    CLUSTER
+        .get_or_init(|| async {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kbwatch-test-pg");
+            EmbeddedPg::start(&dir).await.expect("the private PostgreSQL starts")
+        })
+        .await
+}
+
+impl TestApp {
+    pub fn tenant(&self) -> &kbwatch::config::TenantConfig {
+        &self.config.tenants[0]
+    }
+
+    pub fn client(&self) -> Arc<Client> {
+        Arc::new(client_for(self.tenant(), &self.config.tls).expect("client builds"))
+    }
+
+    /// One scan to completion with `client` (reuse it to keep its token cache and pacer).
+    pub async fn scan_with(&self, client: Arc<Client>) -> ScanSummary {
+        let options = ScanOptions { batch_size: 200, ..ScanOptions::default() };
+        scan_tenant(&self.store, self.tenant(), client, &options, Arc::new(Progress::default()), &CancellationToken::new())
+            .await
+            .expect("scan runs")
+            .expect("tenant lock is free")
+    }
+
+    pub async fn scan(&self) -> ScanSummary {
+        self.scan_with(self.client()).await
+    }
+
+    /// (machine id, KB id, cveAddressed) of `reporting.current_missing_kbs`.
+    pub async fn current_missing(&self) -> BTreeSet<(String, String, i64)> {
+        let rows: Vec<(String, String, Option<i32>)> =
+            sqlx::query_as("SELECT machine_id, kb_id, cve_addressed FROM reporting.current_missing_kbs")
+                .fetch_all(self.store.pool())
+                .await
+                .unwrap();
+        rows.into_iter().map(|(m, k, c)| (m, k, i64::from(c.unwrap_or(0)))).collect()
+    }
+
+    /// The same triples for one scan, from `reporting.missing_kb_snapshots`.
+    pub async fn snapshot(&self, run_id: i64) -> BTreeSet<(String, String, i64)> {
+        let rows: Vec<(String, String, Option<i32>)> = sqlx::query_as(
+            "SELECT machine_id, kb_id, cve_addressed FROM reporting.missing_kb_snapshots WHERE scan_run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_all(self.store.pool())
+        .await
+        .unwrap();
+        rows.into_iter().map(|(m, k, c)| (m, k, i64::from(c.unwrap_or(0)))).collect()
+    }
+
+    /// The simulator's truth as the same triples.
+    pub fn truth(&self) -> BTreeSet<(String, String, i64)> {
+        triples(&self.sim.truth())
+    }
+}
+
+pub fn triples(truth: &BTreeMap<String, Vec<kbwatch::sim::TruthKb>>) -> BTreeSet<(String, String, i64)> {
+    truth
+        .iter()
+        .flat_map(|(m, kbs)| kbs.iter().map(move |k| (m.clone(), k.id.clone(), k.cve_addressed)))
+        .collect()
+}
