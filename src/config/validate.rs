@@ -1,0 +1,338 @@
+//! Semantic checks of a deserialized [`Config`], collecting every problem. No message carries a
+//! secret value.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+use secrecy::ExposeSecret;
+use toml::{Table, Value};
+use url::{Host, Url};
+
+use super::Problem;
+use crate::config::{AuthConfig, AuthKind, Config, DatabaseConfig, TenantConfig};
+
+/// What validation knows beyond the config itself.
+#[derive(Debug, Default)]
+pub(super) struct Context {
+    /// Permission bits of the config file; `None` when the text did not come from a file.
+    pub file_mode: Option<u32>,
+    /// Key paths of secrets written in the file itself (before env overrides).
+    pub inline_secrets: Vec<String>,
+}
+
+/// Every problem of `cfg`, in no particular order.
+pub(super) fn validate(cfg: &Config, ctx: &Context) -> Vec<Problem> {
+    let mut out = Vec::new();
+    check_permissions(ctx, &mut out);
+    check_database(&cfg.database, &mut out);
+    if let Err(message) = parse_cron(&cfg.schedule.cron) {
+        out.push(problem("schedule.cron", message));
+    }
+    if let Some(ca) = &cfg.tls.ca_file {
+        check_readable("tls.ca_file", ca, &mut out);
+    }
+    check_tenants(&cfg.tenants, &mut out);
+    out
+}
+
+/// Parses a cron expression exactly as tokio-cron-scheduler 0.15 does (`Job::new_async`: croner,
+/// seconds required, day-of-month AND day-of-week), after requiring exactly 6 fields.
+pub(crate) fn parse_cron(expr: &str) -> Result<Cron, String> {
+    match expr.split_whitespace().count() {
+        6 => {}
+        5 => {
+            return Err("has 5 fields, but kbwatch cron has 6 with seconds first \
+                        (sec min hour day-of-month month day-of-week), e.g. \"0 0 * * * *\" for hourly"
+                .into());
+        }
+        n => {
+            return Err(format!(
+                "must have exactly 6 fields (sec min hour day-of-month month day-of-week), found {n}"
+            ));
+        }
+    }
+    let cron = CronParser::builder()
+        .seconds(Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map_err(|e| format!("does not parse: {e}"))?;
+    cron.find_next_occurrence(&chrono::Utc::now(), false)
+        .map_err(|_| "never fires (no date matches it)".to_owned())?;
+    Ok(cron)
+}
+
+/// Key paths of the secrets written in the file's own table: `tenant[i].auth.client_secret`, and
+/// `database.url` when it holds a password.
+pub(super) fn inline_secrets(file: &Table) -> Vec<String> {
+    let mut paths = Vec::new();
+    if let Some(url) = file.get("database").and_then(|d| d.get("url")).and_then(Value::as_str)
+        && url_has_password(url)
+    {
+        paths.push("database.url".to_owned());
+    }
+    let tenants =
+        file.get("tenant").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    for (i, tenant) in tenants.iter().enumerate() {
+        if tenant.get("auth").and_then(|a| a.get("client_secret")).is_some() {
+            paths.push(format!("tenant[{i}].auth.client_secret"));
+        }
+    }
+    paths
+}
+
+fn check_permissions(ctx: &Context, out: &mut Vec<Problem>) {
+    let Some(mode) = ctx.file_mode.filter(|mode| mode & 0o077 != 0) else { return };
+    for path in &ctx.inline_secrets {
+        let instead = if path == "database.url" {
+            "set KBWATCH_DATABASE__URL in the environment"
+        } else {
+            "use client_secret_file"
+        };
+        out.push(problem(
+            path,
+            format!(
+                "a secret written in the config file is refused because the file is readable by group \
+                 or others (mode {:04o}): chmod 600 the file, or {instead}",
+                mode & 0o777
+            ),
+        ));
+    }
+}
+
+fn check_database(db: &DatabaseConfig, out: &mut Vec<Problem>) {
+    if let Some(url) = &db.url {
+        let url = url.expose_secret().to_ascii_lowercase();
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            out.push(problem("database.url", "must start with postgres:// or postgresql://"));
+        }
+    }
+    if db.max_connections == 0 {
+        out.push(problem("database.max_connections", "must be at least 1"));
+    }
+}
+
+/// True when a PostgreSQL URL carries a password, in its user info or as a `password` parameter.
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (authority, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, query),
+        None => (rest, ""),
+    };
+    let authority = authority.split('/').next().unwrap_or_default();
+    let in_userinfo =
+        authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'));
+    in_userinfo || query.split('&').any(|pair| pair.split('=').next() == Some("password"))
+}
+
+fn check_tenants(tenants: &[TenantConfig], out: &mut Vec<Problem>) {
+    if tenants.is_empty() {
+        out.push(problem("tenant", "at least one [[tenant]] is required"));
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, t) in tenants.iter().enumerate() {
+        let p = format!("tenant[{i}]");
+        check_name(&p, &t.name, out);
+        if let Some(first) = seen.insert(t.name.to_ascii_lowercase().replace('-', "_"), i) {
+            out.push(problem(
+                format!("{p}.name"),
+                format!(
+                    "duplicate tenant name {:?}: tenant[{first}] has the same name (compared ignoring case \
+                     and - versus _)",
+                    t.name
+                ),
+            ));
+        }
+        check_url(&format!("{p}.api_base"), &t.api_base, out);
+        if t.api_base.query().is_some() || t.api_base.fragment().is_some() {
+            out.push(problem(format!("{p}.api_base"), "must have no query or fragment"));
+        }
+        if !(1..=10_000).contains(&t.page_size) {
+            out.push(problem(format!("{p}.page_size"), "must be between 1 and 10000"));
+        }
+        check_limits(&p, t, out);
+        check_auth(&format!("{p}.auth"), &t.auth, out);
+    }
+}
+
+fn check_name(p: &str, name: &str, out: &mut Vec<Problem>) {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name.len() <= 63;
+    if name.is_empty() {
+        out.push(problem(format!("{p}.name"), "must not be empty"));
+    } else if !valid {
+        out.push(problem(
+            format!("{p}.name"),
+            "must be 1 to 63 letters, digits, _ or -, starting with a letter or digit",
+        ));
+    }
+}
+
+fn check_limits(p: &str, t: &TenantConfig, out: &mut Vec<Problem>) {
+    let q = &t.quota;
+    if q.per_minute < 1 {
+        out.push(problem(format!("{p}.quota.per_minute"), "must be at least 1"));
+    }
+    if q.per_hour < q.per_minute {
+        out.push(problem(
+            format!("{p}.quota.per_hour"),
+            format!("must be at least per_minute ({})", q.per_minute),
+        ));
+    }
+    if !(1..=256).contains(&q.concurrency) {
+        out.push(problem(format!("{p}.quota.concurrency"), "must be between 1 and 256"));
+    }
+    if t.http.max_attempts < 1 {
+        out.push(problem(format!("{p}.http.max_attempts"), "must be at least 1"));
+    }
+}
+
+fn check_auth(p: &str, auth: &AuthConfig, out: &mut Vec<Problem>) {
+    match auth.kind {
+        AuthKind::ClientSecret => {
+            match auth.tenant_id.as_deref() {
+                None | Some("") => {
+                    out.push(problem(format!("{p}.tenant_id"), "required for kind client_secret"))
+                }
+                Some(id) if !is_guid(id) && !is_domain(id) => out.push(problem(
+                    format!("{p}.tenant_id"),
+                    "must be a GUID or a domain name (e.g. contoso.onmicrosoft.com)",
+                )),
+                Some(_) => {}
+            }
+            if auth.client_id.as_deref().is_none_or(str::is_empty) {
+                out.push(problem(format!("{p}.client_id"), "required for kind client_secret"));
+            }
+            match (&auth.client_secret, &auth.client_secret_file) {
+                (Some(_), Some(_)) => {
+                    out.push(problem(p, "set only one of client_secret and client_secret_file"));
+                }
+                (None, None) => out.push(problem(
+                    p,
+                    "kind client_secret requires one of client_secret_file (preferred) or client_secret",
+                )),
+                (Some(secret), None) if secret.expose_secret().is_empty() => {
+                    out.push(problem(format!("{p}.client_secret"), "must not be empty"));
+                }
+                _ => {}
+            }
+        }
+        AuthKind::TokenFile => {
+            if auth.token_file.is_none() {
+                out.push(problem(format!("{p}.token_file"), "required for kind token_file"));
+            }
+        }
+    }
+    if let Some(file) = &auth.client_secret_file {
+        check_readable(&format!("{p}.client_secret_file"), file, out);
+    }
+    if let Some(file) = &auth.token_file {
+        check_readable(&format!("{p}.token_file"), file, out);
+    }
+    check_url(&format!("{p}.authority"), &auth.authority, out);
+}
+
+/// https anywhere, http only for a loopback host.
+fn check_url(path: &str, url: &Url, out: &mut Vec<Problem>) {
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(url) => {}
+        "http" => out.push(problem(
+            path,
+            "must use https; http is accepted only for a loopback host (localhost, 127.0.0.0/8, ::1)",
+        )),
+        other => out.push(problem(path, format!("scheme {other:?} is not supported; use https"))),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn check_readable(path: &str, file: &Path, out: &mut Vec<Problem>) {
+    let shown = file.display();
+    match File::open(file).and_then(|f| f.metadata()) {
+        Ok(meta) if meta.is_dir() => {
+            out.push(problem(path, format!("{shown} is a directory, not a file")))
+        }
+        Ok(_) => {}
+        Err(e) => out.push(problem(path, format!("cannot read {shown}: {e}"))),
+    }
+}
+
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn is_domain(s: &str) -> bool {
+    let labels: Vec<&str> = s.split('.').collect();
+    let label_ok = |l: &&str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    s.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(label_ok)
+        && labels.last().is_some_and(|tld| tld.bytes().any(|b| b.is_ascii_alphabetic()))
+}
+
+fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem { path: path.into(), message: message.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_needs_six_fields_seconds_first() {
+        assert!(parse_cron("0 0 * * * *").is_ok());
+        assert!(parse_cron("0 30 2 * * Mon-Fri").is_ok());
+        let five = parse_cron("0 * * * *").expect_err("5 fields are refused");
+        assert!(five.contains("seconds first"), "{five}");
+        assert!(parse_cron("0 0 * * * * 2030").is_err(), "a year field is refused");
+        assert!(parse_cron("@hourly").is_err());
+        assert!(parse_cron("0 0 25 * * *").is_err(), "hour 25");
+        assert!(parse_cron("0 0 0 31 2 *").unwrap_err().contains("never fires"));
+    }
+
+    #[test]
+    fn tenant_ids_and_passwords() {
+        assert!(is_guid("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"));
+        assert!(!is_guid("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f"));
+        assert!(is_domain("contoso.onmicrosoft.com"));
+        assert!(!is_domain("contoso"));
+        assert!(!is_domain("-bad.com"));
+        assert!(url_has_password("postgres://kb:pw@db:5432/kbwatch"));
+        assert!(url_has_password("postgresql://kb@db/kbwatch?sslmode=require&password=pw"));
+        assert!(!url_has_password("postgres://kb@db/kbwatch"));
+        assert!(!url_has_password("postgres://db/kbwatch?user=a:b"));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for ok in ["http://localhost:8080", "http://127.0.0.2/", "http://[::1]:9/"] {
+            assert!(is_loopback(&Url::parse(ok).unwrap()), "{ok}");
+        }
+        for bad in ["http://10.0.0.1", "http://localhost.example.com", "http://[::2]/"] {
+            assert!(!is_loopback(&Url::parse(bad).unwrap()), "{bad}");
+        }
+    }
+}
