@@ -96,9 +96,6 @@ fn load_source(
     let mut table = parse(text).map_err(|p| ConfigError::Invalid(vec![p]))?;
     let ctx = validate::Context { file_mode, inline_secrets: validate::inline_secrets(&table) };
     let applied = env::apply(&mut table, env);
-    // `DatabaseConfig`'s derived `Default` has `max_connections = 0`, not its serde default of 8:
-    // an empty `[database]` makes a missing section take the serde defaults.
-    table.entry("database").or_insert_with(|| Value::Table(Table::new()));
     let mut problems = applied.problems;
     let typed = deserialize(table);
     problems.extend(typed.problems);

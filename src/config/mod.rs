@@ -12,7 +12,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-pub use load::{ConfigError, Problem, load, load_str};
+pub use load::{ConfigError, Problem, load, load_str, load_with_env};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,7 +38,7 @@ pub struct Config {
 }
 
 /// `[database]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseConfig {
     /// PostgreSQL URL. Default: none, which starts the private PostgreSQL (DESIGN §7).
     pub url: Option<SecretString>,
@@ -186,6 +186,12 @@ pub struct HttpConfig {
     /// First retry backoff, doubled per attempt (jittered, capped at 30 s). Default: `"500ms"`.
     #[serde(default = "default_retry_base", with = "humantime_serde")]
     pub retry_base: Duration,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: None, max_connections: default_max_connections(), state_dir: None }
+    }
 }
 
 impl Default for ScheduleConfig {

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test suite: unit tests and integration tests against a real PostgreSQL (the private one
+# kbwatch starts under target/, or $DATABASE_URL when set) and the simulator over real HTTP.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-postgres.sh
+cargo test --all-targets "$@"
