@@ -1,1 +1,268 @@
-//! TODO
+//! The private PostgreSQL (DESIGN §7): with no `database.url`, kbwatch runs its own cluster from the
+//! PostgreSQL binaries installed on the machine, with its data under the state directory.
+//!
+//! Layout of the state directory `dir`:
+//! - `dir/data`: the cluster (initdb on first use);
+//! - `dir/socket`: the Unix socket directory;
+//! - `dir/postgres.log`: the server log (`pg_ctl -l`);
+//! - `dir/postgres.port`: the loopback port chosen on first use, reused by later starts;
+//! - `dir/postgres.lock`: an exclusive `flock` held while a process initialises, starts or stops the cluster.
+//!
+//! PostgreSQL refuses to run as root: as root the binaries run as the `postgres` system user, and the
+//! directories they use are handed to that user.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
+
+mod binaries;
+mod cluster;
+#[cfg(test)]
+mod tests;
+
+use binaries::Runner;
+use cluster::Layout;
+
+/// The state directory: `$STATE_DIRECTORY` (first path if colon-separated), else
+/// `$XDG_STATE_HOME/kbwatch`, else `./.kbwatch`.
+pub fn default_state_dir() -> PathBuf {
+    state_dir_from(std::env::var_os("STATE_DIRECTORY"), std::env::var_os("XDG_STATE_HOME"))
+}
+
+/// [`default_state_dir`] as a pure function of the two environment values. Empty values count as unset; a
+/// relative `XDG_STATE_HOME` is ignored, as the XDG specification asks.
+fn state_dir_from(state_directory: Option<OsString>, xdg_state_home: Option<OsString>) -> PathBuf {
+    if let Some(first) = state_directory
+        .as_ref()
+        .and_then(|s| s.as_bytes().split(|b| *b == b':').find(|part| !part.is_empty()))
+    {
+        return PathBuf::from(OsStr::from_bytes(first));
+    }
+    if let Some(xdg) = xdg_state_home.filter(|x| !x.is_empty() && Path::new(x).is_absolute()) {
+        return PathBuf::from(xdg).join("kbwatch");
+    }
+    PathBuf::from(".kbwatch")
+}
+
+/// Why the private PostgreSQL could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedPgError {
+    /// No PostgreSQL server binaries on this machine.
+    #[error(
+        "PostgreSQL server binaries not found on PATH or under /usr/lib/postgresql/*/bin; install them, e.g. `apt-get install postgresql`"
+    )]
+    NotInstalled,
+    /// Running as root, where PostgreSQL must run as the `postgres` user, and that user does not exist.
+    #[error(
+        "running as root, and PostgreSQL refuses to run as root, but there is no `postgres` system user to run it as; run kbwatch as a non-root user, create a `postgres` system user (installing the `postgresql` package does), or configure database.url"
+    )]
+    NoPostgresUser,
+    /// As root: the `postgres` user cannot reach the directories of the cluster.
+    #[error(
+        "the `postgres` system user cannot write to {path}: the state directory and all its parents must be traversable by that user (e.g. chmod 0755), or run kbwatch as a non-root user"
+    )]
+    NotReachable {
+        /// The directory or file `postgres` cannot reach.
+        path: PathBuf,
+    },
+    /// A file-system or process error.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PostgreSQL program (initdb, pg_ctl, ...) failed.
+    #[error("{what} failed ({status}): {stderr}")]
+    Command {
+        /// The command, e.g. `initdb -D /var/lib/kbwatch/data`.
+        what: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// Its standard error (and output), trimmed.
+        stderr: String,
+    },
+    /// The server did not start or did not accept connections in time.
+    #[error("PostgreSQL in {data} did not start: {reason}\n--- last lines of {log} ---\n{tail}")]
+    Start {
+        /// The data directory.
+        data: PathBuf,
+        /// What went wrong.
+        reason: String,
+        /// The server log.
+        log: PathBuf,
+        /// The last lines of the server log written by this attempt.
+        tail: String,
+    },
+    /// A database name PostgreSQL would not accept.
+    #[error("invalid database name {0:?}: it must be 1 to 63 bytes without NUL")]
+    InvalidDatabaseName(String),
+    /// An error talking to the server.
+    #[error("PostgreSQL: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl EmbeddedPgError {
+    fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        EmbeddedPgError::Io { what: what.into(), source }
+    }
+}
+
+/// A handle on the private cluster of one state directory.
+#[derive(Debug)]
+pub struct EmbeddedPg {
+    layout: Layout,
+    runner: Runner,
+    port: AtomicU16,
+    started_here: AtomicBool,
+}
+
+impl EmbeddedPg {
+    /// Starts the cluster under `dir` (creating it with initdb on first use), or attaches to the one already
+    /// running there. Safe when several processes (or tasks) call it at once: an exclusive lock on
+    /// `dir/postgres.lock` is held during init and start. Listens on a Unix socket in `dir/socket` and on
+    /// 127.0.0.1:<port>, the port being chosen free on first use and kept in `dir/postgres.port` (another
+    /// one is chosen if something else has taken it). Returns once the server accepts connections, or
+    /// fails after about 30 s with the tail of `dir/postgres.log`.
+    pub async fn start(dir: &Path) -> Result<EmbeddedPg, EmbeddedPgError> {
+        let runner = Runner::discover()?;
+        let layout = Layout::new(dir)?;
+        let (port, started_here) = cluster::start_or_attach(&layout, &runner).await?;
+        Ok(EmbeddedPg {
+            layout,
+            runner,
+            port: AtomicU16::new(port),
+            started_here: AtomicBool::new(started_here),
+        })
+    }
+
+    /// The loopback TCP port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port.load(Ordering::Acquire)
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/DB` (TCP loopback; trust auth).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{}", self.port(), percent_encode(database))
+    }
+
+    /// The Unix socket directory (`dir/socket`), for tools that prefer the socket; `None` when the state
+    /// directory's path is too long for a Unix socket, in which case the server listens on TCP only.
+    pub fn socket_dir(&self) -> Option<&Path> {
+        self.layout.socket_usable().then_some(self.layout.socket.as_path())
+    }
+
+    /// `CREATE DATABASE` if it does not exist (race-safe: a concurrent creation is not an error).
+    pub async fn ensure_database(&self, name: &str) -> Result<(), EmbeddedPgError> {
+        if name.is_empty() || name.len() > 63 || name.contains('\0') {
+            return Err(EmbeddedPgError::InvalidDatabaseName(name.to_owned()));
+        }
+        let mut conn =
+            PgConnection::connect_with(&connect_options(self.port(), "postgres")).await?;
+        let result = create_database(&mut conn, name).await;
+        let _ = conn.close().await;
+        result
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`) only if this handle started it; a handle that attached to an
+    /// already running cluster leaves it running.
+    pub async fn stop(self) -> Result<(), EmbeddedPgError> {
+        if self.started_here() {
+            self.stop_server().await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the server even if this handle attached to it (`pg_ctl stop -m fast`). Not an error if it is
+    /// not running.
+    pub async fn stop_server(&self) -> Result<(), EmbeddedPgError> {
+        cluster::stop(&self.layout, &self.runner).await?;
+        self.started_here.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Starts the server again after [`stop_server`](Self::stop_server), with the same directory and, unless
+    /// something else has taken it meanwhile, the same port. Attaches if it is already running.
+    pub async fn restart_server(&self) -> Result<(), EmbeddedPgError> {
+        let (port, started_here) = cluster::start_or_attach(&self.layout, &self.runner).await?;
+        self.port.store(port, Ordering::Release);
+        if started_here {
+            self.started_here.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Whether this handle started the server (rather than attaching to a running one).
+    pub fn started_here(&self) -> bool {
+        self.started_here.load(Ordering::Acquire)
+    }
+}
+
+/// Connection options for the private server: TCP loopback, user `postgres`, no TLS.
+fn connect_options(port: u16, database: &str) -> PgConnectOptions {
+    PgConnectOptions::new_without_pgpass()
+        .host("127.0.0.1")
+        .port(port)
+        .username("postgres")
+        .database(database)
+        .ssl_mode(PgSslMode::Disable)
+        .application_name("kbwatch")
+}
+
+async fn create_database(conn: &mut PgConnection, name: &str) -> Result<(), EmbeddedPgError> {
+    const ATTEMPTS: u32 = 10;
+    for attempt in 1..=ATTEMPTS {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(name)
+                .fetch_one(&mut *conn)
+                .await?;
+        if exists {
+            return Ok(());
+        }
+        let sql = format!("CREATE DATABASE {}", quote_ident(name));
+        let err = match sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await {
+            Ok(_) => {
+                tracing::info!(database = name, "created database");
+                return Ok(());
+            }
+            Err(err) => err,
+        };
+        let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        match code.as_deref() {
+            // duplicate_database, or unique_violation on pg_database when two creations race.
+            Some("42P04") | Some("23505") => return Ok(()),
+            // object_in_use: "source database template1 is being accessed by other users".
+            Some("55006") if attempt < ATTEMPTS => {
+                tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)))
+                    .await;
+            }
+            _ => return Err(err.into()),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// `"name"`, with embedded double quotes doubled.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, for a URL path segment.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,244 @@
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::binaries::{Runner, find_bin_dir};
+use super::cluster::{Layout, server_options};
+use super::*;
+
+/// A fresh state directory under the temp dir, traversable by the `postgres` user when we are root.
+fn fresh_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("kbwatch-pg-")
+        .tempdir_in(std::env::temp_dir())
+        .expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+/// Stops the cluster with `pg_ctl stop -m immediate` when a test ends early, so that a failed test does
+/// not leave a server running on a deleted directory.
+struct KillOnDrop {
+    data: PathBuf,
+    runner: Runner,
+}
+
+impl KillOnDrop {
+    fn new(dir: &Path) -> KillOnDrop {
+        KillOnDrop {
+            data: dir.join("data"),
+            runner: Runner::discover().expect("PostgreSQL binaries"),
+        }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self
+            .runner
+            .std_command("pg_ctl")
+            .arg("stop")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w"])
+            .output();
+    }
+}
+
+async fn select_one(url: &str) -> Result<i32, sqlx::Error> {
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await?;
+    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await?;
+    pool.close().await;
+    Ok(one)
+}
+
+/// Whether a single connection attempt succeeds (a pool would retry until its acquire timeout).
+async fn can_connect(url: &str) -> bool {
+    match PgConnection::connect(url).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn start_attach_restart_stop() {
+    let dir = fresh_dir();
+    let _guard = KillOnDrop::new(dir.path());
+
+    let began = Instant::now();
+    let pg = EmbeddedPg::start(dir.path()).await.expect("first start");
+    eprintln!("init + start: {:?}", began.elapsed());
+    assert!(pg.started_here());
+    let port = pg.port();
+    assert_eq!(pg.url("t1"), format!("postgres://postgres@127.0.0.1:{port}/t1"));
+    assert!(pg.socket_dir().is_some());
+
+    pg.ensure_database("t1").await.expect("create t1");
+    pg.ensure_database("t1").await.expect("t1 again");
+    assert_eq!(select_one(&pg.url("t1")).await.expect("SELECT 1"), 1);
+
+    // A second start on the same directory attaches.
+    let began = Instant::now();
+    let attached = EmbeddedPg::start(dir.path()).await.expect("second start");
+    eprintln!("attach: {:?}", began.elapsed());
+    assert!(!attached.started_here());
+    assert_eq!(attached.port(), port);
+    attached.stop().await.expect("stop of an attached handle");
+    assert_eq!(select_one(&pg.url("t1")).await.expect("still running"), 1);
+
+    // Stop and restart: same port, data kept.
+    pg.stop_server().await.expect("stop_server");
+    assert!(!can_connect(&pg.url("t1")).await, "stopped");
+    pg.stop_server().await.expect("stop_server when stopped");
+    let began = Instant::now();
+    pg.restart_server().await.expect("restart_server");
+    eprintln!("restart: {:?}", began.elapsed());
+    assert_eq!(pg.port(), port);
+    assert!(pg.started_here());
+    assert_eq!(select_one(&pg.url("t1")).await.expect("after restart"), 1);
+
+    // A restart whose port was taken meanwhile moves to another one.
+    pg.stop_server().await.expect("stop_server");
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).expect("take the port");
+    pg.restart_server().await.expect("restart on a taken port");
+    assert_ne!(pg.port(), port);
+    assert_eq!(select_one(&pg.url("t1")).await.expect("on the new port"), 1);
+    drop(squatter);
+
+    let url = pg.url("t1");
+    pg.stop().await.expect("stop");
+    assert!(!can_connect(&url).await, "stopped at the end");
+}
+
+#[tokio::test]
+async fn concurrent_starts_share_one_server() {
+    let dir = fresh_dir();
+    let _guard = KillOnDrop::new(dir.path());
+
+    let (a, b) = tokio::join!(EmbeddedPg::start(dir.path()), EmbeddedPg::start(dir.path()));
+    let (a, b) = (a.expect("start a"), b.expect("start b"));
+    assert_ne!(a.started_here(), b.started_here(), "exactly one starts it");
+    assert_eq!(a.port(), b.port());
+
+    let (x, y) = tokio::join!(a.ensure_database("same"), b.ensure_database("same"));
+    x.expect("ensure a");
+    y.expect("ensure b");
+    assert_eq!(select_one(&a.url("same")).await.expect("SELECT 1"), 1);
+
+    let (starter, other) = if a.started_here() { (a, b) } else { (b, a) };
+    other.stop().await.expect("stop the attached handle");
+    starter.stop().await.expect("stop the starter");
+}
+
+#[test]
+fn state_dir_precedence() {
+    let os = |s: &str| Some(OsString::from(s));
+    assert_eq!(
+        state_dir_from(os("/var/lib/kbwatch:/var/lib/other"), os("/home/u/.local/state")),
+        PathBuf::from("/var/lib/kbwatch")
+    );
+    assert_eq!(state_dir_from(os("/srv/kb"), None), PathBuf::from("/srv/kb"));
+    assert_eq!(
+        state_dir_from(None, os("/home/u/.local/state")),
+        PathBuf::from("/home/u/.local/state/kbwatch")
+    );
+    assert_eq!(
+        state_dir_from(os(""), os("/home/u/.local/state")),
+        PathBuf::from("/home/u/.local/state/kbwatch")
+    );
+    assert_eq!(state_dir_from(None, os("relative/state")), PathBuf::from(".kbwatch"));
+    assert_eq!(state_dir_from(None, os("")), PathBuf::from(".kbwatch"));
+    assert_eq!(state_dir_from(None, None), PathBuf::from(".kbwatch"));
+}
+
+#[test]
+fn server_options_quote_the_socket_path() {
+    let layout = Layout::new(Path::new("/tmp/it's \"odd\"")).expect("layout");
+    let opts = server_options(&layout, 5433);
+    assert_eq!(
+        opts.to_str().expect("utf-8"),
+        "-c listen_addresses=127.0.0.1 -c port=5433 -c max_connections=200 -c shared_buffers=128MB -c fsync=on \
+         -c 'unix_socket_directories=\"/tmp/it'\\''s \"\"odd\"\"/socket\"'"
+    );
+
+    let long = Layout::new(&Path::new("/tmp").join("x".repeat(100))).expect("layout");
+    assert!(!long.socket_usable());
+    assert!(
+        server_options(&long, 5433)
+            .to_str()
+            .expect("utf-8")
+            .ends_with("-c 'unix_socket_directories='")
+    );
+}
+
+#[test]
+fn bin_dir_discovery() {
+    fn fake_bin(dir: &Path, names: &[&str]) {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        for name in names {
+            let path = dir.join(name);
+            std::fs::write(&path, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    let all = ["pg_ctl", "initdb", "postgres"];
+    let partial = root.path().join("partial");
+    fake_bin(&partial, &["pg_ctl", "initdb"]);
+    let lib = root.path().join("lib");
+    fake_bin(&lib.join("9.6/bin"), &all);
+    fake_bin(&lib.join("15/bin"), &all);
+    fake_bin(&lib.join("16/bin"), &["pg_ctl"]);
+    fake_bin(&lib.join("notaversion/bin"), &all);
+
+    let path = std::env::join_paths([partial.clone()]).expect("PATH");
+    assert_eq!(find_bin_dir(Some(&path), &lib), Some(lib.join("15/bin")));
+
+    let full = root.path().join("full");
+    fake_bin(&full, &all);
+    let path = std::env::join_paths([partial, full.clone()]).expect("PATH");
+    assert_eq!(find_bin_dir(Some(&path), &lib), Some(full));
+
+    assert_eq!(find_bin_dir(None, &root.path().join("none")), None);
+}
+
+#[test]
+fn url_encoding_and_identifiers() {
+    assert_eq!(percent_encode("kb_watch-1.x~"), "kb_watch-1.x~");
+    assert_eq!(percent_encode("a b/é"), "a%20b%2F%C3%A9");
+    assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+}
+
+#[tokio::test]
+async fn root_needs_a_directory_postgres_can_reach() {
+    if !nix::unistd::Uid::effective().is_root() {
+        return;
+    }
+    let dir = fresh_dir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let err = EmbeddedPg::start(&dir.path().join("state"))
+        .await
+        .expect_err("postgres cannot traverse a 0700 root directory");
+    assert!(matches!(err, EmbeddedPgError::NotReachable { .. }), "unexpected error: {err}");
+    eprintln!("{err}");
+}
+
+/// The daemon spawns these on a multi-threaded runtime.
+#[test]
+fn futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<EmbeddedPg>();
+    let dir = Path::new("unused");
+    send(&EmbeddedPg::start(dir));
+    let pg: Option<&EmbeddedPg> = None;
+    if let Some(pg) = pg {
+        send(&pg.ensure_database("x"));
+        send(&pg.stop_server());
+        send(&pg.restart_server());
+    }
+}
