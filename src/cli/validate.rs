@@ -33,10 +33,11 @@ pub async fn run(path: Option<&Path>, online: bool) -> anyhow::Result<ExitCode> 
     db.close().await;
     let mut ok = true;
     for tenant in &config.tenants {
-        let client = client_for(tenant, &config.tls)?;
+        let probe = crate::config::TenantConfig { page_size: 1, ..tenant.clone() };
+        let client = client_for(&probe, &config.tls)?;
         let mut pager = client.machines(tenant.device_filter.as_deref());
         match pager.next_page().await {
-            Ok(page) => println!("{}: token ok, listed {} device(s) on the first page", tenant.name, page.map_or(0, |p| p.len())),
+            Ok(page) => println!("{}: token ok, device list answers ({} device(s) on a one-row page)", tenant.name, page.map_or(0, |p| p.len())),
             Err(e) => {
                 ok = false;
                 println!("{}: {e}", tenant.name);
