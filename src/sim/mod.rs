@@ -1,1 +1,164 @@
-//! TODO
+//! The simulated Defender for Endpoint API: a real HTTP(S) server, deterministic from a seed, driven by tests
+//! through a typed [`Sim`] handle and by operators through `kbwatch sim` and its `/admin` routes.
+//!
+//! # Layout
+//! `fleet` holds the devices and evolves them, `catalog` the KB releases, `machine` renders the
+//! machine entity, `routes` and `auth` answer HTTP, `quota` and `faults` decide what goes wrong, `odata` parses
+//! `$filter`, `tls` makes the test CA. The handle and the handlers share one `Shared` behind an `Arc`.
+//!
+//! The server stops when the [`Sim`] is dropped (or [`Sim::shutdown`] is called): open connections are closed
+//! at once, without a drain.
+
+mod admin;
+mod auth;
+mod catalog;
+mod faults;
+mod fleet;
+mod handle;
+mod machine;
+mod odata;
+mod quota;
+mod routes;
+mod stats;
+#[cfg(test)]
+mod tests;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde::{Deserialize, Serialize};
+
+pub use faults::{DeviceFault, Faults};
+pub use handle::Sim;
+pub use stats::SimStats;
+
+/// How the simulator is set up. Every field has a default (see [`SimConfig::default`]).
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Seeds the fleet, the catalog and the fault rolls. Default 1.
+    pub seed: u64,
+    /// Initial fleet size. Default 200.
+    pub devices: usize,
+    /// The only client id the token endpoint accepts. Default `kbwatch-sim-client`.
+    pub client_id: String,
+    /// The secret that goes with it. Default `kbwatch-sim-secret`.
+    pub client_secret: String,
+    /// `expires_in` of issued tokens, and how long they are accepted. Default 3599 s.
+    pub token_lifetime: Duration,
+    /// A bearer token that is always valid (for `token_file` auth). Default none.
+    pub static_token: Option<String>,
+    /// Per-endpoint quota; `None` (the default) is unlimited.
+    pub quota: Option<SimQuota>,
+    /// Serve HTTPS with a freshly generated test CA ([`Sim::ca_pem`]). Default false.
+    pub tls: bool,
+    /// Where to listen. Default `127.0.0.1:0` (a free port).
+    pub listen: SocketAddr,
+    /// Faults from the start. Default none.
+    pub faults: Faults,
+    /// The simulated present (the newest KB month, `lastSeen` values). Default: the wall clock at start,
+    /// rounded down to the hour. KB ids and CVE counts do not depend on it.
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            devices: 200,
+            client_id: "kbwatch-sim-client".into(),
+            client_secret: "kbwatch-sim-secret".into(),
+            token_lifetime: Duration::from_secs(3599),
+            static_token: None,
+            quota: None,
+            tls: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            faults: Faults::default(),
+            now: None,
+        }
+    }
+}
+
+/// A quota enforced separately on the machines list and on getmissingkbs, over sliding windows of 60 s and
+/// 3,600 s (the exact rule is documented on the private `quota::Quotas`: a request is admitted if fewer than
+/// `per_minute` admitted requests arrived in the last 60 s and fewer than `per_hour` in the last 3,600 s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimQuota {
+    pub per_minute: u32,
+    pub per_hour: u32,
+}
+
+/// One KB a device is missing, as the admin surface reports it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TruthKb {
+    pub id: String,
+    pub cve_addressed: i64,
+}
+
+/// One step of fleet evolution; fields left out of the admin JSON default to "no change".
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Evolution {
+    /// Share (0..=1) of (device, KB) pairs that get fixed.
+    pub install_updates: f64,
+    /// A new month of updates is released, missing on most Windows devices.
+    pub new_monthly_kb: bool,
+    pub add_devices: usize,
+    pub offboard_devices: usize,
+    /// Reinstalls: a new id with the same `computerDnsName`; the old entity stays listed, `Inactive`.
+    pub duplicate_devices: usize,
+}
+
+/// What one evolution step changed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ChangeSummary {
+    /// (device, KB) pairs removed by installed updates.
+    pub kbs_fixed: usize,
+    /// (device, KB) pairs added by the new month's releases.
+    pub kbs_added: usize,
+    /// New ids, including the new entities of duplicated devices.
+    pub devices_added: Vec<String>,
+    pub devices_offboarded: Vec<String>,
+}
+
+/// State shared by the handle and the handlers.
+pub(crate) struct Shared {
+    client_id: String,
+    client_secret: String,
+    token_lifetime: Duration,
+    static_token: Option<String>,
+    base_url: url::Url,
+    fleet: RwLock<fleet::Fleet>,
+    tokens: Mutex<auth::Tokens>,
+    quotas: Mutex<quota::Quotas>,
+    faults: Mutex<faults::FaultState>,
+    stats: stats::Counters,
+}
+
+/// Locks a mutex; a panic in another holder leaves data that is still usable for a simulator.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A generator for item `index` of stream `stream` of a seed, independent of every other item.
+pub(crate) fn seeded_rng(seed: u64, stream: u64, index: u64) -> SmallRng {
+    let mut x = seed
+        ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    // splitmix64 finaliser, so neighbouring indices give unrelated seeds.
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    SmallRng::seed_from_u64(x ^ (x >> 31))
+}

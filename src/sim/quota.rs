@@ -1,0 +1,144 @@
+//! Sliding-window quota enforcement per endpoint, with 429 answers and recording of `Retry-After` violations.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::SimQuota;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The endpoints that have a quota of their own (the token endpoint has none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Machines = 0,
+    MissingKbs = 1,
+}
+
+/// What the quota says about one request.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Admit,
+    Throttle {
+        /// Whole seconds of the `Retry-After` header, at least 1.
+        retry_after: u64,
+        /// The limit that was hit and its window as the message spells it (`00:01:00` or `01:00:00`).
+        limit: u32,
+        window: &'static str,
+        /// The request came while an earlier `Retry-After` for this endpoint had not passed.
+        violation: bool,
+    },
+}
+
+#[derive(Default)]
+struct Window {
+    /// Arrival instants of the admitted requests of the last hour, oldest first.
+    admitted: VecDeque<Instant>,
+    /// When the last `Retry-After` given for this endpoint expires.
+    retry_until: Option<Instant>,
+    /// The limit and window named in that last 429, repeated while it lasts.
+    last: Option<(u32, &'static str)>,
+}
+
+/// Quota state of both endpoints.
+///
+/// The rule, the same as the server's: a request arriving at `t` is admitted if fewer than `per_minute`
+/// admitted requests arrived in `(t - 60 s, t]` and fewer than `per_hour` in `(t - 3600 s, t]`; only admitted
+/// requests count. Otherwise the answer is 429 with `Retry-After` = the whole seconds (rounded up, at least 1)
+/// until the oldest request that fills the exceeded window leaves it. The instant that `Retry-After` expires is
+/// recorded; a request for the same endpoint arriving before it is a violation and is answered 429 (with the
+/// seconds left) even if the windows would admit it.
+///
+/// Changing the quota ([`Quotas::set`]) forgets every recorded request; with no quota nothing is recorded.
+#[derive(Default)]
+pub(crate) struct Quotas {
+    limits: Option<SimQuota>,
+    windows: [Window; 2],
+}
+
+impl Quotas {
+    pub(crate) fn new(limits: Option<SimQuota>) -> Self {
+        Quotas { limits, windows: Default::default() }
+    }
+
+    pub(crate) fn set(&mut self, limits: Option<SimQuota>) {
+        *self = Quotas::new(limits);
+    }
+
+    /// Decides on a request for `ep` arriving at `now`, and records it if admitted.
+    pub(crate) fn check(&mut self, ep: Endpoint, now: Instant) -> Verdict {
+        let Some(q) = self.limits else { return Verdict::Admit };
+        let w = &mut self.windows[ep as usize];
+        while w.admitted.front().is_some_and(|&t| now.duration_since(t) >= HOUR) {
+            w.admitted.pop_front();
+        }
+        if let Some(until) = w.retry_until.filter(|&u| now < u) {
+            let (limit, window) = w.last.unwrap_or((q.per_minute, "00:01:00"));
+            let retry_after = ceil_secs(until - now);
+            return Verdict::Throttle { retry_after, limit, window, violation: true };
+        }
+        let in_minute =
+            w.admitted.iter().rev().take_while(|&&t| now.duration_since(t) < MINUTE).count();
+        let mut wait = None;
+        if in_minute >= q.per_minute as usize {
+            // The request that must leave the minute window: the per_minute-th newest.
+            let oldest = w.admitted[w.admitted.len() - q.per_minute as usize];
+            wait = Some((oldest + MINUTE - now, q.per_minute, "00:01:00"));
+        }
+        if w.admitted.len() >= q.per_hour as usize {
+            let oldest = w.admitted[w.admitted.len() - q.per_hour as usize];
+            let hour_wait = oldest + HOUR - now;
+            if wait.is_none_or(|(d, _, _)| hour_wait > d) {
+                wait = Some((hour_wait, q.per_hour, "01:00:00"));
+            }
+        }
+        match wait {
+            None => {
+                w.admitted.push_back(now);
+                Verdict::Admit
+            }
+            Some((d, limit, window)) => {
+                let retry_after = ceil_secs(d);
+                w.retry_until = Some(now + Duration::from_secs(retry_after));
+                w.last = Some((limit, window));
+                Verdict::Throttle { retry_after, limit, window, violation: false }
+            }
+        }
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    s.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_minute_and_hour_windows() {
+        let mut q = Quotas::new(Some(SimQuota { per_minute: 2, per_hour: 3 }));
+        let t0 = Instant::now();
+        let ep = Endpoint::Machines;
+        assert_eq!(q.check(ep, t0), Verdict::Admit);
+        assert_eq!(q.check(ep, t0 + Duration::from_secs(10)), Verdict::Admit);
+        let v = q.check(ep, t0 + Duration::from_millis(20_500));
+        assert_eq!(
+            v,
+            Verdict::Throttle { retry_after: 40, limit: 2, window: "00:01:00", violation: false }
+        );
+        // Before the Retry-After passed: a violation, even for the other endpoint no.
+        assert!(matches!(
+            q.check(ep, t0 + Duration::from_secs(30)),
+            Verdict::Throttle { violation: true, .. }
+        ));
+        assert_eq!(q.check(Endpoint::MissingKbs, t0 + Duration::from_secs(30)), Verdict::Admit);
+        assert_eq!(q.check(ep, t0 + Duration::from_millis(60_500)), Verdict::Admit);
+        let v = q.check(ep, t0 + Duration::from_secs(200));
+        assert_eq!(
+            v,
+            Verdict::Throttle { retry_after: 3400, limit: 3, window: "01:00:00", violation: false }
+        );
+    }
+}
