@@ -63,7 +63,8 @@ impl Pacer {
     /// Waits for a concurrency slot and for room in both windows of `endpoint`, then counts the call.
     pub async fn admit(&self, endpoint: Endpoint) -> Admission {
         let started = Instant::now();
-        let permit = self.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let permit =
+            self.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
         self.window(endpoint).admit().await;
         self.waited_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         Admission { _permit: permit }

@@ -41,7 +41,8 @@ pub async fn run(
                 (tracker.clone(), cancel.clone(), store.clone(), running.clone(), tenants.clone());
             Box::pin(async move {
                 let next = scheduler.next_tick_for_job(job_id).await.ok().flatten();
-                let deadline = next.and_then(|at| (at - chrono::Utc::now()).to_std().ok())
+                let deadline = next
+                    .and_then(|at| (at - chrono::Utc::now()).to_std().ok())
                     .map(|left| tokio::time::Instant::now() + left);
                 for tenant in tenants {
                     start_scan(&tracker, &running, &store, tenant, deadline, &cancel);
@@ -78,8 +79,17 @@ fn start_scan(
     }
     let (running, store, cancel) = (running.clone(), store.clone(), cancel.clone());
     tracker.spawn(async move {
-        let options = ScanOptions { trigger: Trigger::Schedule, deadline, ..ScanOptions::default() };
-        let result = scan::scan_tenant(&store, &tenant.config, tenant.client, &options, Arc::new(Progress::default()), &cancel).await;
+        let options =
+            ScanOptions { trigger: Trigger::Schedule, deadline, ..ScanOptions::default() };
+        let result = scan::scan_tenant(
+            &store,
+            &tenant.config,
+            tenant.client,
+            &options,
+            Arc::new(Progress::default()),
+            &cancel,
+        )
+        .await;
         if let Err(e) = result {
             tracing::error!(tenant = %name, error = format!("{e:#}"), "Scan failed");
         }

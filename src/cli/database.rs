@@ -20,10 +20,10 @@ impl Database {
     /// Closes the pool; stops the private PostgreSQL if this process started it.
     pub async fn close(self) {
         self.store.pool().close().await;
-        if let Some(pg) = self.embedded {
-            if let Err(e) = pg.stop().await {
-                tracing::warn!(error = %e, "Stopping the private PostgreSQL failed");
-            }
+        if let Some(pg) = self.embedded
+            && let Err(e) = pg.stop().await
+        {
+            tracing::warn!(error = %e, "Stopping the private PostgreSQL failed");
         }
     }
 }
@@ -38,6 +38,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Database> {
     let pg = EmbeddedPg::start(&dir).await.context("starting the private PostgreSQL")?;
     pg.ensure_database(DATABASE).await.context("creating kbwatch's database")?;
     tracing::info!(dir = %dir.display(), url = %pg.url(DATABASE), "Using the private PostgreSQL");
-    let store = Store::connect(&SecretString::from(pg.url(DATABASE)), config.database.max_connections).await?;
+    let store =
+        Store::connect(&SecretString::from(pg.url(DATABASE)), config.database.max_connections)
+            .await?;
     Ok(Database { store, embedded: Some(pg) })
 }

@@ -35,8 +35,10 @@ pub struct DemoArgs {
 
 pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
-    std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
-    let sim_config = SimConfig { seed: 42, devices: args.devices, tls: true, ..SimConfig::default() };
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let sim_config =
+        SimConfig { seed: 42, devices: args.devices, tls: true, ..SimConfig::default() };
     let secret = sim_config.client_secret.clone();
     let sim = Sim::start(sim_config).await.context("starting the simulator")?;
     let config = demo_config(&state_dir, &sim, &secret)?;
@@ -46,21 +48,47 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<Ex
     let mut ok = true;
     for n in 1..=args.scans {
         if n > 1 {
-            let change = sim.evolve(Evolution { install_updates: 0.1, new_monthly_kb: true, add_devices: args.devices / 100, offboard_devices: args.devices / 200, ..Evolution::default() });
-            println!("a month passes: {} updates installed, {} new KB gaps, {} devices added, {} offboarded", change.kbs_fixed, change.kbs_added, change.devices_added.len(), change.devices_offboarded.len());
+            let change = sim.evolve(Evolution {
+                install_updates: 0.1,
+                new_monthly_kb: true,
+                add_devices: args.devices / 100,
+                offboard_devices: args.devices / 200,
+                ..Evolution::default()
+            });
+            println!(
+                "a month passes: {} updates installed, {} new KB gaps, {} devices added, {} offboarded",
+                change.kbs_fixed,
+                change.kbs_added,
+                change.devices_added.len(),
+                change.devices_offboarded.len()
+            );
         }
-        match scan_with_progress(&db.store, &config, &config.tenants[0], Trigger::Demo, &cancel).await? {
+        match scan_with_progress(&db.store, &config, &config.tenants[0], Trigger::Demo, &cancel)
+            .await?
+        {
             Some(s) => {
-                println!("scan {n}: {} devices in {:.1}s ({:.0}/s), {} API calls, status {}", s.devices.ok, s.elapsed.as_secs_f64(), f64::from(s.devices.ok) / s.elapsed.as_secs_f64().max(0.001), s.api_calls, s.status.as_str());
+                println!(
+                    "scan {n}: {} devices in {:.1}s ({:.0}/s), {} API calls, status {}",
+                    s.devices.ok,
+                    s.elapsed.as_secs_f64(),
+                    f64::from(s.devices.ok) / s.elapsed.as_secs_f64().max(0.001),
+                    s.api_calls,
+                    s.status.as_str()
+                );
                 ok &= s.status == crate::store::RunStatus::Completed;
             }
             None => anyhow::bail!("another kbwatch is scanning the demo tenant"),
         }
     }
     println!("\n{}", render(&db.store, ReportKind::Summary).await?);
-    println!("The history is in the `reporting` views, e.g.:\n  SELECT * FROM reporting.fleet_daily;\n  SELECT * FROM reporting.current_missing_kbs LIMIT 20;");
+    println!(
+        "The history is in the `reporting` views, e.g.:\n  SELECT * FROM reporting.fleet_daily;\n  SELECT * FROM reporting.current_missing_kbs LIMIT 20;"
+    );
     if args.keep_running {
-        println!("PostgreSQL keeps running; its data is under {}", state_dir.join("postgres").display());
+        println!(
+            "PostgreSQL keeps running; its data is under {}",
+            state_dir.join("postgres").display()
+        );
     } else {
         db.close().await;
     }
@@ -71,9 +99,15 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<Ex
 /// The demo's configuration, written as an operator would write it and loaded the same way.
 fn demo_config(state_dir: &Path, sim: &Sim, secret: &str) -> anyhow::Result<Config> {
     let ca = state_dir.join("demo-sim-ca.pem");
-    std::fs::write(&ca, sim.ca_pem().context("the demo simulator serves TLS")?).context("writing the demo CA")?;
+    std::fs::write(&ca, sim.ca_pem().context("the demo simulator serves TLS")?)
+        .context("writing the demo CA")?;
     let secret_file = state_dir.join("demo-client-secret");
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&secret_file)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&secret_file)?;
     file.write_all(secret.as_bytes())?;
     let toml = format!(
         r#"

@@ -38,14 +38,29 @@ async fn summary(store: &Store) -> anyhow::Result<String> {
     for f in store.fleet_summary().await? {
         out += &format!(
             "{:<16} {:>8} {:>8} {:>12} {:>12} {:>10} {:>14}\n",
-            f.tenant, f.devices, f.devices_scanned, f.devices_missing_any, f.missing_kbs, f.distinct_kbs,
+            f.tenant,
+            f.devices,
+            f.devices_scanned,
+            f.devices_missing_any,
+            f.missing_kbs,
+            f.distinct_kbs,
             f.cve_addressed_total
         );
     }
     out += "\nLatest scans\n";
     out += &format!(
         "{:>6} {:<16} {:<9} {:<20} {:>8} {:<12} {:>7} {:>7} {:>6} {:>9} {:>9}\n",
-        "run", "tenant", "trigger", "started (UTC)", "secs", "status", "listed", "scanned", "failed", "api_calls", "throttled"
+        "run",
+        "tenant",
+        "trigger",
+        "started (UTC)",
+        "secs",
+        "status",
+        "listed",
+        "scanned",
+        "failed",
+        "api_calls",
+        "throttled"
     );
     for r in store.recent_runs(10).await? {
         let secs = r.finished_at.map(|f| (f - r.started_at).num_milliseconds() as f64 / 1000.0);

@@ -21,11 +21,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Ex
         .tenants
         .iter()
         .map(|t| {
-            let client = client_for(t, &config.tls).with_context(|| format!("tenant {}", t.name))?;
+            let client =
+                client_for(t, &config.tls).with_context(|| format!("tenant {}", t.name))?;
             Ok(ScheduledTenant { config: t.clone(), client: Arc::new(client) })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let server = crate::serve::serve(config.serve.listen, db.store.clone(), Some(metrics), cancel.clone());
+    let server =
+        crate::serve::serve(config.serve.listen, db.store.clone(), Some(metrics), cancel.clone());
     let scheduler = schedule::run(
         &config.schedule.cron,
         tenants,

@@ -15,7 +15,11 @@ use crate::defender::client_for;
 use crate::scan::{Progress, ScanOptions, ScanSummary, Trigger, scan_tenant};
 use crate::store::{RunStatus, Store};
 
-pub async fn run(config: Config, only: Option<&str>, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    config: Config,
+    only: Option<&str>,
+    cancel: CancellationToken,
+) -> anyhow::Result<ExitCode> {
     let tenants: Vec<&TenantConfig> =
         config.tenants.iter().filter(|t| only.is_none_or(|name| t.name == name)).collect();
     if tenants.is_empty() {
@@ -25,7 +29,8 @@ pub async fn run(config: Config, only: Option<&str>, cancel: CancellationToken) 
     db.store.migrate().await?;
     let mut all_ok = true;
     for tenant in tenants {
-        let summary = scan_with_progress(&db.store, &config, tenant, Trigger::Manual, &cancel).await;
+        let summary =
+            scan_with_progress(&db.store, &config, tenant, Trigger::Manual, &cancel).await;
         match summary {
             Ok(Some(s)) => {
                 print_summary(&tenant.name, &s);
@@ -50,7 +55,9 @@ pub async fn scan_with_progress(
     trigger: Trigger,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Option<ScanSummary>> {
-    let client = Arc::new(client_for(tenant, &config.tls).with_context(|| format!("tenant {}", tenant.name))?);
+    let client = Arc::new(
+        client_for(tenant, &config.tls).with_context(|| format!("tenant {}", tenant.name))?,
+    );
     let progress = Arc::new(Progress::default());
     let reporter = tokio::spawn(report_progress(progress.clone()));
     let options = ScanOptions { trigger, ..ScanOptions::default() };
@@ -65,14 +72,21 @@ async fn report_progress(progress: Arc<Progress>) {
     if terminal {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} devices  {per_sec}  eta {eta}  {wide_bar}")
-                .expect("constant template parses"),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} devices  {per_sec}  eta {eta}  {wide_bar}",
+            )
+            .expect("constant template parses"),
         );
     }
-    let mut tick = tokio::time::interval(if terminal { Duration::from_millis(200) } else { Duration::from_secs(5) });
+    let mut tick = tokio::time::interval(if terminal {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(5)
+    });
     loop {
         tick.tick().await;
-        let (done, planned) = (progress.done.load(Ordering::Relaxed), progress.planned.load(Ordering::Relaxed));
+        let (done, planned) =
+            (progress.done.load(Ordering::Relaxed), progress.planned.load(Ordering::Relaxed));
         if terminal {
             bar.set_length(planned);
             bar.set_position(done);

@@ -39,15 +39,31 @@ pub async fn run(args: SimArgs, cancel: CancellationToken) -> anyhow::Result<Exi
         per_minute,
         per_hour: args.per_hour.unwrap_or(per_minute.saturating_mul(60)),
     });
-    let config = SimConfig { seed: args.seed, devices: args.devices, tls: args.tls, listen: args.listen, quota, ..SimConfig::default() };
+    let config = SimConfig {
+        seed: args.seed,
+        devices: args.devices,
+        tls: args.tls,
+        listen: args.listen,
+        quota,
+        ..SimConfig::default()
+    };
     let (client_id, client_secret) = (config.client_id.clone(), config.client_secret.clone());
     let sim = Sim::start(config).await?;
     if let Some(pem) = sim.ca_pem() {
-        std::fs::write(&args.ca_out, pem).with_context(|| format!("writing {}", args.ca_out.display()))?;
+        std::fs::write(&args.ca_out, pem)
+            .with_context(|| format!("writing {}", args.ca_out.display()))?;
         println!("test CA written to {}", args.ca_out.display());
     }
-    println!("simulated Defender API at {} ({} devices, seed {})", sim.base_url(), args.devices, args.seed);
-    println!("token endpoint: {}<tenant>/oauth2/v2.0/token  client_id={client_id} client_secret={client_secret}", sim.authority());
+    println!(
+        "simulated Defender API at {} ({} devices, seed {})",
+        sim.base_url(),
+        args.devices,
+        args.seed
+    );
+    println!(
+        "token endpoint: {}<tenant>/oauth2/v2.0/token  client_id={client_id} client_secret={client_secret}",
+        sim.authority()
+    );
     println!("admin: GET {0}admin/truth, GET {0}admin/stats, POST {0}admin/evolve", sim.base_url());
     cancel.cancelled().await;
     drop(sim);

@@ -29,7 +29,10 @@ pub async fn run(path: Option<&Path>, online: bool) -> anyhow::Result<ExitCode> 
     }
     let db = open_store(&config).await?;
     sqlx::query("SELECT 1").execute(db.store.pool()).await.context("querying the database")?;
-    println!("database: reachable, {} migration(s) pending", db.store.pending_migrations().await.unwrap_or(0));
+    println!(
+        "database: reachable, {} migration(s) pending",
+        db.store.pending_migrations().await.unwrap_or(0)
+    );
     db.close().await;
     let mut ok = true;
     for tenant in &config.tenants {
@@ -37,7 +40,11 @@ pub async fn run(path: Option<&Path>, online: bool) -> anyhow::Result<ExitCode> 
         let client = client_for(&probe, &config.tls)?;
         let mut pager = client.machines(tenant.device_filter.as_deref());
         match pager.next_page().await {
-            Ok(page) => println!("{}: token ok, device list answers ({} device(s) on a one-row page)", tenant.name, page.map_or(0, |p| p.len())),
+            Ok(page) => println!(
+                "{}: token ok, device list answers ({} device(s) on a one-row page)",
+                tenant.name,
+                page.map_or(0, |p| p.len())
+            ),
             Err(e) => {
                 ok = false;
                 println!("{}: {e}", tenant.name);

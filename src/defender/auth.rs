@@ -37,7 +37,8 @@ pub fn build_http_client(tls: &TlsConfig, http: &HttpConfig) -> anyhow::Result<r
         .deflate(true)
         .pool_max_idle_per_host(64);
     if let Some(path) = &tls.ca_file {
-        let pem = std::fs::read(path).with_context(|| format!("reading tls.ca_file {}", path.display()))?;
+        let pem = std::fs::read(path)
+            .with_context(|| format!("reading tls.ca_file {}", path.display()))?;
         for cert in reqwest::Certificate::from_pem_bundle(&pem)
             .with_context(|| format!("parsing tls.ca_file {}", path.display()))?
         {
@@ -48,7 +49,10 @@ pub fn build_http_client(tls: &TlsConfig, http: &HttpConfig) -> anyhow::Result<r
 }
 
 /// The token source that `auth` configures, sharing `http` for its own requests.
-pub fn token_source(auth: &AuthConfig, http: reqwest::Client) -> anyhow::Result<Arc<dyn TokenSource>> {
+pub fn token_source(
+    auth: &AuthConfig,
+    http: reqwest::Client,
+) -> anyhow::Result<Arc<dyn TokenSource>> {
     match auth.kind {
         AuthKind::TokenFile => {
             let path = auth.token_file.clone().context("auth.token_file is required")?;
@@ -58,7 +62,9 @@ pub fn token_source(auth: &AuthConfig, http: reqwest::Client) -> anyhow::Result<
             let secret = match (&auth.client_secret, &auth.client_secret_file) {
                 (_, Some(path)) => read_secret(path)?,
                 (Some(s), None) => s.clone(),
-                (None, None) => anyhow::bail!("auth.client_secret or auth.client_secret_file is required"),
+                (None, None) => {
+                    anyhow::bail!("auth.client_secret or auth.client_secret_file is required")
+                }
             };
             Ok(Arc::new(AzureSecretCredential::new(
                 auth.tenant_id.clone().context("auth.tenant_id is required")?,
@@ -154,8 +160,14 @@ impl TokenSource for AzureSecretCredential {
     /// `azure_identity` caches inside the credential and has no "force" option: a fresh
     /// credential has an empty cache.
     async fn refresh(&self) -> Result<SecretString, ApiError> {
-        let fresh = build_credential(&self.tenant_id, &self.client_id, &self.secret, &self.authority, &self.http)
-            .map_err(|e| ApiError::Unauthorized(format!("{e:#}")))?;
+        let fresh = build_credential(
+            &self.tenant_id,
+            &self.client_id,
+            &self.secret,
+            &self.authority,
+            &self.http,
+        )
+        .map_err(|e| ApiError::Unauthorized(format!("{e:#}")))?;
         *self.credential.lock().await = fresh.clone();
         self.get(fresh).await
     }
@@ -181,7 +193,10 @@ impl TokenFile {
         })?;
         let token = text.trim();
         if token.is_empty() {
-            return Err(ApiError::Unauthorized(format!("token file {} is empty", self.path.display())));
+            return Err(ApiError::Unauthorized(format!(
+                "token file {} is empty",
+                self.path.display()
+            )));
         }
         Ok(SecretString::from(token.to_owned()))
     }
@@ -191,10 +206,10 @@ impl TokenFile {
 impl TokenSource for TokenFile {
     async fn token(&self) -> Result<SecretString, ApiError> {
         let mut cached = self.cached.lock().await;
-        if let Some((token, at)) = cached.as_ref() {
-            if at.elapsed() < Self::MAX_AGE {
-                return Ok(token.clone());
-            }
+        if let Some((token, at)) = cached.as_ref()
+            && at.elapsed() < Self::MAX_AGE
+        {
+            return Ok(token.clone());
         }
         let token = self.read().await?;
         *cached = Some((token.clone(), Instant::now()));

@@ -125,7 +125,10 @@ impl Client {
 
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
-        url.path_segments_mut().expect("api_base is an http(s) URL").pop_if_empty().extend(segments);
+        url.path_segments_mut()
+            .expect("api_base is an http(s) URL")
+            .pop_if_empty()
+            .extend(segments);
         url
     }
 
@@ -159,9 +162,16 @@ impl Client {
                 Ok(response) => self.classify(endpoint, response, cap).await,
                 Err(e) => Err(ApiError::Transport(error_chain(&e))),
             };
+            if let Err(ApiError::Throttled(delay)) = &outcome {
+                // Pause before the slot is freed, so no caller slips a request in between.
+                self.pacer.pause(endpoint, *delay).await;
+            }
             drop(admission);
             let err = match outcome {
-                Ok(bytes) => return serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode(e.to_string())),
+                Ok(bytes) => {
+                    return serde_json::from_slice(&bytes)
+                        .map_err(|e| ApiError::Decode(e.to_string()));
+                }
                 Err(err) => err,
             };
             match err {
@@ -170,7 +180,8 @@ impl Client {
                     self.tokens.refresh().await?;
                 }
                 ApiError::NotFound
-                    if endpoint == Endpoint::MissingKbs && not_found < self.options.not_found_retries =>
+                    if endpoint == Endpoint::MissingKbs
+                        && not_found < self.options.not_found_retries =>
                 {
                     not_found += 1;
                     tokio::time::sleep(self.backoff(not_found)).await;
@@ -178,7 +189,11 @@ impl Client {
                 ApiError::Throttled(delay) if throttled < self.options.max_throttled => {
                     throttled += 1;
                     self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(endpoint = endpoint.as_str(), delay_s = delay.as_secs_f64(), "Throttled; pausing the endpoint");
+                    tracing::warn!(
+                        endpoint = endpoint.as_str(),
+                        delay_s = delay.as_secs_f64(),
+                        "Throttled; pausing the endpoint"
+                    );
                     self.pacer.pause(endpoint, delay).await;
                 }
                 ApiError::Server { .. } | ApiError::Transport(_)
@@ -220,9 +235,16 @@ impl Client {
             StatusCode::UNAUTHORIZED => ApiError::Unauthorized(error_message(&text)),
             StatusCode::FORBIDDEN => ApiError::Forbidden(error_message(&text)),
             StatusCode::NOT_FOUND => ApiError::NotFound,
-            StatusCode::TOO_MANY_REQUESTS => ApiError::Throttled(throttle_delay(retry_after.as_deref(), &text)),
-            s if s.is_server_error() => ApiError::Server { status: s.as_u16(), body: error_message(&text) },
-            s => ApiError::Status { status: s.as_u16(), body: format!("{}: {}", endpoint.as_str(), error_message(&text)) },
+            StatusCode::TOO_MANY_REQUESTS => {
+                ApiError::Throttled(throttle_delay(retry_after.as_deref(), &text))
+            }
+            s if s.is_server_error() => {
+                ApiError::Server { status: s.as_u16(), body: error_message(&text) }
+            }
+            s => ApiError::Status {
+                status: s.as_u16(),
+                body: format!("{}: {}", endpoint.as_str(), error_message(&text)),
+            },
         })
     }
 
@@ -240,7 +262,9 @@ async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Vec<u8
         return Err(ApiError::TooLarge { limit: cap });
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| ApiError::Transport(error_chain(&e)))? {
+    while let Some(chunk) =
+        response.chunk().await.map_err(|e| ApiError::Transport(error_chain(&e)))?
+    {
         if body.len() as u64 + chunk.len() as u64 > cap {
             return Err(ApiError::TooLarge { limit: cap });
         }
@@ -285,7 +309,8 @@ impl MachinePager<'_> {
                 let mut url = self.client.url(&["api", "machines"]);
                 {
                     let mut q = url.query_pairs_mut();
-                    q.append_pair("$top", &top.to_string()).append_pair("$skip", &self.fetched.to_string());
+                    q.append_pair("$top", &top.to_string())
+                        .append_pair("$skip", &self.fetched.to_string());
                     if let Some(f) = &self.filter {
                         q.append_pair("$filter", f);
                     }
@@ -293,15 +318,18 @@ impl MachinePager<'_> {
                 url
             }
         };
-        let page: Page<serde_json::Value> =
-            match self.client.get_json(Endpoint::Machines, &url, self.client.options.max_page_bytes).await {
-                Ok(page) => page,
-                Err(ApiError::NotFound) if self.fetched == 0 => {
-                    self.done = true;
-                    return Ok(Some(Vec::new()));
-                }
-                Err(e) => return Err(e),
-            };
+        let page: Page<serde_json::Value> = match self
+            .client
+            .get_json(Endpoint::Machines, &url, self.client.options.max_page_bytes)
+            .await
+        {
+            Ok(page) => page,
+            Err(ApiError::NotFound) if self.fetched == 0 => {
+                self.done = true;
+                return Ok(Some(Vec::new()));
+            }
+            Err(e) => return Err(e),
+        };
         let rows = page.value.len() as u64;
         self.fetched += rows;
         self.next_link = page.next_link.and_then(|l| self.client.same_origin(&l));

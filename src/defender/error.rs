@@ -97,7 +97,10 @@ mod tests {
     #[test]
     fn error_message_reads_the_envelope() {
         let body = r#"{"error":{"code":"Forbidden","message":"Missing application roles. API required roles: Software.Read.All"}}"#;
-        assert_eq!(error_message(body), "Missing application roles. API required roles: Software.Read.All");
+        assert_eq!(
+            error_message(body),
+            "Missing application roles. API required roles: Software.Read.All"
+        );
         assert_eq!(error_message("plain"), "plain");
     }
 }

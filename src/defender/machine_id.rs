@@ -30,7 +30,14 @@ mod tests {
     fn only_forty_hex_digits_pass() {
         let good = "2339AD14a01bd0299afb93dfa2550136057bff96";
         assert_eq!(validate_machine_id(good).unwrap().as_str(), good.to_ascii_lowercase());
-        for bad in ["../x", &good[..39], &format!("{good}0"), "g339ad14a01bd0299afb93dfa2550136057bff96", "", "2339ad14a01bd0299afb93dfa2550136057bff9/"] {
+        for bad in [
+            "../x",
+            &good[..39],
+            &format!("{good}0"),
+            "g339ad14a01bd0299afb93dfa2550136057bff96",
+            "",
+            "2339ad14a01bd0299afb93dfa2550136057bff9/",
+        ] {
             assert!(validate_machine_id(bad).is_none(), "{bad:?} passed");
         }
     }

@@ -32,5 +32,11 @@ pub fn client_for(tenant: &TenantConfig, tls: &TlsConfig) -> anyhow::Result<Clie
         retry_base: tenant.http.retry_base,
         ..ClientOptions::default()
     };
-    Ok(Client::new(http, tenant.api_base.clone(), tokens, Arc::new(Pacer::new(&tenant.quota)), options))
+    Ok(Client::new(
+        http,
+        tenant.api_base.clone(),
+        tokens,
+        Arc::new(Pacer::new(&tenant.quota)),
+        options,
+    ))
 }

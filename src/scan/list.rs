@@ -43,7 +43,10 @@ pub(super) async fn list_devices(scan: &Scan<'_>) -> anyhow::Result<Option<Listi
         scan.store.upsert_listed_devices(scan.tenant_id, scan.run_id, listed_at, &devices).await?;
     }
     let gone = scan.store.mark_unlisted_gone(scan.tenant_id, scan.run_id, listed_at).await?;
-    let plan = scan.store.plan_devices(scan.tenant_id, scan.run_id, Utc::now(), scan.tenant.rescan_after).await?;
+    let plan = scan
+        .store
+        .plan_devices(scan.tenant_id, scan.run_id, Utc::now(), scan.tenant.rescan_after)
+        .await?;
     scan.store.set_run_plan(scan.run_id, listed as i32, plan.len() as i32, rejected as i32).await?;
     tracing::info!(listed, rejected, gone, planned = plan.len(), "Listed devices");
     Ok(Some(Listing { listed, rejected, plan }))

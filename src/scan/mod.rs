@@ -53,7 +53,12 @@ pub struct ScanOptions {
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        Self { trigger: Trigger::Manual, deadline: None, batch_size: 500, flush_every: Duration::from_secs(1) }
+        Self {
+            trigger: Trigger::Manual,
+            deadline: None,
+            batch_size: 500,
+            flush_every: Duration::from_secs(1),
+        }
     }
 }
 
@@ -104,7 +109,10 @@ pub async fn scan_tenant(
     let scan = Scan { store, tenant, tenant_id, run_id, client, options, progress, cancel };
     let summary = scan.run().instrument(span).await;
     if let Err(e) = lock.release().await {
-        tracing::warn!(error = format!("{e:#}"), "Releasing the tenant lock failed; it ends with its connection");
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "Releasing the tenant lock failed; it ends with its connection"
+        );
     }
     Ok(Some(summary?))
 }
@@ -138,7 +146,13 @@ impl Scan<'_> {
         let api_calls = calls.api_calls.load(Ordering::Relaxed);
         let throttled = calls.throttled.load(Ordering::Relaxed);
         self.store
-            .finish_run(self.run_id, ending.status, api_calls as i64, throttled as i64, ending.error.as_deref())
+            .finish_run(
+                self.run_id,
+                ending.status,
+                api_calls as i64,
+                throttled as i64,
+                ending.error.as_deref(),
+            )
             .await
             .context("closing the scan run")?;
         let summary = ScanSummary {

@@ -51,7 +51,12 @@ pub(super) async fn write_loop(
     }
 }
 
-async fn flush(store: &Store, run_id: i64, batch: &[DeviceResult], client: &Client) -> anyhow::Result<RunCounters> {
+async fn flush(
+    store: &Store,
+    run_id: i64,
+    batch: &[DeviceResult],
+    client: &Client,
+) -> anyhow::Result<RunCounters> {
     let mut attempt = 0;
     loop {
         let calls = client.counters();
@@ -62,7 +67,12 @@ async fn flush(store: &Store, run_id: i64, batch: &[DeviceResult], client: &Clie
             Err(e) if attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;
                 let delay = Duration::from_millis(250 * (1 << attempt.min(5)));
-                tracing::warn!(error = format!("{e:#}"), attempt, delay_ms = delay.as_millis() as u64, "Storing results failed; retrying");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    attempt,
+                    delay_ms = delay.as_millis() as u64,
+                    "Storing results failed; retrying"
+                );
                 tokio::time::sleep(delay).await;
             }
             Err(e) => return Err(e),

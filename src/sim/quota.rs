@@ -36,9 +36,15 @@ struct Window {
     admitted: VecDeque<Instant>,
     /// When the last `Retry-After` given for this endpoint expires.
     retry_until: Option<Instant>,
+    /// When that 429 was answered: requests that arrived just after it were already on the wire.
+    throttled_at: Option<Instant>,
     /// The limit and window named in that last 429, repeated while it lasts.
     last: Option<(u32, &'static str)>,
 }
+
+/// A request that arrives within this time after a 429 was answered was sent before its client
+/// could have read it (it was in flight on another connection): throttled, but not a violation.
+const IN_FLIGHT_GRACE: Duration = Duration::from_millis(100);
 
 /// Quota state of both endpoints.
 ///
@@ -46,8 +52,8 @@ struct Window {
 /// admitted requests arrived in `(t - 60 s, t]` and fewer than `per_hour` in `(t - 3600 s, t]`; only admitted
 /// requests count. Otherwise the answer is 429 with `Retry-After` = the whole seconds (rounded up, at least 1)
 /// until the oldest request that fills the exceeded window leaves it. The instant that `Retry-After` expires is
-/// recorded; a request for the same endpoint arriving before it is a violation and is answered 429 (with the
-/// seconds left) even if the windows would admit it.
+/// recorded; a request for the same endpoint arriving before it is answered 429 (with the seconds left) even if
+/// the windows would admit it, and is a violation unless it arrived within [`IN_FLIGHT_GRACE`] of that 429.
 ///
 /// Changing the quota ([`Quotas::set`]) forgets every recorded request; with no quota nothing is recorded.
 #[derive(Default)]
@@ -65,8 +71,9 @@ impl Quotas {
         *self = Quotas::new(limits);
     }
 
-    /// Decides on a request for `ep` arriving at `now`, and records it if admitted.
-    pub(crate) fn check(&mut self, ep: Endpoint, now: Instant) -> Verdict {
+    /// Decides on a request for `ep` checked at `now` (it reached the server at `arrived`, before any
+    /// injected latency), and records it if admitted.
+    pub(crate) fn check(&mut self, ep: Endpoint, arrived: Instant, now: Instant) -> Verdict {
         let Some(q) = self.limits else { return Verdict::Admit };
         let w = &mut self.windows[ep as usize];
         while w.admitted.front().is_some_and(|&t| now.duration_since(t) >= HOUR) {
@@ -75,7 +82,8 @@ impl Quotas {
         if let Some(until) = w.retry_until.filter(|&u| now < u) {
             let (limit, window) = w.last.unwrap_or((q.per_minute, "00:01:00"));
             let retry_after = ceil_secs(until - now);
-            return Verdict::Throttle { retry_after, limit, window, violation: true };
+            let violation = w.throttled_at.is_none_or(|t| arrived > t + IN_FLIGHT_GRACE);
+            return Verdict::Throttle { retry_after, limit, window, violation };
         }
         let in_minute =
             w.admitted.iter().rev().take_while(|&&t| now.duration_since(t) < MINUTE).count();
@@ -100,6 +108,7 @@ impl Quotas {
             Some((d, limit, window)) => {
                 let retry_after = ceil_secs(d);
                 w.retry_until = Some(now + Duration::from_secs(retry_after));
+                w.throttled_at = Some(now);
                 w.last = Some((limit, window));
                 Verdict::Throttle { retry_after, limit, window, violation: false }
             }
@@ -121,21 +130,39 @@ mod tests {
         let mut q = Quotas::new(Some(SimQuota { per_minute: 2, per_hour: 3 }));
         let t0 = Instant::now();
         let ep = Endpoint::Machines;
-        assert_eq!(q.check(ep, t0), Verdict::Admit);
-        assert_eq!(q.check(ep, t0 + Duration::from_secs(10)), Verdict::Admit);
-        let v = q.check(ep, t0 + Duration::from_millis(20_500));
+        assert_eq!(q.check(ep, t0, t0), Verdict::Admit);
+        assert_eq!(
+            q.check(ep, t0 + Duration::from_secs(10), t0 + Duration::from_secs(10)),
+            Verdict::Admit
+        );
+        let v = q.check(ep, t0 + Duration::from_millis(20_500), t0 + Duration::from_millis(20_500));
         assert_eq!(
             v,
             Verdict::Throttle { retry_after: 40, limit: 2, window: "00:01:00", violation: false }
         );
+        // Sent before the 429 could be read (in flight): throttled, not a violation.
+        assert!(matches!(
+            q.check(ep, t0 + Duration::from_millis(20_550), t0 + Duration::from_millis(20_550)),
+            Verdict::Throttle { violation: false, .. }
+        ));
         // Before the Retry-After passed: a violation, even for the other endpoint no.
         assert!(matches!(
-            q.check(ep, t0 + Duration::from_secs(30)),
+            q.check(ep, t0 + Duration::from_secs(30), t0 + Duration::from_secs(30)),
             Verdict::Throttle { violation: true, .. }
         ));
-        assert_eq!(q.check(Endpoint::MissingKbs, t0 + Duration::from_secs(30)), Verdict::Admit);
-        assert_eq!(q.check(ep, t0 + Duration::from_millis(60_500)), Verdict::Admit);
-        let v = q.check(ep, t0 + Duration::from_secs(200));
+        assert_eq!(
+            q.check(
+                Endpoint::MissingKbs,
+                t0 + Duration::from_secs(30),
+                t0 + Duration::from_secs(30)
+            ),
+            Verdict::Admit
+        );
+        assert_eq!(
+            q.check(ep, t0 + Duration::from_millis(60_500), t0 + Duration::from_millis(60_500)),
+            Verdict::Admit
+        );
+        let v = q.check(ep, t0 + Duration::from_secs(200), t0 + Duration::from_secs(200));
         assert_eq!(
             v,
             Verdict::Throttle { retry_after: 3400, limit: 3, window: "01:00:00", violation: false }

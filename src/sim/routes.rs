@@ -55,6 +55,7 @@ fn correlation_id() -> String {
 /// What every API request goes through, in order: latency, bearer token (401), the forbidden fault (403),
 /// the endpoint's quota (429). Returns the tenant of the token.
 async fn guard(shared: &Shared, headers: &HeaderMap, ep: Endpoint) -> Result<String, Response> {
+    let arrived = Instant::now();
     let (latency, forbidden) = {
         let f = lock(&shared.faults);
         (f.faults.latency, f.faults.forbidden.clone())
@@ -74,7 +75,7 @@ async fn guard(shared: &Shared, headers: &HeaderMap, ep: Endpoint) -> Result<Str
             &correlation_id(),
         ));
     }
-    let verdict = lock(&shared.quotas).check(ep, Instant::now());
+    let verdict = lock(&shared.quotas).check(ep, arrived, Instant::now());
     if let Verdict::Throttle { retry_after, limit, window, violation } = verdict {
         shared.stats.count_throttled(violation);
         let message = format!(

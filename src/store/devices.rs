@@ -118,7 +118,8 @@ impl Store {
         now: DateTime<Utc>,
         rescan_after: Duration,
     ) -> anyhow::Result<Vec<PlannedDevice>> {
-        let cutoff = now - chrono::Duration::from_std(rescan_after).unwrap_or(chrono::Duration::MAX);
+        let cutoff =
+            now - chrono::Duration::from_std(rescan_after).unwrap_or(chrono::Duration::MAX);
         let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT device_id, machine_id FROM kbwatch.device
              WHERE tenant_id = $1 AND last_listed_run_id = $2 AND id_valid
@@ -134,6 +135,9 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("planning the scan")?;
-        Ok(rows.into_iter().map(|(device_id, machine_id)| PlannedDevice { device_id, machine_id }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(device_id, machine_id)| PlannedDevice { device_id, machine_id })
+            .collect())
     }
 }

@@ -99,7 +99,11 @@ fn columns(results: &[DeviceResult]) -> (Current, Vec<&MissingKb>, Vec<i64>) {
     (current, kbs, ok_devices)
 }
 
-async fn upsert_kbs(conn: &mut PgConnection, kbs: &[&MissingKb], now: DateTime<Utc>) -> anyhow::Result<()> {
+async fn upsert_kbs(
+    conn: &mut PgConnection,
+    kbs: &[&MissingKb],
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
     if kbs.is_empty() {
         return Ok(());
     }
@@ -118,7 +122,11 @@ async fn upsert_kbs(conn: &mut PgConnection, kbs: &[&MissingKb], now: DateTime<U
     .bind(kbs.iter().map(|k| pg_text(&k.id)).collect::<Vec<_>>())
     .bind(kbs.iter().map(|k| k.name.as_deref().map(pg_text)).collect::<Vec<_>>())
     .bind(kbs.iter().map(|k| k.url.as_deref().map(pg_text)).collect::<Vec<_>>())
-    .bind(kbs.iter().map(|k| pg_json(&serde_json::json!(k.products_names.clone().unwrap_or_default()))).collect::<Vec<_>>())
+    .bind(
+        kbs.iter()
+            .map(|k| pg_json(&serde_json::json!(k.products_names.clone().unwrap_or_default())))
+            .collect::<Vec<_>>(),
+    )
     .bind(kbs.iter().map(|k| k.cve_addressed).collect::<Vec<_>>())
     .bind(kbs.iter().map(|k| k.machine_missed_on).collect::<Vec<_>>())
     .bind(now)
@@ -159,7 +167,11 @@ async fn close_missing_kbs(
 }
 
 /// Opens an interval for each reported (device, KB) that has no open one.
-async fn open_missing_kbs(conn: &mut PgConnection, run_id: i64, current: &Current) -> anyhow::Result<()> {
+async fn open_missing_kbs(
+    conn: &mut PgConnection,
+    run_id: i64,
+    current: &Current,
+) -> anyhow::Result<()> {
     if current.devices.is_empty() {
         return Ok(());
     }
@@ -181,12 +193,18 @@ async fn open_missing_kbs(conn: &mut PgConnection, run_id: i64, current: &Curren
     Ok(())
 }
 
-async fn insert_device_scans(conn: &mut PgConnection, run_id: i64, results: &[DeviceResult]) -> anyhow::Result<()> {
+async fn insert_device_scans(
+    conn: &mut PgConnection,
+    run_id: i64,
+    results: &[DeviceResult],
+) -> anyhow::Result<()> {
     let counts = |r: &DeviceResult| match &r.outcome {
         DeviceOutcome::Ok(items) => {
             let mut seen = std::collections::HashSet::new();
-            let distinct: Vec<&MissingKb> = items.iter().filter(|k| seen.insert(k.id.as_str())).collect();
-            let cves = distinct.iter().map(|k| i64::from(k.cve_addressed.unwrap_or(0))).sum::<i64>();
+            let distinct: Vec<&MissingKb> =
+                items.iter().filter(|k| seen.insert(k.id.as_str())).collect();
+            let cves =
+                distinct.iter().map(|k| i64::from(k.cve_addressed.unwrap_or(0))).sum::<i64>();
             (Some(distinct.len() as i32), Some(cves))
         }
         _ => (None, None),
@@ -206,10 +224,15 @@ async fn insert_device_scans(conn: &mut PgConnection, run_id: i64, results: &[De
     .bind(results.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>())
     .bind(missing)
     .bind(cves)
-    .bind(results.iter().map(|r| match &r.outcome {
-        DeviceOutcome::Failed(e) => Some(pg_text(e)),
-        _ => None,
-    }).collect::<Vec<_>>())
+    .bind(
+        results
+            .iter()
+            .map(|r| match &r.outcome {
+                DeviceOutcome::Failed(e) => Some(pg_text(e)),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+    )
     .execute(conn)
     .await
     .context("storing device scans")?;
@@ -217,7 +240,11 @@ async fn insert_device_scans(conn: &mut PgConnection, run_id: i64, results: &[De
 }
 
 /// Records each device's latest scan; a good scan also remembers the `lastSeen` it saw.
-async fn update_scanned_devices(conn: &mut PgConnection, run_id: i64, results: &[DeviceResult]) -> anyhow::Result<()> {
+async fn update_scanned_devices(
+    conn: &mut PgConnection,
+    run_id: i64,
+    results: &[DeviceResult],
+) -> anyhow::Result<()> {
     sqlx::query(
         "UPDATE kbwatch.device d SET
              last_scanned_at = u.at, last_scan_outcome = u.outcome,

@@ -22,7 +22,8 @@ pub struct TestApp {
     pub sim: Sim,
     pub store: Store,
     pub config: Config,
-    pub db_url: String,
+    /// The configuration file's text (the tests that run the binary write it out).
+    pub config_toml: String,
     pub dir: tempfile::TempDir,
 }
 
@@ -39,18 +40,29 @@ pub enum Auth {
 pub async fn spawn_app(sim: SimConfig, auth: Auth, tenant_toml: &str) -> TestApp {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tls = matches!(auth, Auth::ClientSecret);
+    let credentials = (sim.client_id.clone(), sim.client_secret.clone());
     let sim = Sim::start(SimConfig { tls, static_token: Some(STATIC_TOKEN.into()), ..sim })
         .await
         .expect("simulator starts");
     let db_url = fresh_database().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = tenant_config(&sim, &auth, &db_url, dir.path(), tenant_toml);
-    let store = Store::connect(&SecretString::from(db_url.clone()), 8).await.expect("database connects");
+    let config_toml = tenant_config(&sim, &auth, &credentials, &db_url, dir.path(), tenant_toml);
+    let config = config::load_str(&config_toml, std::iter::empty())
+        .unwrap_or_else(|e| panic!("test config loads: {e}\n{config_toml}"));
+    let store =
+        Store::connect(&SecretString::from(db_url.clone()), 8).await.expect("database connects");
     store.migrate().await.expect("migrations apply");
-    TestApp { sim, store, config, db_url, dir }
+    TestApp { sim, store, config, config_toml, dir }
 }
 
-fn tenant_config(sim: &Sim, auth: &Auth, db_url: &str, dir: &std::path::Path, extra: &str) -> Config {
+fn tenant_config(
+    sim: &Sim,
+    auth: &Auth,
+    (client_id, client_secret): &(String, String),
+    db_url: &str,
+    dir: &std::path::Path,
+    extra: &str,
+) -> String {
     let auth_toml = match auth {
         Auth::TokenFile => {
             let token = dir.join("token");
@@ -61,12 +73,12 @@ fn tenant_config(sim: &Sim, auth: &Auth, db_url: &str, dir: &std::path::Path, ex
             let ca = dir.join("ca.pem");
             std::fs::write(&ca, sim.ca_pem().expect("TLS simulator has a CA")).unwrap();
             let secret = dir.join("secret");
-            std::fs::write(&secret, SimConfig::default().client_secret).unwrap();
+            std::fs::write(&secret, client_secret).unwrap();
             format!(
                 "kind = \"client_secret\"\ntenant_id = \"00000000-0000-0000-0000-000000000001\"\n\
                  client_id = \"{}\"\nclient_secret_file = {secret:?}\nauthority = \"{}\"\n\
                  [tls]\nca_file = {ca:?}\n",
-                SimConfig::default().client_id,
+                client_id,
                 sim.authority()
             )
         }
@@ -76,12 +88,11 @@ fn tenant_config(sim: &Sim, auth: &Auth, db_url: &str, dir: &std::path::Path, ex
         Some((a, t)) => (a.to_owned(), format!("[tls]\n{t}")),
         None => (auth_toml, String::new()),
     };
-    let text = format!(
+    format!(
         "[database]\nurl = \"{db_url}\"\n{tls}\n[[tenant]]\nname = \"t1\"\napi_base = \"{}\"\n\
          rescan_after = \"0s\"\n\n[tenant.http]\nretry_base = \"10ms\"\n\n{extra}\n\n[tenant.auth]\n{auth_only}",
         sim.base_url()
-    );
-    config::load_str(&text, std::iter::empty()).unwrap_or_else(|e| panic!("test config loads: {e}\n{text}"))
+    )
 }
 
 /// A new, empty database: in `DATABASE_URL`'s server when set, else in the private PostgreSQL
@@ -90,7 +101,8 @@ pub async fn fresh_database() -> String {
     let name = format!("kbwatch_test_{}", uuid::Uuid::new_v4().simple());
     match std::env::var("DATABASE_URL") {
         Ok(admin) => {
-            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("DATABASE_URL connects");
+            let mut conn =
+                sqlx::PgConnection::connect(&admin).await.expect("DATABASE_URL connects");
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .execute(&mut conn)
                 .await
@@ -129,10 +141,17 @@ impl TestApp {
     /// One scan to completion with `client` (reuse it to keep its token cache and pacer).
     pub async fn scan_with(&self, client: Arc<Client>) -> ScanSummary {
         let options = ScanOptions { batch_size: 200, ..ScanOptions::default() };
-        scan_tenant(&self.store, self.tenant(), client, &options, Arc::new(Progress::default()), &CancellationToken::new())
-            .await
-            .expect("scan runs")
-            .expect("tenant lock is free")
+        scan_tenant(
+            &self.store,
+            self.tenant(),
+            client,
+            &options,
+            Arc::new(Progress::default()),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("scan runs")
+        .expect("tenant lock is free")
     }
 
     pub async fn scan(&self) -> ScanSummary {
@@ -141,11 +160,12 @@ impl TestApp {
 
     /// (machine id, KB id, cveAddressed) of `reporting.current_missing_kbs`.
     pub async fn current_missing(&self) -> BTreeSet<(String, String, i64)> {
-        let rows: Vec<(String, String, Option<i32>)> =
-            sqlx::query_as("SELECT machine_id, kb_id, cve_addressed FROM reporting.current_missing_kbs")
-                .fetch_all(self.store.pool())
-                .await
-                .unwrap();
+        let rows: Vec<(String, String, Option<i32>)> = sqlx::query_as(
+            "SELECT machine_id, kb_id, cve_addressed FROM reporting.current_missing_kbs",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .unwrap();
         rows.into_iter().map(|(m, k, c)| (m, k, i64::from(c.unwrap_or(0)))).collect()
     }
 
@@ -160,14 +180,11 @@ impl TestApp {
         .unwrap();
         rows.into_iter().map(|(m, k, c)| (m, k, i64::from(c.unwrap_or(0)))).collect()
     }
-
-    /// The simulator's truth as the same triples.
-    pub fn truth(&self) -> BTreeSet<(String, String, i64)> {
-        triples(&self.sim.truth())
-    }
 }
 
-pub fn triples(truth: &BTreeMap<String, Vec<kbwatch::sim::TruthKb>>) -> BTreeSet<(String, String, i64)> {
+pub fn triples(
+    truth: &BTreeMap<String, Vec<kbwatch::sim::TruthKb>>,
+) -> BTreeSet<(String, String, i64)> {
     truth
         .iter()
         .flat_map(|(m, kbs)| kbs.iter().map(move |k| (m.clone(), k.id.clone(), k.cve_addressed)))

@@ -11,7 +11,12 @@ const QUOTA: &str = "[tenant.quota]\nper_minute = 1000000\nper_hour = 10000000\n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_stores_exactly_what_each_device_is_missing() {
-    let app = spawn_app(SimConfig { devices: 2000, seed: 7, ..SimConfig::default() }, Auth::TokenFile, QUOTA).await;
+    let app = spawn_app(
+        SimConfig { devices: 2000, seed: 7, ..SimConfig::default() },
+        Auth::TokenFile,
+        QUOTA,
+    )
+    .await;
     let summary = app.scan().await;
     assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
     assert_eq!(summary.devices.ok, 2000);
@@ -28,10 +33,8 @@ async fn a_scan_stores_exactly_what_each_device_is_missing() {
     .fetch_all(app.store.pool())
     .await
     .unwrap();
-    let history: BTreeMap<String, (i64, i64)> = history
-        .into_iter()
-        .map(|(m, n, c)| (m, (i64::from(n.unwrap()), c.unwrap())))
-        .collect();
+    let history: BTreeMap<String, (i64, i64)> =
+        history.into_iter().map(|(m, n, c)| (m, (i64::from(n.unwrap()), c.unwrap()))).collect();
     let expected: BTreeMap<String, (i64, i64)> = truth
         .iter()
         .map(|(m, kbs)| (m.clone(), (kbs.len() as i64, kbs.iter().map(|k| k.cve_addressed).sum())))
@@ -41,7 +44,12 @@ async fn a_scan_stores_exactly_what_each_device_is_missing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_of_past_scans_stay_exact_and_only_changes_are_written() {
-    let app = spawn_app(SimConfig { devices: 2000, seed: 11, ..SimConfig::default() }, Auth::TokenFile, QUOTA).await;
+    let app = spawn_app(
+        SimConfig { devices: 2000, seed: 11, ..SimConfig::default() },
+        Auth::TokenFile,
+        QUOTA,
+    )
+    .await;
     let truth1 = app.sim.truth();
     let scan1 = app.scan().await;
     assert_eq!(scan1.status, RunStatus::Completed);
@@ -59,14 +67,23 @@ async fn snapshots_of_past_scans_stay_exact_and_only_changes_are_written() {
     assert_eq!(scan2.status, RunStatus::Completed);
     assert_eq!(scan2.devices.ok, 2000, "one device left, one came");
 
-    assert_eq!(app.snapshot(scan1.scan_run_id).await, triples(&truth1), "scan 1 rebuilt from intervals");
-    assert_eq!(app.snapshot(scan2.scan_run_id).await, triples(&truth2), "scan 2 rebuilt from intervals");
+    assert_eq!(
+        app.snapshot(scan1.scan_run_id).await,
+        triples(&truth1),
+        "scan 1 rebuilt from intervals"
+    );
+    assert_eq!(
+        app.snapshot(scan2.scan_run_id).await,
+        triples(&truth2),
+        "scan 2 rebuilt from intervals"
+    );
     assert_eq!(app.current_missing().await, triples(&truth2));
 
     // Changes: for devices listed at scan 2, every (KB, cve) that appeared or disappeared.
     let (t1, t2) = (triples(&truth1), triples(&truth2));
     let listed: std::collections::BTreeSet<&String> = truth2.keys().collect();
-    let changes = t1.symmetric_difference(&t2).filter(|(m, _, _)| listed.contains(m)).count() as i64;
+    let changes =
+        t1.symmetric_difference(&t2).filter(|(m, _, _)| listed.contains(m)).count() as i64;
     let written: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM kbwatch.missing_kb WHERE opened_scan_run_id = $1 OR closed_scan_run_id = $1",
     )
@@ -77,9 +94,10 @@ async fn snapshots_of_past_scans_stay_exact_and_only_changes_are_written() {
     assert!(changes > 100, "the fleet changed ({changes})");
     assert_eq!(written, changes);
 
-    let gone: Vec<String> = sqlx::query_scalar("SELECT machine_id FROM kbwatch.device WHERE gone_at IS NOT NULL")
-        .fetch_all(app.store.pool())
-        .await
-        .unwrap();
+    let gone: Vec<String> =
+        sqlx::query_scalar("SELECT machine_id FROM kbwatch.device WHERE gone_at IS NOT NULL")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
     assert_eq!(gone, change.devices_offboarded);
 }

@@ -8,7 +8,8 @@ use crate::helpers::{Auth, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_larger_than_the_page_cap_is_listed_completely() {
-    let app = spawn_app(SimConfig { devices: 25_000, ..SimConfig::default() }, Auth::TokenFile, "").await;
+    let app =
+        spawn_app(SimConfig { devices: 25_000, ..SimConfig::default() }, Auth::TokenFile, "").await;
     let client = app.client();
     let mut pager = client.machines(None);
     let mut ids = HashSet::new();
@@ -24,7 +25,8 @@ async fn a_fleet_larger_than_the_page_cap_is_listed_completely() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_fleet_is_a_completed_scan_of_nothing() {
-    let app = spawn_app(SimConfig { devices: 0, ..SimConfig::default() }, Auth::TokenFile, "").await;
+    let app =
+        spawn_app(SimConfig { devices: 0, ..SimConfig::default() }, Auth::TokenFile, "").await;
     let summary = app.scan().await;
     assert_eq!(summary.status, kbwatch::store::RunStatus::Completed);
     assert_eq!((summary.listed, summary.planned), (0, 0));

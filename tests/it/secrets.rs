@@ -11,9 +11,8 @@ async fn the_client_secret_never_appears_in_trace_logs() {
     let secret = "s3cr3t-Vx9!q_kbwatch-never-log-me";
     let sim = SimConfig { devices: 10, client_secret: secret.into(), ..SimConfig::default() };
     let app = spawn_app(sim, Auth::ClientSecret, "").await;
-    std::fs::write(app.dir.path().join("secret"), secret).unwrap();
     let config = app.dir.path().join("kbwatch.toml");
-    std::fs::write(&config, app.config_toml()).unwrap();
+    std::fs::write(&config, &app.config_toml).unwrap();
     let app_ref = &app;
     let output = tokio::task::spawn_blocking({
         let config = config.clone();

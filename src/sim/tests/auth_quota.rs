@@ -72,7 +72,9 @@ async fn minute_quota_answers_429_and_counts_violations() {
     assert!(msg.ends_with(&format!("You can send requests again in {retry} seconds.")), "{msg}");
     assert_eq!(t.sim.stats().retry_after_violations, 0);
 
-    // Too early again: a violation, still 429. The other endpoint has its own quota.
+    // Too early again (past the in-flight grace): a violation, still 429. The other endpoint has
+    // its own quota.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     assert_eq!(t.get("api/machines", &[]).await.status(), 429);
     let id = t.sim.device_ids()[0].clone();
     assert_eq!(t.kbs(&id).await.status(), 200);
