@@ -47,6 +47,18 @@ impl Store {
         Ok(Store { pool, options })
     }
 
+    /// A pool that connects on first use (nothing is checked here): for tests and probes.
+    pub fn connect_lazy(url: &SecretString, max_connections: u32) -> anyhow::Result<Store> {
+        let options: PgConnectOptions =
+            url.expose_secret().parse().context("database.url is not a valid PostgreSQL URL")?;
+        let options = options.application_name("kbwatch");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(15))
+            .connect_lazy_with(options.clone());
+        Ok(Store { pool, options })
+    }
+
     /// Applies the migrations that are not applied yet.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         MIGRATOR.run(&self.pool).await.context("applying database migrations")

@@ -8,3 +8,4 @@ mod history;
 mod listing;
 mod quota;
 mod secrets;
+mod serve;
