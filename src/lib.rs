@@ -13,6 +13,8 @@ pub mod config;
 pub mod defender;
 /// The private PostgreSQL started when no database URL is configured.
 pub mod embedded_pg;
+/// Prometheus metrics: names, bounded labels, the recorder and its upkeep.
+pub mod metrics;
 /// Sliding-window quotas per tenant and endpoint, concurrency cap, tenant-wide pause on 429.
 pub mod pacer;
 /// One scan of one tenant: list, plan, fan out, hand results to the store.

@@ -39,6 +39,8 @@ impl Endpoint {
 
 /// The pacer of one tenant.
 pub struct Pacer {
+    /// The tenant's name: the `tenant` label of the metrics of its calls.
+    tenant: Arc<str>,
     machines: Window,
     missing_kbs: Window,
     in_flight: Arc<Semaphore>,
@@ -51,8 +53,9 @@ pub struct Admission {
 }
 
 impl Pacer {
-    pub fn new(quota: &QuotaConfig) -> Self {
+    pub fn new(tenant: impl Into<Arc<str>>, quota: &QuotaConfig) -> Self {
         Self {
+            tenant: tenant.into(),
             machines: Window::new(quota),
             missing_kbs: Window::new(quota),
             in_flight: Arc::new(Semaphore::new(quota.concurrency.max(1) as usize)),
@@ -66,13 +69,20 @@ impl Pacer {
         let permit =
             self.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
         self.window(endpoint).admit().await;
-        self.waited_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let waited = started.elapsed();
+        self.waited_micros.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+        crate::metrics::pacer_waited(&self.tenant, endpoint, waited);
         Admission { _permit: permit }
     }
 
     /// Stops every call to `endpoint` for `delay` (a 429's `Retry-After`).
     pub async fn pause(&self, endpoint: Endpoint, delay: Duration) {
         self.window(endpoint).pause(delay).await;
+    }
+
+    /// The tenant this pacer paces.
+    pub fn tenant(&self) -> &Arc<str> {
+        &self.tenant
     }
 
     /// Total time callers spent waiting for admission.
@@ -177,7 +187,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn spends_the_minute_window_at_once_then_waits_for_it_to_slide() {
-        let pacer = Pacer::new(&quota(10, 1000));
+        let pacer = Pacer::new("t", &quota(10, 1000));
         let times = admit_times(&pacer, 25).await;
         assert!(times[..10].iter().all(|t| *t < Duration::from_millis(1)), "{times:?}");
         assert!(times[10] >= MINUTE && times[10] < MINUTE + Duration::from_millis(5));
@@ -191,7 +201,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_hour_window_caps_total_calls() {
-        let pacer = Pacer::new(&quota(100, 150));
+        let pacer = Pacer::new("t", &quota(100, 150));
         let times = admit_times(&pacer, 151).await;
         assert!(times[149] < 2 * MINUTE);
         assert!(times[150] >= HOUR, "151st call at {:?}", times[150]);
@@ -199,7 +209,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_holds_every_caller_of_the_endpoint() {
-        let pacer = Pacer::new(&quota(100, 1000));
+        let pacer = Pacer::new("t", &quota(100, 1000));
         pacer.pause(Endpoint::MissingKbs, Duration::from_secs(7)).await;
         let start = Instant::now();
         let _a = pacer.admit(Endpoint::MissingKbs).await;
@@ -211,7 +221,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn concurrency_is_capped() {
-        let pacer = Arc::new(Pacer::new(&QuotaConfig { concurrency: 2, ..quota(100, 1000) }));
+        let pacer = Arc::new(Pacer::new("t", &QuotaConfig { concurrency: 2, ..quota(100, 1000) }));
         let a = pacer.admit(Endpoint::Machines).await;
         let _b = pacer.admit(Endpoint::Machines).await;
         let p = pacer.clone();

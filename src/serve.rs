@@ -2,6 +2,7 @@
 //! answers and the migrations are applied).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -9,6 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
@@ -19,16 +21,31 @@ struct AppState {
     metrics: Option<PrometheusHandle>,
 }
 
-/// Serves until `cancel`; returns the bound address through `bound` for tests that use port 0.
+/// How long `/readyz` waits for the database before it answers 503.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Binds `listen` (port 0 picks a free port: see `local_addr`).
+pub async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen).await.with_context(|| format!("binding serve.listen {listen}"))
+}
+
+/// Binds `listen` and serves until `cancel`.
 pub async fn serve(
     listen: SocketAddr,
     store: Store,
     metrics: Option<PrometheusHandle>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding serve.listen {listen}"))?;
+    serve_on(bind(listen).await?, store, metrics, cancel).await
+}
+
+/// Serves on a bound listener until `cancel`.
+pub async fn serve_on(
+    listener: TcpListener,
+    store: Store,
+    metrics: Option<PrometheusHandle>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, "Serving /metrics, /healthz and /readyz");
     axum::serve(listener, router(store, metrics))
         .with_graceful_shutdown(async move { cancel.cancelled().await })
@@ -45,10 +62,15 @@ fn router(store: Store, metrics: Option<PrometheusHandle>) -> Router {
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
-    match state.store.pending_migrations().await {
-        Ok(0) => (StatusCode::OK, "ready\n".into()),
-        Ok(n) => (StatusCode::SERVICE_UNAVAILABLE, format!("{n} migrations not applied\n")),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {e:#}\n")),
+    // The pool would wait its whole acquire timeout for a database that is down.
+    match tokio::time::timeout(READY_TIMEOUT, state.store.pending_migrations()).await {
+        Ok(Ok(0)) => (StatusCode::OK, "ready\n".into()),
+        Ok(Ok(n)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{n} migrations not applied\n")),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {e:#}\n")),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unavailable: no answer within {READY_TIMEOUT:?}\n"),
+        ),
     }
 }
 

@@ -12,9 +12,8 @@ use crate::defender::client_for;
 use crate::schedule::{self, ScheduledTenant};
 
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+    let metrics = crate::metrics::install()?;
+    tokio::spawn(crate::metrics::upkeep(metrics.clone(), cancel.clone()));
     let db = open_store(&config).await?;
     db.store.migrate().await?;
     let tenants = config

@@ -158,10 +158,14 @@ impl Client {
             let admission = self.pacer.admit(endpoint).await;
             self.counters.api_calls.fetch_add(1, Ordering::Relaxed);
             let sent = self.http.get(url.clone()).bearer_auth(token.expose_secret()).send().await;
-            let outcome = match sent {
-                Ok(response) => self.classify(endpoint, response, cap).await,
-                Err(e) => Err(ApiError::Transport(error_chain(&e))),
+            let (outcome, status) = match sent {
+                Ok(response) => {
+                    let status = response.status();
+                    (self.classify(endpoint, response, cap).await, Some(status))
+                }
+                Err(e) => (Err(ApiError::Transport(error_chain(&e))), None),
             };
+            self.record(endpoint, status, &outcome);
             if let Err(ApiError::Throttled(delay)) = &outcome {
                 // Pause before the slot is freed, so no caller slips a request in between.
                 self.pacer.pause(endpoint, *delay).await;
@@ -210,6 +214,23 @@ impl Client {
                     return Err(err);
                 }
             }
+        }
+    }
+
+    /// Counts one request by its HTTP status (`transport` when no complete response arrived).
+    fn record(
+        &self,
+        endpoint: Endpoint,
+        status: Option<StatusCode>,
+        outcome: &Result<Vec<u8>, ApiError>,
+    ) {
+        let tenant = self.pacer.tenant();
+        // A body cut off mid-way is a transport failure, whatever the status line said.
+        let status =
+            status.filter(|_| !matches!(outcome, Err(ApiError::Transport(_)))).map(|s| s.as_u16());
+        crate::metrics::api_request(tenant, endpoint, status);
+        if status == Some(429) {
+            crate::metrics::api_throttled(tenant, endpoint);
         }
     }
 

@@ -36,7 +36,7 @@ pub fn client_for(tenant: &TenantConfig, tls: &TlsConfig) -> anyhow::Result<Clie
         http,
         tenant.api_base.clone(),
         tokens,
-        Arc::new(Pacer::new(&tenant.quota)),
+        Arc::new(Pacer::new(tenant.name.as_str(), &tenant.quota)),
         options,
     ))
 }

@@ -168,7 +168,27 @@ impl Scan<'_> {
             elapsed: started.elapsed(),
         };
         log_summary(&summary);
+        self.record_metrics(&summary).await;
         Ok(summary)
+    }
+
+    /// The scan's metrics; after a completed scan, the fleet totals as the store now has them.
+    async fn record_metrics(&self, summary: &ScanSummary) {
+        let tenant = self.tenant.name.as_str();
+        crate::metrics::scan_finished(tenant, summary);
+        if summary.status != RunStatus::Completed {
+            return;
+        }
+        crate::metrics::last_success(tenant);
+        match self.store.fleet_totals(tenant).await {
+            Ok((missing_kbs, cve_addressed)) => {
+                crate::metrics::fleet_totals(tenant, missing_kbs, cve_addressed);
+            }
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "Reading the fleet totals for the metrics failed"
+            ),
+        }
     }
 
     async fn work(&self) -> Ending {

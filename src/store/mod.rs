@@ -47,6 +47,18 @@ impl Store {
         Ok(Store { pool, options })
     }
 
+    /// A pool that connects on first use (nothing is checked here): for tests and probes.
+    pub fn connect_lazy(url: &SecretString, max_connections: u32) -> anyhow::Result<Store> {
+        let options: PgConnectOptions =
+            url.expose_secret().parse().context("database.url is not a valid PostgreSQL URL")?;
+        let options = options.application_name("kbwatch");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(15))
+            .connect_lazy_with(options.clone());
+        Ok(Store { pool, options })
+    }
+
     /// Applies the migrations that are not applied yet.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         MIGRATOR.run(&self.pool).await.context("applying database migrations")
@@ -55,10 +67,15 @@ impl Store {
     /// How many embedded migrations the database has not applied (an error if it cannot be asked).
     pub async fn pending_migrations(&self) -> anyhow::Result<usize> {
         let applied: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
                 .fetch_all(&self.pool)
                 .await
-                .context("reading applied migrations")?;
+            {
+                Ok(applied) => applied,
+                // undefined_table: a database that was never migrated.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+                Err(e) => return Err(e).context("reading applied migrations"),
+            };
         Ok(MIGRATOR.iter().filter(|m| !applied.contains(&m.version)).count())
     }
 

@@ -63,4 +63,16 @@ impl Store {
         .await
         .context("reading reporting.devices")
     }
+
+    /// Missing KBs and the CVEs they address, summed over the current devices of `tenant`.
+    pub async fn fleet_totals(&self, tenant: &str) -> anyhow::Result<(i64, i64)> {
+        sqlx::query_as(
+            "SELECT coalesce(sum(missing_kbs), 0)::int8, coalesce(sum(cve_addressed_total), 0)::int8
+             FROM reporting.devices WHERE tenant = $1",
+        )
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await
+        .context("reading reporting.devices totals")
+    }
 }

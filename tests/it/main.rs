@@ -8,4 +8,5 @@ mod history;
 mod listing;
 mod quota;
 mod secrets;
+mod serve;
 mod shutdown;
