@@ -13,12 +13,11 @@ use crate::helpers::{Auth, TestApp, spawn_app};
 /// A fleet slow enough (latency × devices / concurrency ≈ 10 s) to stop in the middle.
 async fn slow_app(rescan_after: &str) -> TestApp {
     let faults = Faults { latency: Duration::from_millis(50), ..Faults::default() };
-    let tenant =
-        format!("[tenant.quota]\nper_minute = 1000000\nper_hour = 10000000\nconcurrency = 4\n");
+    let tenant = "[tenant.quota]\nper_minute = 1000000\nper_hour = 10000000\nconcurrency = 4\n";
     let app = spawn_app(
         SimConfig { devices: 800, faults, ..SimConfig::default() },
         Auth::TokenFile,
-        &tenant,
+        tenant,
     )
     .await;
     let config = app.dir.path().join("kbwatch.toml");
@@ -75,7 +74,7 @@ async fn sigterm_flushes_finished_results_and_marks_the_run_interrupted() {
     assert_eq!(status, RunStatus::Interrupted.as_str());
     assert!(finished);
     let stored = scanned_devices(&app).await;
-    assert!(stored >= 100 && stored < 800, "{stored} devices stored");
+    assert!((100..800).contains(&stored), "{stored} devices stored");
     assert_eq!(i64::from(ok), stored, "the run's counters match what was stored");
 }
 
