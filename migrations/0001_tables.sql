@@ -11,6 +11,10 @@ CREATE TABLE kbwatch.scan_run (
     scan_run_id       bigint GENERATED ALWAYS AS IDENTITY CONSTRAINT scan_run_pkey PRIMARY KEY,
     tenant_id         integer NOT NULL CONSTRAINT scan_run_tenant_fkey REFERENCES kbwatch.tenant,
     trigger           text NOT NULL,
+    -- The cron tick a scheduled run belongs to; replicas skip a tick another one has taken.
+    scheduled_for     timestamptz,
+    -- hostname:pid of the process that ran it.
+    runner            text,
     started_at        timestamptz NOT NULL DEFAULT now(),
     finished_at       timestamptz,
     status            text NOT NULL DEFAULT 'running'
@@ -28,6 +32,8 @@ CREATE TABLE kbwatch.scan_run (
 );
 -- Latest runs of a tenant, and finding runs left `running` by a crashed process.
 CREATE INDEX scan_run_tenant_idx ON kbwatch.scan_run (tenant_id, scan_run_id DESC);
+-- At most one run per tenant and cron tick (manual runs have no tick: NULLs never collide).
+CREATE UNIQUE INDEX scan_run_tick_key ON kbwatch.scan_run (tenant_id, scheduled_for);
 
 CREATE TABLE kbwatch.device (
     device_id               bigint GENERATED ALWAYS AS IDENTITY CONSTRAINT device_pkey PRIMARY KEY,

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,18 +35,17 @@ pub async fn run(
     let scheduler = JobScheduler::new().await.context("starting the scheduler")?;
     let tracker = TaskTracker::new();
     let running = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let ticks = crate::config::parse_cron(cron)
+        .map_err(|e| anyhow::anyhow!("schedule.cron {cron:?} {e}"))?;
     let job = {
         let (tracker, cancel, store) = (tracker.clone(), cancel.clone(), store.clone());
-        Job::new_async(cron, move |job_id, mut scheduler| {
+        Job::new_async(cron, move |_, _| {
             let (tracker, cancel, store, running, tenants) =
                 (tracker.clone(), cancel.clone(), store.clone(), running.clone(), tenants.clone());
+            let tick = Tick::around(&ticks, Utc::now());
             Box::pin(async move {
-                let next = scheduler.next_tick_for_job(job_id).await.ok().flatten();
-                let deadline = next
-                    .and_then(|at| (at - chrono::Utc::now()).to_std().ok())
-                    .map(|left| tokio::time::Instant::now() + left);
                 for tenant in tenants {
-                    start_scan(&tracker, &running, &store, tenant, deadline, &cancel);
+                    start_scan(&tracker, &running, &store, tenant, tick, &cancel);
                 }
             })
         })
@@ -64,12 +64,33 @@ pub async fn run(
     Ok(())
 }
 
+/// The cron tick a job run belongs to and when the next one is due. The scheduler polls, so a
+/// run starts up to ~0.5 s after its tick: the tick is the latest occurrence at or before now,
+/// which every replica computes alike.
+#[derive(Debug, Clone, Copy)]
+struct Tick {
+    at: Option<DateTime<Utc>>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Tick {
+    fn around(cron: &croner::Cron, now: DateTime<Utc>) -> Tick {
+        let at = cron.find_previous_occurrence(&now, true).ok();
+        let deadline = cron
+            .find_next_occurrence(&now, false)
+            .ok()
+            .and_then(|next| (next - now).to_std().ok())
+            .map(|left| tokio::time::Instant::now() + left);
+        Tick { at, deadline }
+    }
+}
+
 fn start_scan(
     tracker: &TaskTracker,
     running: &Arc<Mutex<HashSet<String>>>,
     store: &Store,
     tenant: ScheduledTenant,
-    deadline: Option<tokio::time::Instant>,
+    tick: Tick,
     cancel: &CancellationToken,
 ) {
     let name = tenant.config.name.clone();
@@ -79,8 +100,12 @@ fn start_scan(
     }
     let (running, store, cancel) = (running.clone(), store.clone(), cancel.clone());
     tracker.spawn(async move {
-        let options =
-            ScanOptions { trigger: Trigger::Schedule, deadline, ..ScanOptions::default() };
+        let options = ScanOptions {
+            trigger: Trigger::Schedule,
+            deadline: tick.deadline,
+            scheduled_for: tick.at,
+            ..ScanOptions::default()
+        };
         let result = scan::scan_tenant(
             &store,
             &tenant.config,

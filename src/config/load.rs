@@ -17,6 +17,8 @@ mod env;
 #[path = "validate.rs"]
 mod validate;
 
+pub use validate::parse_cron;
+
 /// One problem found in the configuration, with the key path it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {

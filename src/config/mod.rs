@@ -12,7 +12,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-pub use load::{ConfigError, Problem, load, load_str, load_with_env};
+pub use load::{ConfigError, Problem, load, load_str, load_with_env, parse_cron};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]

@@ -40,7 +40,7 @@ pub(super) fn validate(cfg: &Config, ctx: &Context) -> Vec<Problem> {
 
 /// Parses a cron expression exactly as tokio-cron-scheduler 0.15 does (`Job::new_async`: croner,
 /// seconds required, day-of-month AND day-of-week), after requiring exactly 6 fields.
-pub(crate) fn parse_cron(expr: &str) -> Result<Cron, String> {
+pub fn parse_cron(expr: &str) -> Result<Cron, String> {
     match expr.split_whitespace().count() {
         6 => {}
         5 => {

@@ -45,6 +45,8 @@ pub struct ScanOptions {
     pub trigger: Trigger,
     /// Stop starting new devices at this instant (the next tick); the run ends `partial`.
     pub deadline: Option<Instant>,
+    /// The cron tick this run belongs to: a tick another replica already scanned is skipped.
+    pub scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
     /// Devices per committed batch.
     pub batch_size: usize,
     /// Longest time a finished result waits before it is committed.
@@ -56,6 +58,7 @@ impl Default for ScanOptions {
         Self {
             trigger: Trigger::Manual,
             deadline: None,
+            scheduled_for: None,
             batch_size: 500,
             flush_every: Duration::from_secs(1),
         }
@@ -84,7 +87,8 @@ pub struct ScanSummary {
     pub elapsed: Duration,
 }
 
-/// Scans `tenant` once. `Ok(None)` when another process holds the tenant's lock. The client's
+/// Scans `tenant` once. `Ok(None)` when another process holds the tenant's lock, or has already
+/// scanned the cron tick of `options.scheduled_for`. The client's
 /// pacer and token cache carry over between scans; its call counters start at zero for each.
 pub async fn scan_tenant(
     store: &Store,
@@ -103,7 +107,15 @@ pub async fn scan_tenant(
     if orphans > 0 {
         tracing::warn!(tenant = %tenant.name, runs = orphans, "Marked runs left running by a stopped process as interrupted");
     }
-    let run_id = store.start_run(tenant_id, options.trigger.as_str()).await?;
+    let runner = runner_name();
+    let Some(run_id) = store
+        .start_run(tenant_id, options.trigger.as_str(), options.scheduled_for, &runner)
+        .await?
+    else {
+        tracing::info!(tenant = %tenant.name, tick = ?options.scheduled_for, "Tick already scanned by another process; skipping");
+        lock.release().await?;
+        return Ok(None);
+    };
     let client = Arc::new(client.with_fresh_counters());
     let span = tracing::info_span!("scan", tenant = %tenant.name, scan_run_id = run_id);
     let scan = Scan { store, tenant, tenant_id, run_id, client, options, progress, cancel };
@@ -115,6 +127,13 @@ pub async fn scan_tenant(
         );
     }
     Ok(Some(summary?))
+}
+
+/// `hostname:pid`, recorded with each run.
+fn runner_name() -> String {
+    let host =
+        nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    format!("{host}:{}", std::process::id())
 }
 
 struct Scan<'a> {

@@ -1,6 +1,7 @@
 //! Tenants and run bookkeeping.
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 
 use super::Store;
 
@@ -67,14 +68,26 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Opens a run in state `running`.
-    pub async fn start_run(&self, tenant_id: i32, trigger: &str) -> anyhow::Result<i64> {
+    /// Opens a run in state `running`; `None` when a run for the same cron tick exists already
+    /// (another replica took it). Call with the tenant lock held.
+    pub async fn start_run(
+        &self,
+        tenant_id: i32,
+        trigger: &str,
+        scheduled_for: Option<DateTime<Utc>>,
+        runner: &str,
+    ) -> anyhow::Result<Option<i64>> {
         sqlx::query_scalar(
-            "INSERT INTO kbwatch.scan_run (tenant_id, trigger) VALUES ($1, $2) RETURNING scan_run_id",
+            "INSERT INTO kbwatch.scan_run (tenant_id, trigger, scheduled_for, runner)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, scheduled_for) DO NOTHING
+             RETURNING scan_run_id",
         )
         .bind(tenant_id)
         .bind(trigger)
-        .fetch_one(&self.pool)
+        .bind(scheduled_for)
+        .bind(runner)
+        .fetch_optional(&self.pool)
         .await
         .context("opening the scan run")
     }

@@ -83,10 +83,13 @@ async fn intermittent_404s_are_retried_and_an_unknown_device_ends_not_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_are_retried_and_a_broken_device_fails_alone() {
     let faults = Faults { server_error_rate: 0.2, ..Faults::default() };
+    // Eight attempts: a device fails by chance with probability 0.2^8, so only the broken ones fail.
+    // (These lines land in the helper's [tenant.http] table.)
+    let tenant = format!("max_attempts = 8\n{FAST}");
     let app = spawn_app(
         SimConfig { devices: 200, faults, ..SimConfig::default() },
         Auth::TokenFile,
-        FAST,
+        &tenant,
     )
     .await;
     let ids = app.sim.device_ids();

@@ -7,6 +7,7 @@ mod helpers;
 mod history;
 mod listing;
 mod quota;
+mod replicas;
 mod secrets;
 mod serve;
 mod shutdown;
