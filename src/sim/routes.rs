@@ -19,6 +19,7 @@ use super::machine::Machine;
 use super::odata::Filter;
 use super::quota::{Endpoint, Verdict};
 use super::{Shared, auth, lock, read};
+use tower_http::compression::CompressionLayer;
 
 /// The largest page the list returns, whatever `$top` asks for.
 pub(crate) const PAGE_CAP: usize = 10_000;
@@ -28,7 +29,8 @@ const ODATA_JSON: &str =
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
-        .route("/api/machines", get(machines))
+        // The real list answers `Content-Encoding: deflate` when the client accepts it.
+        .route("/api/machines", get(machines).layer(CompressionLayer::new()))
         .route("/api/machines/{id}/getmissingkbs", get(missing_kbs))
         .merge(super::admin::router())
         .fallback(|| async {

@@ -224,3 +224,23 @@ async fn getmissingkbs_matches_truth() {
     assert_eq!(body["error"]["message"], format!("Machine {unknown} was not found"));
     assert_eq!(t.sim.stats().kbs_requests_by_device[unknown], 1);
 }
+
+#[tokio::test]
+async fn the_machine_list_is_deflated_when_the_client_accepts_it() {
+    let t = TestSim::start(SimConfig { devices: 50, ..SimConfig::default() }).await;
+    let raw = reqwest::Client::builder().no_gzip().no_deflate().build().expect("client");
+    let r = raw
+        .get(t.url("api/machines", &[]))
+        .bearer_auth(&t.token)
+        .header(reqwest::header::ACCEPT_ENCODING, "deflate")
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()[reqwest::header::CONTENT_ENCODING], "deflate");
+    let compressed = r.bytes().await.expect("body");
+    assert!(serde_json::from_slice::<Value>(&compressed).is_err(), "the body is compressed");
+    // The ordinary client (kbwatch's has gzip and deflate on) decodes it transparently.
+    let page = t.get_json("api/machines", &[]).await;
+    assert_eq!(page["value"].as_array().map(Vec::len), Some(50));
+}
