@@ -28,6 +28,9 @@ CREATE TABLE kbwatch.scan_run (
     devices_rejected  integer NOT NULL DEFAULT 0,
     api_calls         bigint NOT NULL DEFAULT 0,
     throttled         bigint NOT NULL DEFAULT 0,
+    -- The per-minute rate getmissingkbs was paced at when the run ended: the configured quota,
+    -- or lower when the server throttled below it.
+    effective_per_minute integer,
     error             text
 );
 -- Latest runs of a tenant, and finding runs left `running` by a crashed process.

@@ -11,7 +11,7 @@ use secrecy::ExposeSecret as _;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::error::{error_message, throttle_delay};
+use super::error::{error_message, stated_quota, throttle_delay};
 use super::model::Page;
 use super::{ApiError, Machine, MachineId, MissingKb, TokenSource};
 use crate::pacer::{Endpoint, Pacer};
@@ -166,9 +166,9 @@ impl Client {
                 Err(e) => (Err(ApiError::Transport(error_chain(&e))), None),
             };
             self.record(endpoint, status, &outcome);
-            if let Err(ApiError::Throttled(delay)) = &outcome {
+            if let Err(ApiError::Throttled { delay, server }) = &outcome {
                 // Pause before the slot is freed, so no caller slips a request in between.
-                self.pacer.pause(endpoint, *delay).await;
+                self.pacer.throttled(endpoint, *delay, *server).await;
             }
             drop(admission);
             let err = match outcome {
@@ -190,7 +190,7 @@ impl Client {
                     not_found += 1;
                     tokio::time::sleep(self.backoff(not_found)).await;
                 }
-                ApiError::Throttled(delay) if throttled < self.options.max_throttled => {
+                ApiError::Throttled { delay, .. } if throttled < self.options.max_throttled => {
                     throttled += 1;
                     self.counters.throttled.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
@@ -198,7 +198,6 @@ impl Client {
                         delay_s = delay.as_secs_f64(),
                         "Throttled; pausing the endpoint"
                     );
-                    self.pacer.pause(endpoint, delay).await;
                 }
                 ApiError::Server { .. } | ApiError::Transport(_)
                     if failures + 1 < self.options.max_attempts =>
@@ -208,7 +207,7 @@ impl Client {
                     tokio::time::sleep(self.backoff(failures)).await;
                 }
                 err => {
-                    if let ApiError::Throttled(_) = err {
+                    if let ApiError::Throttled { .. } = err {
                         self.counters.throttled.fetch_add(1, Ordering::Relaxed);
                     }
                     return Err(err);
@@ -256,9 +255,10 @@ impl Client {
             StatusCode::UNAUTHORIZED => ApiError::Unauthorized(error_message(&text)),
             StatusCode::FORBIDDEN => ApiError::Forbidden(error_message(&text)),
             StatusCode::NOT_FOUND => ApiError::NotFound,
-            StatusCode::TOO_MANY_REQUESTS => {
-                ApiError::Throttled(throttle_delay(retry_after.as_deref(), &text))
-            }
+            StatusCode::TOO_MANY_REQUESTS => ApiError::Throttled {
+                delay: throttle_delay(retry_after.as_deref(), &text),
+                server: stated_quota(&text),
+            },
             s if s.is_server_error() => {
                 ApiError::Server { status: s.as_u16(), body: error_message(&text) }
             }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::pacer::ServerQuota;
+
 /// A failed call, by the kind callers branch on.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -14,9 +16,9 @@ pub enum ApiError {
     /// 404 on a device after the retries for intermittent 404s.
     #[error("not found")]
     NotFound,
-    /// 429 still answered after every attempt.
-    #[error("throttled; retry after {0:?}")]
-    Throttled(Duration),
+    /// 429: wait `delay`; `server` is the quota the message stated, when it did.
+    #[error("throttled; retry after {delay:?}")]
+    Throttled { delay: Duration, server: Option<ServerQuota> },
     /// 5xx after every attempt.
     #[error("server error {status}: {body}")]
     Server { status: u16, body: String },
@@ -40,7 +42,7 @@ pub enum ApiError {
 impl ApiError {
     /// Whether the same request may succeed if sent again later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Server { .. } | Self::Transport(_) | Self::Throttled(_))
+        matches!(self, Self::Server { .. } | Self::Transport(_) | Self::Throttled { .. })
     }
 
     /// Whether the whole scan of the tenant must stop (no other call can succeed).
@@ -64,6 +66,18 @@ pub(crate) fn throttle_delay(retry_after: Option<&str>, body: &str) -> Duration 
         .and_then(|c| c[1].parse::<u64>().ok())
         .map(|s| Duration::from_secs(s.max(1)))
         .unwrap_or(Duration::from_secs(10))
+}
+
+/// The quota a 429's message states: "Maximum allowed 30 per 00:01:00".
+pub(crate) fn stated_quota(body: &str) -> Option<ServerQuota> {
+    static ALLOWED: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)maximum allowed (\d{1,9}) per (\d{1,2}):(\d{2}):(\d{2})")
+            .expect("constant regex compiles")
+    });
+    let c = ALLOWED.captures(body)?;
+    let part = |i: usize| c[i].parse::<u64>().ok();
+    let window = Duration::from_secs(part(2)? * 3600 + part(3)? * 60 + part(4)?);
+    Some(ServerQuota { calls: c[1].parse().ok()?, window })
 }
 
 /// The `error.message` of an API error envelope, else the body cut to a readable length.
@@ -92,6 +106,16 @@ mod tests {
         assert_eq!(throttle_delay(Some("3"), body), Duration::from_secs(3));
         assert_eq!(throttle_delay(None, body), Duration::from_secs(8));
         assert_eq!(throttle_delay(Some("soon"), "{}"), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn stated_quota_reads_the_message() {
+        let body = "API calls quota exceeded! maximum allowed 1500 per 01:00:00";
+        assert_eq!(
+            stated_quota(body),
+            Some(ServerQuota { calls: 1500, window: Duration::from_secs(3600) })
+        );
+        assert_eq!(stated_quota("quota exceeded"), None);
     }
 
     #[test]

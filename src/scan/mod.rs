@@ -19,7 +19,8 @@ use tracing::Instrument as _;
 
 use crate::config::TenantConfig;
 use crate::defender::Client;
-use crate::store::{RunCounters, RunStatus, Store};
+use crate::pacer::Endpoint;
+use crate::store::{RunCounters, RunEnd, RunStatus, Store};
 
 /// What starts a scan (stored in `scan_run.trigger`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,8 @@ pub struct ScanSummary {
     pub devices: RunCounters,
     pub api_calls: u64,
     pub throttled: u64,
+    /// The per-minute rate getmissingkbs was paced at when the run ended.
+    pub effective_per_minute: u32,
     pub error: Option<String>,
     pub elapsed: Duration,
 }
@@ -164,16 +167,16 @@ impl Scan<'_> {
         let calls = self.client.counters();
         let api_calls = calls.api_calls.load(Ordering::Relaxed);
         let throttled = calls.throttled.load(Ordering::Relaxed);
-        self.store
-            .finish_run(
-                self.run_id,
-                ending.status,
-                api_calls as i64,
-                throttled as i64,
-                ending.error.as_deref(),
-            )
-            .await
-            .context("closing the scan run")?;
+        let effective_per_minute =
+            self.client.pacer().effective_per_minute(Endpoint::MissingKbs).await;
+        let end = RunEnd {
+            status: ending.status,
+            api_calls: api_calls as i64,
+            throttled: throttled as i64,
+            effective_per_minute: effective_per_minute as i32,
+            error: ending.error.as_deref(),
+        };
+        self.store.finish_run(self.run_id, &end).await.context("closing the scan run")?;
         let summary = ScanSummary {
             scan_run_id: self.run_id,
             status: ending.status,
@@ -183,6 +186,7 @@ impl Scan<'_> {
             devices: ending.devices,
             api_calls,
             throttled,
+            effective_per_minute,
             error: ending.error,
             elapsed: started.elapsed(),
         };
@@ -253,6 +257,7 @@ fn log_summary(s: &ScanSummary) {
         failed = s.devices.failed,
         api_calls = s.api_calls,
         throttled = s.throttled,
+        effective_per_minute = s.effective_per_minute,
         elapsed_s = s.elapsed.as_secs_f64(),
         error = s.error.as_deref().unwrap_or(""),
         "Scan finished"

@@ -111,6 +111,13 @@ impl Sim {
         self.shared.stats.snapshot()
     }
 
+    /// A function that reads the counters later, for a task that samples them while the handle
+    /// is used elsewhere.
+    pub fn clone_stats_handle(&self) -> impl Fn() -> SimStats + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.stats.snapshot()
+    }
+
     pub fn set_faults(&self, f: Faults) {
         lock(&self.shared.faults).faults = f;
     }

@@ -20,7 +20,7 @@ pub use devices::{ListedDevice, PlannedDevice};
 pub use lock::TenantLock;
 pub use report::{FleetSummary, RunSummary};
 pub use results::{DeviceOutcome, DeviceResult};
-pub use runs::{RunCounters, RunStatus};
+pub use runs::{RunCounters, RunEnd, RunStatus};
 
 /// The migrations embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

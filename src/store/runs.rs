@@ -39,6 +39,16 @@ pub struct RunCounters {
     pub failed: i32,
 }
 
+/// How a run ended, as stored in its row.
+#[derive(Debug, Clone, Copy)]
+pub struct RunEnd<'a> {
+    pub status: RunStatus,
+    pub api_calls: i64,
+    pub throttled: i64,
+    pub effective_per_minute: i32,
+    pub error: Option<&'a str>,
+}
+
 impl Store {
     /// The id of the tenant named `name`, created on first use.
     pub async fn ensure_tenant(&self, name: &str) -> anyhow::Result<i32> {
@@ -141,25 +151,20 @@ impl Store {
         Ok(())
     }
 
-    /// Closes a run with its final status, call counters and error text.
-    pub async fn finish_run(
-        &self,
-        run_id: i64,
-        status: RunStatus,
-        api_calls: i64,
-        throttled: i64,
-        error: Option<&str>,
-    ) -> anyhow::Result<()> {
+    /// Closes a run with its final status, call counters, effective rate and error text.
+    pub async fn finish_run(&self, run_id: i64, end: &RunEnd<'_>) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE kbwatch.scan_run
-             SET status = $2, finished_at = now(), api_calls = $3, throttled = $4, error = $5
+             SET status = $2, finished_at = now(), api_calls = $3, throttled = $4,
+                 effective_per_minute = $5, error = $6
              WHERE scan_run_id = $1",
         )
         .bind(run_id)
-        .bind(status.as_str())
-        .bind(api_calls)
-        .bind(throttled)
-        .bind(error.map(super::pg_text))
+        .bind(end.status.as_str())
+        .bind(end.api_calls)
+        .bind(end.throttled)
+        .bind(end.effective_per_minute)
+        .bind(end.error.map(super::pg_text))
         .execute(&self.pool)
         .await
         .context("closing the scan run")?;

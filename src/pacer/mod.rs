@@ -6,18 +6,28 @@
 //! spends what the quota allows, unlike a steady rate, and never exceeds a window, unlike a token
 //! bucket whose burst equals the quota.
 
-use std::collections::VecDeque;
+mod window;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+use window::Window;
 
 use crate::config::QuotaConfig;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
+
+/// A quota the server stated in a 429's message ("Maximum allowed 30 per 00:01:00").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerQuota {
+    pub calls: u32,
+    pub window: Duration,
+}
 
 /// The endpoints that have their own quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,9 +85,29 @@ impl Pacer {
         Admission { _permit: permit }
     }
 
-    /// Stops every call to `endpoint` for `delay` (a 429's `Retry-After`).
-    pub async fn pause(&self, endpoint: Endpoint, delay: Duration) {
-        self.window(endpoint).pause(delay).await;
+    /// After a 429: stops every call to `endpoint` for `delay` (its `Retry-After`) and lowers the
+    /// endpoint's rate: to the quota the server named, else to 3/4 of what the last minute used.
+    pub async fn throttled(
+        &self,
+        endpoint: Endpoint,
+        delay: Duration,
+        server: Option<ServerQuota>,
+    ) {
+        let (before, after) = self.window(endpoint).throttled(delay, server).await;
+        if after < before {
+            tracing::warn!(
+                tenant = %self.tenant,
+                endpoint = endpoint.as_str(),
+                per_minute = after,
+                was = before,
+                "Lowered the request rate after throttling"
+            );
+        }
+    }
+
+    /// The per-minute quota `endpoint` is paced at now: the configured one, or lower after 429s.
+    pub async fn effective_per_minute(&self, endpoint: Endpoint) -> u32 {
+        self.window(endpoint).effective_per_minute().await
     }
 
     /// The tenant this pacer paces.
@@ -95,74 +125,6 @@ impl Pacer {
             Endpoint::Machines => &self.machines,
             Endpoint::MissingKbs => &self.missing_kbs,
         }
-    }
-}
-
-/// Sliding minute and hour windows over the admission times of one endpoint.
-struct Window {
-    per_minute: usize,
-    per_hour: usize,
-    margin: Duration,
-    state: Mutex<WindowState>,
-}
-
-#[derive(Default)]
-struct WindowState {
-    /// Admission times of the last hour (plus margin), oldest first.
-    admitted: VecDeque<Instant>,
-    paused_until: Option<Instant>,
-}
-
-impl Window {
-    fn new(quota: &QuotaConfig) -> Self {
-        Self {
-            per_minute: quota.per_minute.max(1) as usize,
-            per_hour: quota.per_hour.max(1) as usize,
-            margin: quota.margin,
-            state: Mutex::new(WindowState::default()),
-        }
-    }
-
-    async fn admit(&self) {
-        loop {
-            let wait_until = {
-                let mut state = self.state.lock().await;
-                let now = Instant::now();
-                let at = self.earliest(&mut state, now);
-                if at <= now {
-                    state.admitted.push_back(now);
-                    return;
-                }
-                at
-            };
-            tokio::time::sleep_until(wait_until).await;
-        }
-    }
-
-    /// The earliest instant at which one more call fits both windows and no pause is in force.
-    fn earliest(&self, state: &mut WindowState, now: Instant) -> Instant {
-        let hour = HOUR + self.margin;
-        while state.admitted.front().is_some_and(|t| now.duration_since(*t) >= hour) {
-            state.admitted.pop_front();
-        }
-        let n = state.admitted.len();
-        let mut at = now;
-        if n >= self.per_minute {
-            at = at.max(state.admitted[n - self.per_minute] + MINUTE + self.margin);
-        }
-        if n >= self.per_hour {
-            at = at.max(state.admitted[n - self.per_hour] + hour);
-        }
-        if let Some(until) = state.paused_until {
-            at = at.max(until);
-        }
-        at
-    }
-
-    async fn pause(&self, delay: Duration) {
-        let mut state = self.state.lock().await;
-        let until = Instant::now() + delay;
-        state.paused_until = Some(state.paused_until.map_or(until, |p| p.max(until)));
     }
 }
 
@@ -210,7 +172,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pause_holds_every_caller_of_the_endpoint() {
         let pacer = Pacer::new("t", &quota(100, 1000));
-        pacer.pause(Endpoint::MissingKbs, Duration::from_secs(7)).await;
+        pacer.throttled(Endpoint::MissingKbs, Duration::from_secs(7), None).await;
         let start = Instant::now();
         let _a = pacer.admit(Endpoint::MissingKbs).await;
         assert!(start.elapsed() >= Duration::from_secs(7));
