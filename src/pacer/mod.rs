@@ -105,6 +105,11 @@ impl Pacer {
         }
     }
 
+    /// An upper bound of the calls `endpoint` can make within `horizon` (see [`Window::budget`]).
+    pub async fn budget(&self, endpoint: Endpoint, horizon: Duration) -> usize {
+        self.window(endpoint).budget(horizon).await
+    }
+
     /// The per-minute quota `endpoint` is paced at now: the configured one, or lower after 429s.
     pub async fn effective_per_minute(&self, endpoint: Endpoint) -> u32 {
         self.window(endpoint).effective_per_minute().await

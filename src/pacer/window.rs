@@ -132,6 +132,23 @@ impl Window {
         (before, state.per_minute)
     }
 
+    /// How many calls the windows can admit within `horizon` from now: a full minute quota per
+    /// started minute, capped by what the hour window leaves once the calls older than
+    /// `horizon` - 1 h have expired. An upper bound: it assumes calls take no time.
+    pub(super) async fn budget(&self, horizon: Duration) -> usize {
+        let state = self.state.lock().await;
+        let now = Instant::now();
+        let minutes = horizon.as_secs_f64() / MINUTE.as_secs_f64();
+        let by_minute = state.per_minute.saturating_mul(minutes.ceil().max(1.0) as usize);
+        let still_counted = match (now + horizon).checked_sub(HOUR + self.margin) {
+            Some(expired_before) => state.admitted.iter().filter(|t| **t > expired_before).count(),
+            None => state.admitted.len(),
+        };
+        let hours = (horizon.as_secs_f64() / HOUR.as_secs_f64()).ceil().max(1.0) as usize;
+        let by_hour = state.per_hour.saturating_mul(hours).saturating_sub(still_counted);
+        by_minute.min(by_hour)
+    }
+
     pub(super) async fn effective_per_minute(&self) -> u32 {
         self.state.lock().await.per_minute as u32
     }
@@ -160,6 +177,27 @@ mod tests {
         assert_eq!(w.effective_per_minute().await, 40, "a quiet minute adds a tenth of 100");
         w.throttled(Duration::from_secs(1), Some(stated)).await;
         assert_eq!(w.effective_per_minute().await, 30);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_counts_minute_quotas_and_what_the_hour_leaves() {
+        let w = Window::new(&QuotaConfig {
+            per_minute: 100,
+            per_hour: 1500,
+            concurrency: 8,
+            margin: Duration::ZERO,
+        });
+        assert_eq!(w.budget(Duration::from_secs(30)).await, 100);
+        assert_eq!(w.budget(Duration::from_secs(150)).await, 300, "three started minutes");
+        assert_eq!(w.budget(Duration::from_secs(7200)).await, 3000, "two hours of 1,500");
+        for _ in 0..1400 {
+            w.admit().await;
+        }
+        assert_eq!(
+            w.budget(Duration::from_secs(30 * 60)).await,
+            100,
+            "the hour window has 100 left"
+        );
     }
 
     #[tokio::test(start_paused = true)]

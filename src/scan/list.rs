@@ -5,6 +5,7 @@ use chrono::Utc;
 
 use super::Scan;
 use crate::defender::validate_machine_id;
+use crate::pacer::Endpoint;
 use crate::store::{ListedDevice, PlannedDevice};
 
 pub(super) struct Listing {
@@ -43,10 +44,23 @@ pub(super) async fn list_devices(scan: &Scan<'_>) -> anyhow::Result<Option<Listi
         scan.store.upsert_listed_devices(scan.tenant_id, scan.run_id, listed_at, &devices).await?;
     }
     let gone = scan.store.mark_unlisted_gone(scan.tenant_id, scan.run_id, listed_at).await?;
-    let plan = scan
+    let mut plan = scan
         .store
         .plan_devices(scan.tenant_id, scan.run_id, Utc::now(), scan.tenant.rescan_after)
         .await?;
+    if let Some(deadline) = scan.options.deadline {
+        // The plan is ordered by need: keep what the quota can reach before the next tick.
+        let horizon = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let budget = scan.client.pacer().budget(Endpoint::MissingKbs, horizon).await;
+        if plan.len() > budget {
+            tracing::info!(
+                planned = plan.len(),
+                budget,
+                "The quota reaches only part of the fleet before the next run; scanning the devices that need it most"
+            );
+            plan.truncate(budget);
+        }
+    }
     scan.store.set_run_plan(scan.run_id, listed as i32, plan.len() as i32, rejected as i32).await?;
     tracing::info!(listed, rejected, gone, planned = plan.len(), "Listed devices");
     Ok(Some(Listing { listed, rejected, plan }))

@@ -6,6 +6,7 @@ mod daemon;
 mod helpers;
 mod history;
 mod listing;
+mod planner;
 mod quota;
 mod replicas;
 mod secrets;

@@ -1,0 +1,116 @@
+//! The scan plan on fixtures: order by need, skips, and the quota budget (no real waiting).
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use kbwatch::defender::Machine;
+use kbwatch::store::{ListedDevice, Store};
+use secrecy::SecretString;
+
+use crate::helpers::fresh_database;
+
+fn machine(id: &str, last_seen_hours_ago: i64) -> Machine {
+    let last_seen = Utc::now() - TimeDelta::hours(last_seen_hours_ago);
+    Machine {
+        id: id.into(),
+        computer_dns_name: Some(format!("host-{}", &id[..4])),
+        os_platform: Some("Windows11".into()),
+        os_version: None,
+        os_build: Some(22631),
+        health_status: Some("Active".into()),
+        onboarding_status: Some("Onboarded".into()),
+        rbac_group_id: Some("0".into()),
+        rbac_group_name: None,
+        machine_tags: vec![],
+        first_seen: None,
+        last_seen: Some(last_seen),
+        is_potential_duplication: Some(false),
+        merged_into_machine_id: None,
+        raw: serde_json::json!({ "id": id }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the_rest() {
+    let store = Store::connect(&SecretString::from(fresh_database().await), 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let tenant = store.ensure_tenant("fixtures").await.unwrap();
+    let run = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
+
+    // (name, id, hours since the last good scan, lastSeen moved since it, merged away)
+    let fixtures = [
+        ("never", "a", None, false, false),
+        ("moved", "b", Some(30), true, false),
+        ("stale25", "c", Some(25), false, false),
+        ("stale40", "d", Some(40), false, false),
+        ("fresh", "e", Some(1), true, false),
+        ("merged", "f", None, false, true),
+    ];
+    let mut machines: Vec<Machine> =
+        fixtures.iter().map(|(_, c, _, _, _)| machine(&c.repeat(40), 2)).collect();
+    machines[5].merged_into_machine_id = Some("a".repeat(40));
+    machines.push(machine("../evil", 2));
+    let listed: Vec<ListedDevice<'_>> = machines
+        .iter()
+        .map(|m| ListedDevice {
+            machine_id: m.id.clone(),
+            id_valid: !m.id.contains('/'),
+            machine: m,
+        })
+        .collect();
+    store.upsert_listed_devices(tenant, run, Utc::now(), &listed).await.unwrap();
+    for (_, c, scanned_hours_ago, moved, _) in fixtures {
+        let Some(hours) = scanned_hours_ago else { continue };
+        // Fixture state: the last good scan `hours` ago, with the lastSeen it saw then.
+        sqlx::query(
+            "UPDATE kbwatch.device SET last_good_scan_at = now() - make_interval(hours => $2),
+                 last_seen_at_good_scan = CASE WHEN $3 THEN last_seen - interval '1 day' ELSE last_seen END
+             WHERE machine_id = $1",
+        )
+        .bind(c.repeat(40))
+        .bind(hours as i32)
+        .bind(moved)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+
+    let plan =
+        store.plan_devices(tenant, run, Utc::now(), Duration::from_secs(20 * 3600)).await.unwrap();
+    let order: Vec<&str> = plan
+        .iter()
+        .map(|p| fixtures.iter().find(|f| f.1.repeat(40) == p.machine_id).unwrap().0)
+        .collect();
+    assert_eq!(order, ["never", "moved", "stale40", "stale25"]);
+
+    // A device listed by an earlier run only is not planned.
+    let next = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
+    store.upsert_listed_devices(tenant, next, Utc::now(), &listed[..2]).await.unwrap();
+    let plan =
+        store.plan_devices(tenant, next, Utc::now(), Duration::from_secs(20 * 3600)).await.unwrap();
+    assert_eq!(plan.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_plans_only_what_the_quota_reaches_before_the_next_tick() {
+    use kbwatch::scan::{ScanOptions, scan_tenant};
+    let quota = "[tenant.quota]\nper_minute = 10\nper_hour = 1500\n";
+    let app = crate::helpers::spawn_app(
+        kbwatch::sim::SimConfig { devices: 50, ..Default::default() },
+        crate::helpers::Auth::TokenFile,
+        quota,
+    )
+    .await;
+    let options = ScanOptions {
+        deadline: Some(tokio::time::Instant::now() + Duration::from_secs(30)),
+        ..ScanOptions::default()
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let summary =
+        scan_tenant(&app.store, app.tenant(), app.client(), &options, Default::default(), &cancel)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!((summary.listed, summary.planned, summary.devices.ok), (50, 10, 10), "{summary:?}");
+    assert_eq!(summary.status, kbwatch::store::RunStatus::Completed);
+}
