@@ -68,7 +68,7 @@ async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the
              WHERE machine_id = $1",
         )
         .bind(c.repeat(40))
-        .bind(hours as i32)
+        .bind(hours)
         .bind(moved)
         .execute(store.pool())
         .await
