@@ -37,6 +37,8 @@ pub enum DeviceFault {
     Malformed,
     /// getmissingkbs always answers 500.
     ServerError,
+    /// getmissingkbs answers 200 and starts a body that never finishes.
+    Hang,
 }
 
 /// What to do with one request instead of answering it normally.
@@ -46,6 +48,7 @@ pub(crate) enum Injected {
     ServerError(StatusCode),
     NotFound,
     Malformed,
+    Hang,
 }
 
 /// The fault settings and the generator that rolls them.
@@ -91,6 +94,7 @@ impl FaultState {
                 DeviceFault::ServerError => {
                     Injected::ServerError(StatusCode::INTERNAL_SERVER_ERROR)
                 }
+                DeviceFault::Hang => Injected::Hang,
             });
         }
         let f = self.faults.clone();
@@ -133,4 +137,17 @@ pub(crate) fn malformed(context: &str) -> Response {
     let body = format!(r#"{{"@odata.context":"{context}","value":[{{"id":"50"#);
     (StatusCode::OK, [("content-type", "application/json; odata.metadata=minimal")], body)
         .into_response()
+}
+
+/// A 200 that sends the start of its body and then nothing, forever.
+pub(crate) fn hang() -> Response {
+    let start = futures::stream::once(async {
+        Ok::<axum::body::Bytes, std::io::Error>(axum::body::Bytes::from_static(b"{\"value\":["))
+    });
+    let body = futures::StreamExt::chain(start, futures::stream::pending());
+    let mut response = Response::new(Body::from_stream(body));
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().expect("constant header"));
+    response
 }

@@ -97,6 +97,7 @@ fn injected(f: Injected, id: &str, context: &str) -> Response {
         Injected::ServerError(status) => faults::server_error(status),
         Injected::NotFound => machine_not_found(id),
         Injected::Malformed => faults::malformed(context),
+        Injected::Hang => faults::hang(),
     }
 }
 

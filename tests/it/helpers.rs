@@ -38,13 +38,22 @@ pub enum Auth {
 /// Starts the simulator and a fresh database; `tenant_toml` is appended to the tenant table
 /// (e.g. `[tenant.quota]` lines).
 pub async fn spawn_app(sim: SimConfig, auth: Auth, tenant_toml: &str) -> TestApp {
+    spawn_app_on(fresh_database().await, sim, auth, tenant_toml).await
+}
+
+/// [`spawn_app`] on a database of the caller's (e.g. a PostgreSQL the test stops and starts).
+pub async fn spawn_app_on(
+    db_url: String,
+    sim: SimConfig,
+    auth: Auth,
+    tenant_toml: &str,
+) -> TestApp {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tls = matches!(auth, Auth::ClientSecret);
     let credentials = (sim.client_id.clone(), sim.client_secret.clone());
     let sim = Sim::start(SimConfig { tls, static_token: Some(STATIC_TOKEN.into()), ..sim })
         .await
         .expect("simulator starts");
-    let db_url = fresh_database().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config_toml = tenant_config(&sim, &auth, &credentials, &db_url, dir.path(), tenant_toml);
     let config = config::load_str(&config_toml, std::iter::empty())

@@ -3,9 +3,11 @@
 
 mod classification;
 mod daemon;
+mod faults;
 mod helpers;
 mod history;
 mod listing;
+mod outage;
 mod planner;
 mod quota;
 mod replicas;
