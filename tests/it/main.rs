@@ -1,6 +1,7 @@
 //! Integration tests: a real PostgreSQL (the private one, or `DATABASE_URL`) and the simulator
 //! over real HTTP. One binary keeps link time down.
 
+mod access;
 mod classification;
 mod daemon;
 mod faults;

@@ -1,0 +1,85 @@
+//! The read-only role, and `kbwatch validate` on a broken configuration.
+
+use sqlx::Connection as _;
+
+use kbwatch::sim::SimConfig;
+
+use crate::helpers::{Auth, spawn_app};
+
+const VIEWS: [&str; 7] = [
+    "scan_runs",
+    "devices",
+    "device_history",
+    "missing_kb_snapshots",
+    "current_missing_kbs",
+    "fleet_daily",
+    "kb_remediation",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kbwatch_reader_reads_every_view_and_writes_nothing() {
+    let app =
+        spawn_app(SimConfig { devices: 30, ..SimConfig::default() }, Auth::TokenFile, "").await;
+    app.scan().await;
+    let role = format!("reader_{}", uuid::Uuid::new_v4().simple());
+    for ddl in [
+        format!("CREATE ROLE {role} LOGIN PASSWORD 'reader-pw'"),
+        format!("GRANT kbwatch_reader TO {role}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(app.store.pool()).await.unwrap();
+    }
+    let mut url = url::Url::parse(
+        app.config.database.url.as_ref().map(secrecy::ExposeSecret::expose_secret).unwrap(),
+    )
+    .unwrap();
+    url.set_username(&role).unwrap();
+    url.set_password(Some("reader-pw")).unwrap();
+    let mut reader = sqlx::PgConnection::connect(url.as_str()).await.expect("the reader logs in");
+
+    for view in VIEWS {
+        let sql = format!("SELECT count(*) FROM reporting.{view}");
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut reader)
+            .await
+            .unwrap_or_else(|e| panic!("{view}: {e}"));
+        if view != "kb_remediation" {
+            assert!(n > 0, "{view} has rows");
+        }
+    }
+    for forbidden in [
+        "SELECT * FROM kbwatch.device",
+        "INSERT INTO kbwatch.tenant (name) VALUES ('x')",
+        "DELETE FROM kbwatch.missing_kb",
+        "CREATE TABLE reporting.x (a int)",
+        "DELETE FROM reporting.devices",
+    ] {
+        let err = sqlx::query(forbidden).execute(&mut reader).await.expect_err(forbidden);
+        let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        // 42501: permission denied; 55000: the view cannot be written at all.
+        assert!(matches!(code.as_deref(), Some("42501" | "55000")), "{forbidden}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn validate_lists_every_problem_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[schedule]\ncron = \"0 * * * *\"\n\n[[tenant]]\nname = \"a\"\napi_base = \"http://api.example.com\"\n\
+         bogus = 1\n\n[tenant.auth]\nkind = \"token_file\"\ntoken_file = \"/nonexistent/token\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbwatch"))
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in
+        ["schedule.cron", "tenant[0].api_base", "tenant[0].bogus", "tenant[0].auth.token_file"]
+    {
+        assert!(stderr.contains(expected), "{expected} missing from:\n{stderr}");
+    }
+}
