@@ -121,3 +121,84 @@ mod tests {
         assert_eq!(Machine::from_value(serde_json::json!([1])).id, "");
     }
 }
+
+/// Hostile input: no JSON makes the mapping panic, and what it keeps is what it was given.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::{Machine, MissingKb, Page};
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,40}".prop_map(Value::String),
+            "[0-9a-fA-F]{38,42}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("id".to_owned()),
+                        Just("lastSeen".to_owned()),
+                        Just("rbacGroupId".to_owned()),
+                        Just("machineTags".to_owned()),
+                        Just("cveAddressed".to_owned()),
+                        ".{0,12}"
+                    ],
+                    inner,
+                    0..8
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_machine_json_maps_without_panicking(raw in json()) {
+            let machine = Machine::from_value(raw.clone());
+            match raw.get("id").and_then(Value::as_str) {
+                Some(id) => prop_assert_eq!(&machine.id, id),
+                None => prop_assert!(machine.id.is_empty()),
+            }
+            prop_assert_eq!(machine.raw, raw);
+        }
+
+        #[test]
+        fn any_kb_page_json_decodes_or_errs(raw in json()) {
+            let _ = serde_json::from_value::<Page<MissingKb>>(raw);
+        }
+
+        #[test]
+        fn any_bytes_decode_or_err(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = serde_json::from_slice::<Page<MissingKb>>(&bytes);
+            let _ = serde_json::from_slice::<Page<Value>>(&bytes);
+        }
+
+        #[test]
+        fn only_forty_hex_digits_are_valid_ids(id in ".{0,60}") {
+            if let Some(valid) = crate::defender::validate_machine_id(&id) {
+                prop_assert_eq!(valid.as_str().len(), 40);
+                prop_assert!(valid.as_str().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(serde_json::from_str::<Page<MissingKb>>(&deep).is_err());
+        let deep_value = format!(
+            r#"{{"value":[{{"id":"1","x":{}1{}}}]}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert!(serde_json::from_str::<Page<Value>>(&deep_value).is_err());
+    }
+}

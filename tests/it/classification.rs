@@ -138,3 +138,37 @@ async fn hostile_ids_are_recorded_and_never_requested() {
             .unwrap();
     assert_eq!(rejected, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_device_entities_are_stored_safely() {
+    let app =
+        spawn_app(SimConfig { devices: 10, ..SimConfig::default() }, Auth::TokenFile, FAST).await;
+    let valid_unknown = "ab".repeat(20);
+    app.sim.push_raw_device(serde_json::json!({
+        "id": valid_unknown,
+        "computerDnsName": "nul\u{0}byte\u{202e}txt.exe",
+        "machineTags": [null, "ok", 5, {"a": 1}],
+        "rbacGroupId": 1e300,
+        "osBuild": 18446744073709551615u64,
+        "lastSeen": "not a date",
+        "vmMetadata": {"deep": [[[[["\u{0}"]]]]]},
+    }));
+    app.sim.push_raw_device(
+        serde_json::json!({"id": "\u{202e}../../etc/passwd\u{0}", "osPlatform": null}),
+    );
+    app.sim.push_raw_device(serde_json::json!({"id": null}));
+    let summary = app.scan().await;
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    assert_eq!((summary.listed, summary.rejected), (13, 2));
+    assert_eq!(summary.devices.not_found, 1, "the unknown valid id was asked for and is not found");
+    let (name, tags, raw): (Option<String>, Vec<String>, serde_json::Value) = sqlx::query_as(
+        "SELECT computer_dns_name, machine_tags, raw FROM kbwatch.device WHERE machine_id = $1",
+    )
+    .bind(&valid_unknown)
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(name.as_deref(), Some("nul\u{fffd}byte\u{202e}txt.exe"), "NUL cannot live in text");
+    assert_eq!(tags, ["ok"]);
+    assert_eq!(raw["rbacGroupId"], 1e300, "the raw entity keeps what was sent");
+}
