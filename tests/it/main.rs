@@ -15,3 +15,4 @@ mod replicas;
 mod secrets;
 mod serve;
 mod shutdown;
+mod soak;
