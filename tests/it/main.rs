@@ -3,6 +3,7 @@
 
 mod access;
 mod classification;
+mod credentials;
 mod daemon;
 mod faults;
 mod helpers;
