@@ -3,5 +3,6 @@
 # snapshot checked against the simulator's truth, memory checked for growth. A few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/ensure-build-deps.sh
 bash scripts/ensure-postgres.sh
 cargo test --release --test it soak -- --ignored --nocapture
