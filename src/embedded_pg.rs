@@ -121,6 +121,7 @@ pub struct EmbeddedPg {
     runner: Runner,
     port: AtomicU16,
     started_here: AtomicBool,
+    password: Option<String>,
 }
 
 impl EmbeddedPg {
@@ -134,11 +135,13 @@ impl EmbeddedPg {
         let runner = Runner::discover()?;
         let layout = Layout::new(dir)?;
         let (port, started_here) = cluster::start_or_attach(&layout, &runner).await?;
+        let password = layout.read_password();
         Ok(EmbeddedPg {
             layout,
             runner,
             port: AtomicU16::new(port),
             started_here: AtomicBool::new(started_here),
+            password,
         })
     }
 
@@ -149,6 +152,14 @@ impl EmbeddedPg {
 
     /// `postgres://postgres@127.0.0.1:PORT/DB` (TCP loopback; trust auth).
     pub fn url(&self, database: &str) -> String {
+        let password = self.password.as_deref().map(|p| format!(":{p}")).unwrap_or_default();
+        let (port, db) = (self.port(), percent_encode(database));
+        format!("postgres://postgres{password}@127.0.0.1:{port}/{db}")
+    }
+
+    /// [`url`](Self::url) without the password, for logs and messages; the password is in
+    /// `postgres.password` in the state directory.
+    pub fn display_url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{}", self.port(), percent_encode(database))
     }
 
@@ -163,8 +174,12 @@ impl EmbeddedPg {
         if name.is_empty() || name.len() > 63 || name.contains('\0') {
             return Err(EmbeddedPgError::InvalidDatabaseName(name.to_owned()));
         }
-        let mut conn =
-            PgConnection::connect_with(&connect_options(self.port(), "postgres")).await?;
+        let mut conn = PgConnection::connect_with(&connect_options(
+            self.port(),
+            "postgres",
+            self.password.as_deref(),
+        ))
+        .await?;
         let result = create_database(&mut conn, name).await;
         let _ = conn.close().await;
         result
@@ -205,8 +220,13 @@ impl EmbeddedPg {
 }
 
 /// Connection options for the private server: TCP loopback, user `postgres`, no TLS.
-fn connect_options(port: u16, database: &str) -> PgConnectOptions {
-    PgConnectOptions::new_without_pgpass()
+fn connect_options(port: u16, database: &str, password: Option<&str>) -> PgConnectOptions {
+    let options = PgConnectOptions::new_without_pgpass();
+    let options = match password {
+        Some(password) => options.password(password),
+        None => options,
+    };
+    options
         .host("127.0.0.1")
         .port(port)
         .username("postgres")

@@ -37,7 +37,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Database> {
     let dir = config.database.state_dir.clone().unwrap_or_else(default_state_dir).join("postgres");
     let pg = EmbeddedPg::start(&dir).await.context("starting the private PostgreSQL")?;
     pg.ensure_database(DATABASE).await.context("creating kbwatch's database")?;
-    tracing::info!(dir = %dir.display(), url = %pg.url(DATABASE), "Using the private PostgreSQL");
+    tracing::info!(dir = %dir.display(), url = %pg.display_url(DATABASE), "Using the private PostgreSQL");
     let store =
         Store::connect(&SecretString::from(pg.url(DATABASE)), config.database.max_connections)
             .await?;

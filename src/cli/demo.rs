@@ -85,9 +85,12 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<Ex
         "The history is in the `reporting` views, e.g.:\n  SELECT * FROM reporting.fleet_daily;\n  SELECT * FROM reporting.current_missing_kbs LIMIT 20;"
     );
     if args.keep_running {
+        let pg = state_dir.join("postgres");
         println!(
-            "PostgreSQL keeps running; its data is under {}",
-            state_dir.join("postgres").display()
+            "PostgreSQL keeps running; its data is under {0}. Connect with\n  psql -h {1} -U postgres kbwatch\n\
+             or over TCP as postgres with the password in {0}/postgres.password.",
+            pg.display(),
+            pg.join("socket").display()
         );
     } else {
         db.close().await;

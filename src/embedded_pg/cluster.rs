@@ -31,6 +31,9 @@ pub(super) struct Layout {
     pub(super) data: PathBuf,
     pub(super) socket: PathBuf,
     pub(super) log: PathBuf,
+    /// The superuser's password for TCP logins (0600, the kbwatch user's); absent for clusters
+    /// made before passwords were set, which still trust loopback.
+    pub(super) password: PathBuf,
     port_file: PathBuf,
     lock_file: PathBuf,
 }
@@ -43,10 +46,17 @@ impl Layout {
             data: dir.join("data"),
             socket: dir.join("socket"),
             log: dir.join("postgres.log"),
+            password: dir.join("postgres.password"),
             port_file: dir.join("postgres.port"),
             lock_file: dir.join("postgres.lock"),
             dir,
         })
+    }
+
+    /// The superuser's password, when the cluster has one.
+    pub(super) fn read_password(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.password).ok()?;
+        Some(text.trim().to_owned()).filter(|p| !p.is_empty())
     }
 
     /// Whether a socket in `socket` fits in `sun_path`; if not, the server listens on TCP only.
@@ -164,7 +174,8 @@ async fn lock(layout: &Layout) -> Result<Flock<File>, EmbeddedPgError> {
 /// Creates `data` and `socket`; as root hands them to `postgres` and checks that user can reach them.
 async fn prepare_dirs(layout: &Layout, runner: &Runner) -> Result<(), EmbeddedPgError> {
     let data_created = create_dir(&layout.data, 0o700)?;
-    create_dir(&layout.socket, 0o755)?;
+    // The socket trusts whoever reaches it: only the server's user (and root) may.
+    create_dir(&layout.socket, 0o700)?;
     let Some(user) = &runner.as_user else {
         return Ok(());
     };
@@ -240,12 +251,16 @@ fn chown_to(
 async fn initdb(layout: &Layout, runner: &Runner) -> Result<(), EmbeddedPgError> {
     let began = Instant::now();
     let what = format!("initdb -D {}", layout.data.display());
+    let pwfile = write_password(layout, runner)?;
     let mut result = Ok(());
     for locale in ["C.UTF-8", "C"] {
         let mut cmd = runner.command("initdb");
         cmd.arg("-D")
             .arg(&layout.data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8"])
+            .args(["-U", "postgres", "-E", "UTF8"])
+            // Unix socket: its directory is private. TCP: the superuser's password.
+            .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+            .arg(format!("--pwfile={}", pwfile.display()))
             .arg(format!("--locale={locale}"));
         result = runner.run(&what, cmd).await.map(drop);
         match &result {
@@ -256,7 +271,7 @@ async fn initdb(layout: &Layout, runner: &Runner) -> Result<(), EmbeddedPgError>
                     elapsed_ms = began.elapsed().as_millis() as u64,
                     "initialised the PostgreSQL cluster"
                 );
-                return Ok(());
+                break;
             }
             Err(err) => {
                 tracing::warn!(locale, error = %err, "initdb failed");
@@ -267,7 +282,31 @@ async fn initdb(layout: &Layout, runner: &Runner) -> Result<(), EmbeddedPgError>
             }
         }
     }
+    let _ = std::fs::remove_file(&pwfile);
     result
+}
+
+/// A new random superuser password, kept in `layout.password` for kbwatch, and a copy that the
+/// server's user can read for `initdb --pwfile` (removed after initdb).
+fn write_password(layout: &Layout, runner: &Runner) -> Result<PathBuf, EmbeddedPgError> {
+    use rand::Rng as _;
+    let bytes: [u8; 24] = rand::rng().random();
+    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let pwfile = layout.dir.join("initdb.pwfile");
+    for path in [&layout.password, &pwfile] {
+        let _ = std::fs::remove_file(path);
+        let write = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, password.as_bytes()));
+        write.map_err(|e| EmbeddedPgError::io(format!("writing {}", path.display()), e))?;
+    }
+    if let Some(user) = &runner.as_user {
+        chown_to(&pwfile, user.uid, user.gid)?;
+    }
+    Ok(pwfile)
 }
 
 /// `Some(port)` when a server runs on the data directory (`pg_ctl status` exits 0), the port read from
@@ -365,7 +404,7 @@ async fn wait_ready(
     log_offset: Option<u64>,
 ) -> Result<(), EmbeddedPgError> {
     let deadline = Instant::now() + START_TIMEOUT;
-    let options = connect_options(port, "postgres");
+    let options = connect_options(port, "postgres", layout.read_password().as_deref());
     loop {
         let attempt =
             tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&options))

@@ -74,10 +74,20 @@ async fn start_attach_restart_stop() {
     eprintln!("init + start: {:?}", began.elapsed());
     assert!(pg.started_here());
     let port = pg.port();
-    assert_eq!(pg.url("t1"), format!("postgres://postgres@127.0.0.1:{port}/t1"));
+    assert_eq!(pg.display_url("t1"), format!("postgres://postgres@127.0.0.1:{port}/t1"));
     assert!(pg.socket_dir().is_some());
+    let password = std::fs::read_to_string(dir.path().join("postgres.password")).expect("password");
+    assert_eq!(pg.url("t1"), format!("postgres://postgres:{password}@127.0.0.1:{port}/t1"));
+    let mode =
+        std::fs::metadata(dir.path().join("postgres.password")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the password file is private");
+    assert!(!dir.path().join("initdb.pwfile").exists(), "initdb's copy is removed");
 
     pg.ensure_database("t1").await.expect("create t1");
+    assert!(
+        !can_connect(&pg.display_url("t1")).await,
+        "TCP without the password is refused (other local users cannot log in)"
+    );
     pg.ensure_database("t1").await.expect("t1 again");
     assert_eq!(select_one(&pg.url("t1")).await.expect("SELECT 1"), 1);
 
