@@ -12,6 +12,7 @@ mod outage;
 mod planner;
 mod quota;
 mod replicas;
+mod report;
 mod secrets;
 mod serve;
 mod shutdown;
