@@ -3,5 +3,6 @@
 # kbwatch starts under target/, or $DATABASE_URL when set) and the simulator over real HTTP.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/ensure-build-deps.sh
 bash scripts/ensure-postgres.sh
 cargo test --all-targets "$@"

@@ -97,7 +97,9 @@ fn load_source(
 ) -> Result<Config, ConfigError> {
     let mut table = parse(text).map_err(|p| ConfigError::Invalid(vec![p]))?;
     let ctx = validate::Context { file_mode, inline_secrets: validate::inline_secrets(&table) };
-    let applied = env::apply(&mut table, env);
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let applied = env::apply(&mut table, env.iter().cloned());
+    super::presets::apply(&mut table, &env);
     let mut problems = applied.problems;
     let typed = deserialize(table);
     problems.extend(typed.problems);
@@ -360,6 +362,44 @@ mod tests {
              authority = \"http://localhost:8081\"\n",
             token.display().to_string()
         )
+    }
+
+    #[test]
+    fn cloud_presets_and_workload_identity_environment() {
+        let text = "[[tenant]]\nname = \"gov\"\ncloud = \"usgov-dod\"\n\
+                    [tenant.auth]\nkind = \"managed_identity\"\n\
+                    [[tenant]]\nname = \"aks\"\n[tenant.auth]\nkind = \"workload_identity\"\n";
+        let missing = problems(load_str(text, vars(&[])));
+        let paths: Vec<&str> = missing.iter().map(|p| p.path.as_str()).collect();
+        assert!(missing[0].message.contains("AZURE_CLIENT_ID"), "{}", missing[0]);
+        assert_eq!(
+            paths,
+            [
+                "tenant[1].auth.client_id",
+                "tenant[1].auth.federated_token_file",
+                "tenant[1].auth.tenant_id"
+            ]
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let federated = token_file(&dir);
+        let env = vars(&[
+            ("AZURE_TENANT_ID", "contoso.onmicrosoft.com"),
+            ("AZURE_CLIENT_ID", "22222222-2222-2222-2222-222222222222"),
+            ("AZURE_FEDERATED_TOKEN_FILE", federated.to_str().expect("utf-8 path")),
+        ]);
+        let config = load_str(text, env).unwrap_or_else(|e| panic!("{e}"));
+        let gov = &config.tenants[0];
+        assert_eq!(gov.api_base.as_str(), "https://api-gov.securitycenter.microsoft.us/");
+        assert_eq!(gov.auth.authority.as_str(), "https://login.microsoftonline.us/");
+        assert_eq!(gov.auth.scope, "https://api-gov.securitycenter.microsoft.us/.default");
+        let aks = &config.tenants[1];
+        assert_eq!(aks.auth.tenant_id.as_deref(), Some("contoso.onmicrosoft.com"));
+        assert_eq!(aks.auth.federated_token_file.as_deref(), Some(federated.as_path()));
+        assert_eq!(aks.api_base.as_str(), "https://api.security.microsoft.com/");
+
+        let bad = problems(load_str(&text.replace("usgov-dod", "mars"), vars(&[])));
+        assert!(bad.iter().any(|p| p.path == "tenant[0].cloud"), "{bad:?}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! [`SecretString`] and are exposed only where a request is built.
 
 mod load;
+mod presets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 pub use load::{ConfigError, Problem, load, load_str, load_with_env, parse_cron};
+pub use presets::Cloud;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -96,7 +98,11 @@ pub struct TlsConfig {
 pub struct TenantConfig {
     /// Unique name, used in the database, metrics and logs.
     pub name: String,
-    /// API base URL. Default: `https://api.security.microsoft.com`.
+    /// `public`, `usgov-gcc`, `usgov-high` or `usgov-dod`: presets `api_base`, `auth.authority` and
+    /// `auth.scope` (each still overridable). Default: `public`.
+    #[serde(default)]
+    pub cloud: Cloud,
+    /// API base URL. Default: the cloud's (`https://api.security.microsoft.com` for `public`).
     #[serde(default = "default_api_base")]
     pub api_base: url::Url,
     /// Optional OData `$filter` for the device list. Default: none (every device).
@@ -120,22 +126,34 @@ pub struct TenantConfig {
 /// `[tenant.auth]`
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthConfig {
-    /// `client_secret` or `token_file`.
+    /// `client_secret`, `client_certificate`, `workload_identity`, `managed_identity`, `azure_cli`
+    /// or `token_file`.
     pub kind: AuthKind,
-    /// Entra ID tenant (directory) id; required for `client_secret`.
+    /// Entra ID tenant (directory) id. Required for `client_secret` and `client_certificate`;
+    /// `workload_identity` defaults to `$AZURE_TENANT_ID`; optional for `azure_cli`.
     pub tenant_id: Option<String>,
-    /// Application (client) id; required for `client_secret`.
+    /// Application (client) id. Required for `client_secret` and `client_certificate`;
+    /// `workload_identity` defaults to `$AZURE_CLIENT_ID`; for `managed_identity`, the client id of
+    /// a user-assigned identity (unset: the system-assigned identity).
     pub client_id: Option<String>,
     /// Inline client secret; refused when the config file is readable by group or others.
     pub client_secret: Option<SecretString>,
     /// File holding the client secret (preferred over `client_secret`).
     pub client_secret_file: Option<PathBuf>,
+    /// PKCS#12 (`.pfx`) file with the certificate and its RSA key; required for `client_certificate`.
+    pub certificate_file: Option<PathBuf>,
+    /// File holding the PKCS#12 password. Default: no password.
+    pub certificate_password_file: Option<PathBuf>,
+    /// The projected service-account token of `workload_identity`, re-read when it rotates.
+    /// Default: `$AZURE_FEDERATED_TOKEN_FILE` (set by the workload identity webhook).
+    pub federated_token_file: Option<PathBuf>,
     /// File holding a bearer token, re-read on every refresh; required for `token_file`.
     pub token_file: Option<PathBuf>,
-    /// Authority host. Default: `https://login.microsoftonline.com`.
+    /// Authority host. Default: the cloud's (`https://login.microsoftonline.com` for `public`).
     #[serde(default = "default_authority")]
     pub authority: url::Url,
-    /// Token scope. Default: `https://api.securitycenter.microsoft.com/.default` whatever host is called.
+    /// Token scope. Default: the cloud's (`https://api.securitycenter.microsoft.com/.default` for
+    /// `public`, whatever host is called).
     #[serde(default = "default_scope")]
     pub scope: String,
 }
@@ -145,7 +163,25 @@ pub struct AuthConfig {
 #[serde(rename_all = "snake_case")]
 pub enum AuthKind {
     ClientSecret,
+    ClientCertificate,
+    WorkloadIdentity,
+    ManagedIdentity,
+    AzureCli,
     TokenFile,
+}
+
+impl AuthKind {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::ClientSecret => "client_secret",
+            AuthKind::ClientCertificate => "client_certificate",
+            AuthKind::WorkloadIdentity => "workload_identity",
+            AuthKind::ManagedIdentity => "managed_identity",
+            AuthKind::AzureCli => "azure_cli",
+            AuthKind::TokenFile => "token_file",
+        }
+    }
 }
 
 /// `[tenant.quota]`
@@ -243,13 +279,13 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 fn default_api_base() -> url::Url {
-    url::Url::parse("https://api.security.microsoft.com").expect("constant URL parses")
+    Cloud::Public.api_base()
 }
 fn default_authority() -> url::Url {
-    url::Url::parse("https://login.microsoftonline.com").expect("constant URL parses")
+    Cloud::Public.authority()
 }
 fn default_scope() -> String {
-    "https://api.securitycenter.microsoft.com/.default".into()
+    Cloud::Public.scope().to_owned()
 }
 fn default_rescan_after() -> Duration {
     Duration::from_secs(20 * 3600)

@@ -193,48 +193,92 @@ fn check_limits(p: &str, t: &TenantConfig, out: &mut Vec<Problem>) {
 }
 
 fn check_auth(p: &str, auth: &AuthConfig, out: &mut Vec<Problem>) {
+    let kind = auth.kind.as_str();
     match auth.kind {
         AuthKind::ClientSecret => {
-            match auth.tenant_id.as_deref() {
-                None | Some("") => {
-                    out.push(problem(format!("{p}.tenant_id"), "required for kind client_secret"))
+            require_tenant_and_client(p, auth, out);
+            check_secret_source(p, auth, out);
+        }
+        AuthKind::ClientCertificate => {
+            require_tenant_and_client(p, auth, out);
+            require(p, "certificate_file", auth.certificate_file.is_some(), kind, out);
+        }
+        AuthKind::WorkloadIdentity => {
+            check_tenant_id(p, auth.tenant_id.as_deref(), out);
+            for (key, present, var) in [
+                ("tenant_id", auth.tenant_id.is_some(), "AZURE_TENANT_ID"),
+                ("client_id", auth.client_id.is_some(), "AZURE_CLIENT_ID"),
+                (
+                    "federated_token_file",
+                    auth.federated_token_file.is_some(),
+                    "AZURE_FEDERATED_TOKEN_FILE",
+                ),
+            ] {
+                if !present {
+                    let message = format!("required for kind workload_identity (or set {var})");
+                    out.push(problem(format!("{p}.{key}"), message));
                 }
-                Some(id) if !is_guid(id) && !is_domain(id) => out.push(problem(
-                    format!("{p}.tenant_id"),
-                    "must be a GUID or a domain name (e.g. contoso.onmicrosoft.com)",
-                )),
-                Some(_) => {}
-            }
-            if auth.client_id.as_deref().is_none_or(str::is_empty) {
-                out.push(problem(format!("{p}.client_id"), "required for kind client_secret"));
-            }
-            match (&auth.client_secret, &auth.client_secret_file) {
-                (Some(_), Some(_)) => {
-                    out.push(problem(p, "set only one of client_secret and client_secret_file"));
-                }
-                (None, None) => out.push(problem(
-                    p,
-                    "kind client_secret requires one of client_secret_file (preferred) or client_secret",
-                )),
-                (Some(secret), None) if secret.expose_secret().is_empty() => {
-                    out.push(problem(format!("{p}.client_secret"), "must not be empty"));
-                }
-                _ => {}
             }
         }
-        AuthKind::TokenFile => {
-            if auth.token_file.is_none() {
-                out.push(problem(format!("{p}.token_file"), "required for kind token_file"));
-            }
+        AuthKind::ManagedIdentity => {}
+        AuthKind::AzureCli => check_tenant_id(p, auth.tenant_id.as_deref(), out),
+        AuthKind::TokenFile => require(p, "token_file", auth.token_file.is_some(), kind, out),
+    }
+    for (key, file) in [
+        ("client_secret_file", &auth.client_secret_file),
+        ("certificate_file", &auth.certificate_file),
+        ("certificate_password_file", &auth.certificate_password_file),
+        ("federated_token_file", &auth.federated_token_file),
+        ("token_file", &auth.token_file),
+    ] {
+        if let Some(file) = file {
+            check_readable(&format!("{p}.{key}"), file, out);
         }
-    }
-    if let Some(file) = &auth.client_secret_file {
-        check_readable(&format!("{p}.client_secret_file"), file, out);
-    }
-    if let Some(file) = &auth.token_file {
-        check_readable(&format!("{p}.token_file"), file, out);
     }
     check_url(&format!("{p}.authority"), &auth.authority, out);
+}
+
+fn require(p: &str, key: &str, present: bool, kind: &str, out: &mut Vec<Problem>) {
+    if !present {
+        out.push(problem(format!("{p}.{key}"), format!("required for kind {kind}")));
+    }
+}
+
+fn require_tenant_and_client(p: &str, auth: &AuthConfig, out: &mut Vec<Problem>) {
+    let kind = auth.kind.as_str();
+    let tenant = auth.tenant_id.as_deref().filter(|t| !t.is_empty());
+    require(p, "tenant_id", tenant.is_some(), kind, out);
+    check_tenant_id(p, tenant, out);
+    let client = auth.client_id.as_deref().is_some_and(|c| !c.is_empty());
+    require(p, "client_id", client, kind, out);
+}
+
+fn check_tenant_id(p: &str, tenant_id: Option<&str>, out: &mut Vec<Problem>) {
+    if let Some(id) = tenant_id
+        && !is_guid(id)
+        && !is_domain(id)
+    {
+        out.push(problem(
+            format!("{p}.tenant_id"),
+            "must be a GUID or a domain name (e.g. contoso.onmicrosoft.com)",
+        ));
+    }
+}
+
+fn check_secret_source(p: &str, auth: &AuthConfig, out: &mut Vec<Problem>) {
+    match (&auth.client_secret, &auth.client_secret_file) {
+        (Some(_), Some(_)) => {
+            out.push(problem(p, "set only one of client_secret and client_secret_file"));
+        }
+        (None, None) => out.push(problem(
+            p,
+            "kind client_secret requires one of client_secret_file (preferred) or client_secret",
+        )),
+        (Some(secret), None) if secret.expose_secret().is_empty() => {
+            out.push(problem(format!("{p}.client_secret"), "must not be empty"));
+        }
+        _ => {}
+    }
 }
 
 /// https anywhere, http only for a loopback host.

@@ -1,4 +1,4 @@
-//! Bearer tokens: Entra ID credentials through `azure_identity`, or a token file.
+//! Bearer tokens: Entra ID credentials through `azure_identity` ([`super::azure`]), or a token file.
 //!
 //! Tokens are cached (by `azure_identity` for credentials, here for files) and refreshed before
 //! expiry; [`TokenSource::refresh`] forces a new one after a 401.
@@ -8,14 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
-use azure_core::credentials::{Secret, TokenCredential};
-use azure_core::http::{ClientOptions, Transport};
-use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio::sync::Mutex;
 
 use super::ApiError;
+use super::azure::AzureToken;
 use crate::config::{AuthConfig, AuthKind, HttpConfig, TlsConfig};
 
 /// Where bearer tokens come from.
@@ -58,119 +55,15 @@ pub fn token_source(
             let path = auth.token_file.clone().context("auth.token_file is required")?;
             Ok(Arc::new(TokenFile::new(path)))
         }
-        AuthKind::ClientSecret => {
-            let secret = match (&auth.client_secret, &auth.client_secret_file) {
-                (_, Some(path)) => read_secret(path)?,
-                (Some(s), None) => s.clone(),
-                (None, None) => {
-                    anyhow::bail!("auth.client_secret or auth.client_secret_file is required")
-                }
-            };
-            Ok(Arc::new(AzureSecretCredential::new(
-                auth.tenant_id.clone().context("auth.tenant_id is required")?,
-                auth.client_id.clone().context("auth.client_id is required")?,
-                secret,
-                auth.authority.clone(),
-                auth.scope.clone(),
-                http,
-            )?))
-        }
+        _ => Ok(Arc::new(AzureToken::new(auth, http)?)),
     }
 }
 
-fn read_secret(path: &Path) -> anyhow::Result<SecretString> {
+/// A secret file's text without its trailing newline.
+pub(super) fn read_secret(path: &Path) -> anyhow::Result<SecretString> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading secret file {}", path.display()))?;
     Ok(SecretString::from(text.trim_end_matches(['\r', '\n']).to_owned()))
-}
-
-/// Client-credentials flow with a client secret, through `azure_identity`.
-pub struct AzureSecretCredential {
-    tenant_id: String,
-    client_id: String,
-    secret: SecretString,
-    authority: url::Url,
-    scope: String,
-    http: reqwest::Client,
-    credential: Mutex<Arc<ClientSecretCredential>>,
-}
-
-impl AzureSecretCredential {
-    pub fn new(
-        tenant_id: String,
-        client_id: String,
-        secret: SecretString,
-        authority: url::Url,
-        scope: String,
-        http: reqwest::Client,
-    ) -> anyhow::Result<Self> {
-        let credential = build_credential(&tenant_id, &client_id, &secret, &authority, &http)?;
-        Ok(Self {
-            tenant_id,
-            client_id,
-            secret,
-            authority,
-            scope,
-            http,
-            credential: Mutex::new(credential),
-        })
-    }
-
-    async fn get(&self, credential: Arc<ClientSecretCredential>) -> Result<SecretString, ApiError> {
-        let token = credential
-            .get_token(&[self.scope.as_str()], None)
-            .await
-            .map_err(|e| ApiError::Unauthorized(format!("token request failed: {e}")))?;
-        Ok(SecretString::from(token.token.secret().to_owned()))
-    }
-}
-
-fn build_credential(
-    tenant_id: &str,
-    client_id: &str,
-    secret: &SecretString,
-    authority: &url::Url,
-    http: &reqwest::Client,
-) -> anyhow::Result<Arc<ClientSecretCredential>> {
-    let mut cloud = CustomConfiguration::default();
-    cloud.authority_host = authority.as_str().trim_end_matches('/').to_owned();
-    let options = ClientSecretCredentialOptions {
-        client_options: ClientOptions {
-            transport: Some(Transport::new(Arc::new(http.clone()))),
-            cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
-            ..Default::default()
-        },
-    };
-    ClientSecretCredential::new(
-        tenant_id,
-        client_id.to_owned(),
-        Secret::new(secret.expose_secret().to_owned()),
-        Some(options),
-    )
-    .context("building the client-secret credential")
-}
-
-#[async_trait::async_trait]
-impl TokenSource for AzureSecretCredential {
-    async fn token(&self) -> Result<SecretString, ApiError> {
-        let credential = self.credential.lock().await.clone();
-        self.get(credential).await
-    }
-
-    /// `azure_identity` caches inside the credential and has no "force" option: a fresh
-    /// credential has an empty cache.
-    async fn refresh(&self) -> Result<SecretString, ApiError> {
-        let fresh = build_credential(
-            &self.tenant_id,
-            &self.client_id,
-            &self.secret,
-            &self.authority,
-            &self.http,
-        )
-        .map_err(|e| ApiError::Unauthorized(format!("{e:#}")))?;
-        *self.credential.lock().await = fresh.clone();
-        self.get(fresh).await
-    }
 }
 
 /// A bearer token read from a file (a sidecar keeps it fresh); re-read at most every minute, and

@@ -4,12 +4,14 @@
 //! response the same way (DESIGN §3). Wire shapes stay here; callers get [`Machine`] and [`MissingKb`].
 
 mod auth;
+mod azure;
 mod client;
 mod error;
 mod machine_id;
 mod model;
 
-pub use auth::{AzureSecretCredential, TokenFile, TokenSource, build_http_client, token_source};
+pub use auth::{TokenFile, TokenSource, build_http_client, token_source};
+pub use azure::AzureToken;
 pub use client::{Client, ClientOptions, MachinePager};
 pub use error::ApiError;
 pub use machine_id::{MachineId, validate_machine_id};

@@ -67,8 +67,8 @@ fn entra_error(status: StatusCode, error: &str, code: u32, description: &str) ->
     (status, axum::Json(body)).into_response()
 }
 
-/// `POST /{tenant}/oauth2/v2.0/token` with a client-credentials form (as azure_identity's
-/// `ClientSecretCredential` posts it). Client assertions are refused for now.
+/// `POST /{tenant}/oauth2/v2.0/token` with a client-credentials form: a client secret, or a client
+/// assertion (workload identity, certificate) checked by [`super::identity`].
 pub(crate) async fn token(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,
@@ -88,21 +88,47 @@ pub(crate) async fn token(
         let msg = format!("Application with identifier '{id}' was not found in the directory.");
         return entra_error(StatusCode::UNAUTHORIZED, "unauthorized_client", 700016, &msg);
     }
-    if form.get("client_secret") != Some(&shared.client_secret) {
-        return entra_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7000215,
-            "Invalid client secret provided.",
-        );
+    if let Some(refusal) = refuse_client(&shared, &form) {
+        return refusal;
     }
-    let bytes: [u8; 32] = rand::rng().random();
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let token = format!("sim.{token}");
-    let lifetime = shared.token_lifetime;
-    super::lock(&shared.tokens).issued.insert(token.clone(), (Instant::now() + lifetime, tenant));
+    let (token, lifetime) = issue(&shared, &tenant);
     let secs = lifetime.as_secs();
     let body =
         json!({"token_type":"Bearer","expires_in":secs,"ext_expires_in":secs,"access_token":token});
     (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The client proves itself with its secret or with a client assertion; `Some` is the refusal.
+fn refuse_client(shared: &Shared, form: &HashMap<String, String>) -> Option<Response> {
+    if let Some(assertion) = form.get("client_assertion") {
+        if form.get("client_assertion_type").map(String::as_str) != Some(JWT_BEARER) {
+            let msg = "The client_assertion_type is not supported.";
+            return Some(entra_error(StatusCode::BAD_REQUEST, "invalid_request", 50027, msg));
+        }
+        let message = super::identity::check_assertion(shared, assertion).err()?;
+        let (code, text) = message.split_once(": ").unwrap_or(("AADSTS0", message));
+        let code = code.trim_start_matches("AADSTS").parse().unwrap_or(0);
+        return Some(entra_error(StatusCode::UNAUTHORIZED, "invalid_client", code, text));
+    }
+    (form.get("client_secret") != Some(&shared.client_secret)).then(|| {
+        entra_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided.",
+        )
+    })
+}
+
+/// A new random token for `tenant`, accepted for the configured lifetime.
+pub(crate) fn issue(shared: &Shared, tenant: &str) -> (String, std::time::Duration) {
+    let bytes: [u8; 32] = rand::rng().random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = format!("sim.{token}");
+    let lifetime = shared.token_lifetime;
+    let expires = Instant::now() + lifetime;
+    super::lock(&shared.tokens).issued.insert(token.clone(), (expires, tenant.to_owned()));
+    (token, lifetime)
 }

@@ -52,6 +52,7 @@ impl Sim {
             base_url,
             fleet: RwLock::new(fleet),
             tokens: Mutex::default(),
+            assertions: Mutex::default(),
             quotas: Mutex::new(Quotas::new(cfg.quota)),
             faults: Mutex::new(FaultState::new(cfg.faults, seeded_rng(cfg.seed, 0xFA17, 0))),
             stats: Default::default(),
@@ -130,6 +131,23 @@ impl Sim {
     /// Every issued token answers 401 from now on (the static token stays valid).
     pub fn expire_tokens(&self) {
         lock(&self.shared.tokens).expire_all();
+    }
+
+    /// The federated (service-account) token accepted as a client assertion from now on; `None`
+    /// accepts none. Rotating it makes the previous one fail, as Entra does once it expires.
+    pub fn set_federated_token(&self, token: Option<String>) {
+        lock(&self.shared.assertions).set_federated(token);
+    }
+
+    /// Registers a DER certificate whose RSA key may sign client assertions (`client_certificate`).
+    pub fn trust_client_certificate(&self, der: &[u8]) -> anyhow::Result<()> {
+        lock(&self.shared.assertions).trust_certificate(der).context("parsing the certificate")
+    }
+
+    /// The managed-identity endpoint to put in `IDENTITY_ENDPOINT` (with `IDENTITY_HEADER` set to
+    /// [`super::IDENTITY_HEADER`]).
+    pub fn managed_identity_endpoint(&self) -> url::Url {
+        self.shared.base_url.join("msi/token").expect("a relative path joins")
     }
 
     /// Pins a fault on one device's getmissingkbs (`None` removes it).

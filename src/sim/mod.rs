@@ -15,6 +15,7 @@ mod catalog;
 mod faults;
 mod fleet;
 mod handle;
+mod identity;
 mod machine;
 mod odata;
 mod quota;
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use faults::{DeviceFault, Faults};
 pub use handle::Sim;
+pub use identity::IDENTITY_HEADER;
 pub use stats::SimStats;
 
 /// How the simulator is set up. Every field has a default (see [`SimConfig::default`]).
@@ -134,6 +136,7 @@ pub(crate) struct Shared {
     base_url: url::Url,
     fleet: RwLock<fleet::Fleet>,
     tokens: Mutex<auth::Tokens>,
+    assertions: Mutex<identity::Assertions>,
     quotas: Mutex<quota::Quotas>,
     faults: Mutex<faults::FaultState>,
     stats: stats::Counters,

@@ -29,6 +29,7 @@ const ODATA_JSON: &str =
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
+        .route("/msi/token", get(super::identity::managed_identity))
         // The real list answers `Content-Encoding: deflate` when the client accepts it.
         .route("/api/machines", get(machines).layer(CompressionLayer::new()))
         .route("/api/machines/{id}/getmissingkbs", get(missing_kbs))

@@ -33,6 +33,9 @@ pub enum Auth {
     TokenFile,
     /// `client_secret` through azure_identity, against the simulator's TLS token endpoint.
     ClientSecret,
+    /// The simulator with TLS and this `[tenant.auth]` body, in which `{authority}` and
+    /// `{client_id}` are replaced by the simulator's.
+    Tls(String),
 }
 
 /// Starts the simulator and a fresh database; `tenant_toml` is appended to the tenant table
@@ -49,7 +52,7 @@ pub async fn spawn_app_on(
     tenant_toml: &str,
 ) -> TestApp {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let tls = matches!(auth, Auth::ClientSecret);
+    let tls = matches!(auth, Auth::ClientSecret | Auth::Tls(_));
     let credentials = (sim.client_id.clone(), sim.client_secret.clone());
     let sim = Sim::start(SimConfig { tls, static_token: Some(STATIC_TOKEN.into()), ..sim })
         .await
@@ -90,6 +93,14 @@ fn tenant_config(
                 client_id,
                 sim.authority()
             )
+        }
+        Auth::Tls(body) => {
+            let ca = dir.join("ca.pem");
+            std::fs::write(&ca, sim.ca_pem().expect("TLS simulator has a CA")).unwrap();
+            let body = body
+                .replace("{authority}", sim.authority().as_str())
+                .replace("{client_id}", client_id);
+            format!("{body}\n[tls]\nca_file = {ca:?}\n")
         }
     };
     // [tls] must not land inside [tenant.auth]: put the auth table last and move [tls] to the top.

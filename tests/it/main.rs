@@ -3,6 +3,7 @@
 
 mod access;
 mod classification;
+mod credentials;
 mod daemon;
 mod faults;
 mod helpers;
@@ -16,3 +17,4 @@ mod report;
 mod secrets;
 mod serve;
 mod shutdown;
+mod soak;
