@@ -5,6 +5,7 @@ mod access;
 mod classification;
 mod credentials;
 mod daemon;
+mod dashboard;
 mod faults;
 mod helpers;
 mod history;
