@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use super::database::open_store;
-use super::report::{ReportKind, render};
+use super::report::{ReportArgs, render};
 use super::scan::scan_with_progress;
 use crate::config::{self, Config};
 use crate::embedded_pg::default_state_dir;
@@ -80,7 +80,7 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<Ex
             None => anyhow::bail!("another kbwatch is scanning the demo tenant"),
         }
     }
-    println!("\n{}", render(&db.store, ReportKind::Summary).await?);
+    println!("\n{}", render(&db.store, &ReportArgs::default()).await?);
     println!(
         "The history is in the `reporting` views, e.g.:\n  SELECT * FROM reporting.fleet_daily;\n  SELECT * FROM reporting.current_missing_kbs LIMIT 20;"
     );

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config};
 
 pub use database::open_store;
-pub use report::ReportKind;
+pub use report::{ReportArgs, ReportFormat, ReportKind, render as render_report};
 
 /// Tracks missing Windows security updates across a Defender for Endpoint fleet.
 #[derive(Debug, Parser)]
@@ -49,11 +49,8 @@ pub enum Command {
         #[arg(long)]
         online: bool,
     },
-    /// Tables from the reporting views.
-    Report {
-        #[arg(value_enum, default_value = "summary")]
-        kind: ReportKind,
-    },
+    /// Reports from the reporting views: a terminal table, CSV or JSON.
+    Report(report::ReportArgs),
     /// Serve the simulated Defender API.
     Sim(sim::SimArgs),
     /// Private PostgreSQL + simulator + one scan + report: the first command to run.
@@ -81,7 +78,7 @@ impl Cli {
                     Command::Run => run::run(config, cancel).await,
                     Command::Scan { tenant } => scan::run(config, tenant.as_deref(), cancel).await,
                     Command::Migrate => migrate(config).await,
-                    Command::Report { kind } => report::run(config, kind).await,
+                    Command::Report(args) => report::run(config, args).await,
                     _ => unreachable!("handled above"),
                 },
                 Err(e) => Err(e),

@@ -18,7 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use devices::{ListedDevice, PlannedDevice};
 pub use lock::TenantLock;
-pub use report::{FleetSummary, RunSummary};
+pub use report::{DeviceRow, FleetSummary, KbRow, RunSummary, TrendRow};
 pub use results::{DeviceOutcome, DeviceResult};
 pub use runs::{RunCounters, RunEnd, RunStatus};
 

@@ -210,3 +210,28 @@ pub fn triples(
         .flat_map(|(m, kbs)| kbs.iter().map(move |k| (m.clone(), k.id.clone(), k.cve_addressed)))
         .collect()
 }
+
+/// A database filled by two scans of a 300-device fleet that changed between them (updates
+/// installed, a new monthly KB, a device added and one offboarded), for the reporting tests.
+pub async fn app_with_two_scans() -> TestApp {
+    let quota = "[tenant.quota]\nper_minute = 1000000\nper_hour = 10000000\nconcurrency = 16\n";
+    let app = spawn_app(
+        SimConfig { devices: 300, seed: 23, ..SimConfig::default() },
+        Auth::TokenFile,
+        quota,
+    )
+    .await;
+    let client = app.client();
+    let first = app.scan_with(client.clone()).await;
+    assert_eq!(first.status, kbwatch::store::RunStatus::Completed, "{first:?}");
+    app.sim.evolve(kbwatch::sim::Evolution {
+        install_updates: 0.3,
+        new_monthly_kb: true,
+        add_devices: 1,
+        offboard_devices: 1,
+        ..kbwatch::sim::Evolution::default()
+    });
+    let second = app.scan_with(client).await;
+    assert_eq!(second.status, kbwatch::store::RunStatus::Completed, "{second:?}");
+    app
+}
