@@ -15,7 +15,7 @@ use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::x509::{X509, X509NameBuilder};
 
-use crate::helpers::{Auth, TestApp, spawn_app};
+use crate::helpers::{Auth, TestApp, spawn_app, write_private};
 
 const TENANT_ID: &str = "00000000-0000-0000-0000-000000000001";
 
@@ -92,7 +92,7 @@ async fn workload_identity_rereads_its_token_file_when_it_rotates() {
 /// Runs `kbwatch scan` on the app's config with `env` added; returns stdout, asserting success.
 fn scan_binary(app: &TestApp, env: &[(&str, String)]) -> String {
     let config = app.dir.path().join("kbwatch.toml");
-    std::fs::write(&config, &app.config_toml).unwrap();
+    write_private(&config, &app.config_toml);
     let output = Command::new(env!("CARGO_BIN_EXE_kbwatch"))
         .args(["scan", "--config"])
         .arg(&config)

@@ -7,7 +7,7 @@ use kbwatch::schedule::{self, ScheduledTenant};
 use kbwatch::sim::{Faults, SimConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Auth, spawn_app};
+use crate::helpers::{Auth, spawn_app, write_private};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_cron_runs_scans_one_at_a_time() {
@@ -68,7 +68,7 @@ async fn the_daemon_binary_scans_on_its_cron_and_stops_on_sigterm() {
         "[schedule]\ncron = \"*/2 * * * * *\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\n\n{}",
         app.config_toml
     );
-    std::fs::write(&config, text).unwrap();
+    write_private(&config, &text);
     let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_kbwatch"))
         .args(["run", "--config"])
         .arg(&config)

@@ -8,7 +8,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{Auth, TestApp, spawn_app};
+use crate::helpers::{Auth, TestApp, spawn_app, write_private};
 
 fn daemon(app: &TestApp) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kbwatch"))
@@ -59,7 +59,7 @@ async fn two_daemons_share_the_ticks_and_the_survivor_takes_over() {
         "[schedule]\ncron = \"*/2 * * * * *\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\n\n{}",
         app.config_toml
     );
-    std::fs::write(app.dir.path().join("kbwatch.toml"), text).unwrap();
+    write_private(&app.dir.path().join("kbwatch.toml"), &text);
     let mut daemons = [daemon(&app), daemon(&app)];
     let pids: Vec<u32> = daemons.iter().map(|d| d.id().unwrap()).collect();
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use kbwatch::cli::{ReportArgs, ReportFormat, ReportKind, render_report};
 use serde_json::{Map, Value};
 
-use crate::helpers::{TestApp, app_with_two_scans};
+use crate::helpers::{TestApp, app_with_two_scans, write_private};
 
 const DEVICE_COLUMNS: &[&str] = &[
     "tenant",
@@ -222,7 +222,7 @@ async fn the_runs_and_summary_reports_match_the_views_in_every_format() {
 async fn the_report_command_prints_the_rendered_report_and_filters() {
     let app = app_with_two_scans().await;
     let config = app.dir.path().join("kbwatch.toml");
-    std::fs::write(&config, &app.config_toml).unwrap();
+    write_private(&config, &app.config_toml);
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbwatch"))
             .arg("report")

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use kbwatch::sim::SimConfig;
 
-use crate::helpers::{Auth, spawn_app};
+use crate::helpers::{Auth, spawn_app, write_private};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_secret_never_appears_in_trace_logs() {
@@ -12,7 +12,7 @@ async fn the_client_secret_never_appears_in_trace_logs() {
     let sim = SimConfig { devices: 10, client_secret: secret.into(), ..SimConfig::default() };
     let app = spawn_app(sim, Auth::ClientSecret, "").await;
     let config = app.dir.path().join("kbwatch.toml");
-    std::fs::write(&config, &app.config_toml).unwrap();
+    write_private(&config, &app.config_toml);
     let app_ref = &app;
     let output = tokio::task::spawn_blocking({
         let config = config.clone();

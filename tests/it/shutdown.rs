@@ -8,7 +8,7 @@ use kbwatch::store::RunStatus;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::helpers::{Auth, TestApp, spawn_app};
+use crate::helpers::{Auth, TestApp, spawn_app, write_private};
 
 /// A fleet slow enough (latency × devices / concurrency ≈ 10 s) to stop in the middle.
 async fn slow_app(rescan_after: &str) -> TestApp {
@@ -21,12 +21,11 @@ async fn slow_app(rescan_after: &str) -> TestApp {
     )
     .await;
     let config = app.dir.path().join("kbwatch.toml");
-    std::fs::write(
+    write_private(
         &config,
-        app.config_toml
+        &app.config_toml
             .replace("rescan_after = \"0s\"", &format!("rescan_after = \"{rescan_after}\"")),
-    )
-    .unwrap();
+    );
     app
 }
 

@@ -96,7 +96,11 @@ async fn two_hundred_scheduled_scans_of_an_evolving_fleet_stay_exact() {
         if let Some((next_set_at, _)) = truths.get(i + 1) {
             assert!(finished.is_some_and(|f| f <= *next_set_at), "run {run} overlapped a change");
         }
-        assert_eq!(&digest(&app.snapshot(*run).await), truth, "snapshot of run {run} (rows, digest)");
+        assert_eq!(
+            &digest(&app.snapshot(*run).await),
+            truth,
+            "snapshot of run {run} (rows, digest)"
+        );
     }
     println!(
         "soak: {scans} scheduled runs, RSS {rss_early} KiB after 20, {rss_late} KiB at the end"
