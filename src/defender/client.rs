@@ -339,7 +339,7 @@ impl MachinePager<'_> {
                 url
             }
         };
-        let page: Page<serde_json::Value> = match self
+        let page: Page<Box<serde_json::value::RawValue>> = match self
             .client
             .get_json(Endpoint::Machines, &url, self.client.options.max_page_bytes)
             .await
@@ -362,10 +362,7 @@ impl MachinePager<'_> {
     }
 
     /// Maps rows to machines, dropping ids already seen.
-    fn fresh(&mut self, rows: Vec<serde_json::Value>) -> Vec<Machine> {
-        rows.into_iter()
-            .map(Machine::from_value)
-            .filter(|m| self.seen.insert(m.id.clone()))
-            .collect()
+    fn fresh(&mut self, rows: Vec<Box<serde_json::value::RawValue>>) -> Vec<Machine> {
+        rows.into_iter().map(Machine::from_raw).filter(|m| self.seen.insert(m.id.clone())).collect()
     }
 }

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// One device as listed, with the documented fields typed and the whole entity kept in `raw`.
@@ -26,16 +27,26 @@ pub struct Machine {
     pub last_seen: Option<DateTime<Utc>>,
     pub is_potential_duplication: Option<bool>,
     pub merged_into_machine_id: Option<String>,
-    /// The entity as received, unknown fields included.
-    pub raw: Value,
+    /// The entity exactly as received (its JSON text), unknown fields included.
+    pub raw: Box<RawValue>,
 }
 
 impl Machine {
     /// Maps one element of a machines page. An element that is not an object with a string `id`
     /// gets an empty id, which validation rejects: it is recorded, never requested.
-    pub(crate) fn from_value(raw: Value) -> Machine {
+    ///
+    /// The page keeps each entity as text; the typed fields come from a parse of this one entity
+    /// that is dropped at once, so a 10,000-device page never holds 10,000 parsed trees (several
+    /// times the size of their text).
+    pub(crate) fn from_raw(raw: Box<RawValue>) -> Machine {
+        let (parsed, raw) = match serde_json::from_str::<Value>(raw.get()) {
+            Ok(parsed) => (parsed, raw),
+            // Text the page's scan let through but no JSON document can hold (a lone surrogate
+            // escape, too deep a nesting): kept as one JSON string, which the database accepts.
+            Err(_) => (Value::Null, as_json_string(raw.get())),
+        };
         let empty = Map::new();
-        let obj = raw.as_object().unwrap_or(&empty);
+        let obj = parsed.as_object().unwrap_or(&empty);
         let id = obj.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
         Machine {
             id,
@@ -59,6 +70,11 @@ impl Machine {
             raw,
         }
     }
+}
+
+fn as_json_string(text: &str) -> Box<RawValue> {
+    let quoted = Value::String(text.to_owned()).to_string();
+    RawValue::from_string(quoted).expect("a serialised string is valid JSON")
 }
 
 /// A string field, or a number rendered as text; `None` for null, absent or other types.
@@ -100,6 +116,11 @@ pub(crate) struct Page<T> {
 mod tests {
     use super::*;
 
+    /// The mapping of `value` as a page element.
+    pub(super) fn machine(value: &Value) -> Machine {
+        Machine::from_raw(RawValue::from_string(value.to_string()).expect("JSON text"))
+    }
+
     #[test]
     fn machine_keeps_unknown_fields_and_numeric_rbac_group() {
         let raw = serde_json::json!({
@@ -107,18 +128,19 @@ mod tests {
             "osBuild": 19044, "machineTags": ["a", 3], "lastSeen": "2023-05-04T17:40:05.684607Z",
             "vmMetadata": {"vmId": "x"}, "isPotentialDuplication": false
         });
-        let m = Machine::from_value(raw);
+        let m = machine(&raw);
         assert_eq!(m.rbac_group_id.as_deref(), Some("140"));
         assert_eq!(m.os_build, Some(19044));
         assert_eq!(m.machine_tags, vec!["a"]);
         assert!(m.last_seen.is_some());
-        assert_eq!(m.raw["vmMetadata"]["vmId"], "x");
+        let kept: Value = serde_json::from_str(m.raw.get()).unwrap();
+        assert_eq!(kept["vmMetadata"]["vmId"], "x");
     }
 
     #[test]
     fn machine_without_string_id_gets_an_empty_id() {
-        assert_eq!(Machine::from_value(serde_json::json!({"id": 5})).id, "");
-        assert_eq!(Machine::from_value(serde_json::json!([1])).id, "");
+        assert_eq!(machine(&serde_json::json!({"id": 5})).id, "");
+        assert_eq!(machine(&serde_json::json!([1])).id, "");
     }
 }
 
@@ -128,7 +150,8 @@ mod properties {
     use proptest::prelude::*;
     use serde_json::Value;
 
-    use super::{Machine, MissingKb, Page};
+    use super::tests::machine;
+    use super::{MissingKb, Page, RawValue};
 
     fn json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
@@ -162,12 +185,12 @@ mod properties {
     proptest! {
         #[test]
         fn any_machine_json_maps_without_panicking(raw in json()) {
-            let machine = Machine::from_value(raw.clone());
+            let machine = machine(&raw);
             match raw.get("id").and_then(Value::as_str) {
                 Some(id) => prop_assert_eq!(&machine.id, id),
                 None => prop_assert!(machine.id.is_empty()),
             }
-            prop_assert_eq!(machine.raw, raw);
+            prop_assert_eq!(machine.raw.get(), raw.to_string());
         }
 
         #[test]
@@ -178,7 +201,7 @@ mod properties {
         #[test]
         fn any_bytes_decode_or_err(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
             let _ = serde_json::from_slice::<Page<MissingKb>>(&bytes);
-            let _ = serde_json::from_slice::<Page<Value>>(&bytes);
+            let _ = serde_json::from_slice::<Page<Box<RawValue>>>(&bytes);
         }
 
         #[test]
@@ -200,5 +223,10 @@ mod properties {
             "]".repeat(10_000)
         );
         assert!(serde_json::from_str::<Page<Value>>(&deep_value).is_err());
+        // A page keeps the entity as text; its own parse fails: an empty id, the text as a string.
+        let page: Page<Box<RawValue>> = serde_json::from_str(&deep_value).unwrap();
+        let machine = super::Machine::from_raw(page.value.into_iter().next().unwrap());
+        assert!(machine.id.is_empty());
+        assert!(machine.raw.get().starts_with('"'), "kept as a JSON string");
     }
 }

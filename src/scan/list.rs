@@ -8,6 +8,9 @@ use crate::defender::validate_machine_id;
 use crate::pacer::Endpoint;
 use crate::store::{ListedDevice, PlannedDevice};
 
+/// Devices per upsert statement.
+const UPSERT_ROWS: usize = 1000;
+
 pub(super) struct Listing {
     pub listed: u64,
     pub rejected: u64,
@@ -41,7 +44,10 @@ pub(super) async fn list_devices(scan: &Scan<'_>) -> anyhow::Result<Option<Listi
             .collect();
         listed += devices.len() as u64;
         rejected += devices.iter().filter(|d| !d.id_valid).count() as u64;
-        scan.store.upsert_listed_devices(scan.tenant_id, scan.run_id, listed_at, &devices).await?;
+        // In slices: one statement's encoded arguments for a whole 10,000-device page are tens of MB.
+        for slice in devices.chunks(UPSERT_ROWS) {
+            scan.store.upsert_listed_devices(scan.tenant_id, scan.run_id, listed_at, slice).await?;
+        }
     }
     let gone = scan.store.mark_unlisted_gone(scan.tenant_id, scan.run_id, listed_at).await?;
     let mut plan = scan

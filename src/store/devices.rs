@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 
-use super::{Store, pg_json, pg_text};
+use super::{Store, pg_json, pg_json_text, pg_text};
 use crate::defender::Machine;
 
 /// A listed device ready to store: the entity and the id it is known by.
@@ -81,7 +81,7 @@ impl Store {
         .bind(devices.iter().map(|d| d.machine.last_seen).collect::<Vec<_>>())
         .bind(devices.iter().map(|d| d.machine.is_potential_duplication).collect::<Vec<_>>())
         .bind(text(|m| &m.merged_into_machine_id))
-        .bind(devices.iter().map(|d| pg_json(&d.machine.raw)).collect::<Vec<_>>())
+        .bind(devices.iter().map(|d| pg_json_text(d.machine.raw.get())).collect::<Vec<_>>())
         .execute(&self.pool)
         .await
         .context("storing listed devices")?;

@@ -91,6 +91,10 @@ fn pg_text(s: &str) -> String {
 
 /// The same for a JSON document, whose `\u0000` escapes jsonb refuses.
 fn pg_json(v: &serde_json::Value) -> String {
-    let text = v.to_string();
-    if text.contains("\\u0000") { text.replace("\\u0000", "\\ufffd") } else { text }
+    pg_json_text(&v.to_string())
+}
+
+/// [`pg_json`] for a document already in JSON text.
+fn pg_json_text(text: &str) -> String {
+    if text.contains("\\u0000") { text.replace("\\u0000", "\\ufffd") } else { text.to_owned() }
 }

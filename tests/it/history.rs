@@ -101,3 +101,51 @@ async fn snapshots_of_past_scans_stay_exact_and_only_changes_are_written() {
             .unwrap();
     assert_eq!(gone, change.devices_offboarded);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_daily_counts_each_device_once_a_day_with_its_last_good_scan() {
+    let app = spawn_app(
+        SimConfig { devices: 300, seed: 5, ..SimConfig::default() },
+        Auth::TokenFile,
+        QUOTA,
+    )
+    .await;
+    let total = |truth: &BTreeMap<String, Vec<kbwatch::sim::TruthKb>>| {
+        truth.values().map(|kbs| kbs.len() as i64).sum::<i64>()
+    };
+    let before = total(&app.sim.truth());
+    let scan1 = app.scan().await;
+    app.sim.evolve(Evolution { install_updates: 0.3, ..Evolution::default() });
+    let after = total(&app.sim.truth());
+    let scan2 = app.scan().await;
+    assert_ne!(before, after, "the fleet changed between the scans");
+
+    // Both scans on one day (at fixed times, whatever the clock says), then on two days.
+    let place =
+        "UPDATE kbwatch.device_scan SET scanned_at = $2::timestamptz WHERE scan_run_id = $1";
+    for (run, at) in
+        [(scan1.scan_run_id, "2026-01-02T10:00:00Z"), (scan2.scan_run_id, "2026-01-02T11:00:00Z")]
+    {
+        sqlx::query(place).bind(run).bind(at).execute(app.store.pool()).await.unwrap();
+    }
+    let daily = || async {
+        let rows: Vec<(chrono::NaiveDate, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT day, devices_reporting, missing_kbs_total FROM reporting.fleet_daily ORDER BY day",
+        )
+        .fetch_all(app.store.pool())
+        .await
+        .unwrap();
+        rows.into_iter().map(|(d, n, m)| (d.to_string(), n, m.unwrap_or(0))).collect::<Vec<_>>()
+    };
+    assert_eq!(daily().await, vec![("2026-01-02".to_owned(), 300, after)]);
+    sqlx::query(place)
+        .bind(scan1.scan_run_id)
+        .bind("2026-01-01T23:00:00Z")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        daily().await,
+        vec![("2026-01-01".to_owned(), 300, before), ("2026-01-02".to_owned(), 300, after)]
+    );
+}

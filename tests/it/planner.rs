@@ -26,7 +26,8 @@ fn machine(id: &str, last_seen_hours_ago: i64) -> Machine {
         last_seen: Some(last_seen),
         is_potential_duplication: Some(false),
         merged_into_machine_id: None,
-        raw: serde_json::json!({ "id": id }),
+        raw: serde_json::value::RawValue::from_string(serde_json::json!({ "id": id }).to_string())
+            .unwrap(),
     }
 }
 

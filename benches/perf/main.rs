@@ -1,0 +1,77 @@
+//! `cargo bench`: the measured targets of DESIGN §9, printed as one table.
+//!
+//! Every row starts the private PostgreSQL (or uses `DATABASE_URL`'s server) and the simulator over
+//! real HTTP in this process. Rows are chosen by name: `cargo bench -- quota e2e memory storage`
+//! (all four when none is named). With `KBWATCH_LOG` set (e.g. `info`), the scans log;
+//! with `KBWATCH_BENCH_KEEP` set, the databases are kept for a look with psql. `KBWATCH_BENCH_QUOTA_SECS` shortens the quota window while
+//! developing (default 210 s).
+//!
+//! `cargo test --all-targets` also runs this program, without `--bench`: it then runs a smoke
+//! version of the e2e and storage rows on small fleets, so that the benchmark cannot rot.
+//!
+//! # Layout
+//! `setup` starts what a row needs, `table` prints, and each row has its module: `quota`,
+//! `throughput` (e2e), `memory` (a `kbwatch scan` process of its own), `storage` (size and
+//! `fleet_daily`).
+
+mod memory;
+mod quota;
+mod setup;
+mod storage;
+mod table;
+mod throughput;
+
+use table::Row;
+
+/// The rows, in the order of DESIGN §9.
+const ROWS: [&str; 4] = ["quota", "e2e", "memory", "storage"];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let full = args.iter().any(|a| a == "--bench");
+    let named: Vec<&str> = args.iter().map(String::as_str).filter(|a| ROWS.contains(a)).collect();
+    let selected: Vec<&str> = if named.is_empty() { ROWS.to_vec() } else { named };
+    if std::env::var_os("KBWATCH_LOG").is_some() {
+        // Logs of the scans, to see where a row's time goes.
+        kbwatch::telemetry::init(Some(kbwatch::config::LogFormat::Text));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let rows = runtime
+        .block_on(async { if full { run_full(&selected).await } else { run_smoke().await } });
+    if !full {
+        println!("\nSmoke run on tiny fleets: these figures are not the measured targets.");
+    }
+    println!("\n{}", table::render(&rows));
+}
+
+async fn run_full(selected: &[&str]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for name in selected {
+        eprintln!("bench: {name} …");
+        match *name {
+            "quota" => rows.extend(quota::run(quota_window()).await),
+            "e2e" => rows.extend(throughput::run(10_000).await),
+            "memory" => rows.extend(memory::run(10_000, 100_000).await),
+            "storage" => rows.extend(storage::run(&storage::FULL).await),
+            _ => unreachable!("only known rows are selected"),
+        }
+    }
+    rows
+}
+
+/// Small fleets, a few seconds in a debug build: checks the benchmark still runs.
+async fn run_smoke() -> Vec<Row> {
+    eprintln!("bench: smoke run (use `cargo bench` for the measured table)");
+    let mut rows = throughput::run(300).await;
+    rows.extend(storage::run(&storage::Plan { devices: 200, days: 3, query_runs: 1 }).await);
+    rows
+}
+
+/// The quota row's window: `KBWATCH_BENCH_QUOTA_SECS` (shorter while developing), else 210 s.
+fn quota_window() -> std::time::Duration {
+    let secs = std::env::var("KBWATCH_BENCH_QUOTA_SECS").ok().and_then(|s| s.parse().ok());
+    std::time::Duration::from_secs(secs.unwrap_or(210))
+}
