@@ -4,7 +4,7 @@
 //! [`AzureToken::refresh`] builds a fresh credential, which also re-reads every file it uses (a
 //! rotated federated token, a renewed certificate).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -24,12 +24,11 @@ use super::ApiError;
 use super::auth::{TokenSource, read_secret};
 use crate::config::{AuthConfig, AuthKind};
 
-type Build = Box<dyn Fn() -> anyhow::Result<Arc<dyn TokenCredential>> + Send + Sync>;
-
 /// A token source over an `azure_identity` credential, rebuilt on [`TokenSource::refresh`].
 pub struct AzureToken {
     scope: String,
-    build: Build,
+    recipe: Recipe,
+    options: ClientOptions,
     credential: Mutex<Arc<dyn TokenCredential>>,
 }
 
@@ -37,9 +36,9 @@ impl AzureToken {
     /// The credential `auth` configures; its own requests go through `http` (timeouts, extra CA).
     pub fn new(auth: &AuthConfig, http: reqwest::Client) -> anyhow::Result<Self> {
         let options = client_options(&auth.authority, http);
-        let build = builder(auth, options)?;
-        let credential = build()?;
-        Ok(Self { scope: auth.scope.clone(), build, credential: Mutex::new(credential) })
+        let recipe = Recipe::from_config(auth)?;
+        let credential = Mutex::new(recipe.build(&options)?);
+        Ok(Self { scope: auth.scope.clone(), recipe, options, credential })
     }
 
     async fn get(&self, credential: Arc<dyn TokenCredential>) -> Result<SecretString, ApiError> {
@@ -59,7 +58,10 @@ impl TokenSource for AzureToken {
     }
 
     async fn refresh(&self) -> Result<SecretString, ApiError> {
-        let fresh = (self.build)().map_err(|e| ApiError::Unauthorized(format!("{e:#}")))?;
+        let fresh = self
+            .recipe
+            .build(&self.options)
+            .map_err(|e| ApiError::Unauthorized(format!("{e:#}")))?;
         *self.credential.lock().await = fresh.clone();
         self.get(fresh).await
     }
@@ -75,68 +77,79 @@ fn client_options(authority: &url::Url, http: reqwest::Client) -> ClientOptions 
     }
 }
 
-fn builder(auth: &AuthConfig, options: ClientOptions) -> anyhow::Result<Build> {
-    let tenant_id = auth.tenant_id.clone();
-    let client_id = auth.client_id.clone();
-    let required = |value: &Option<String>, key: &str| {
-        value.clone().with_context(|| format!("auth.{key} is required for {}", auth.kind.as_str()))
-    };
-    Ok(match auth.kind {
-        AuthKind::ClientSecret => {
-            let (tenant, client) =
-                (required(&tenant_id, "tenant_id")?, required(&client_id, "client_id")?);
-            let secret = client_secret(auth)?;
-            Box::new(move || {
-                let options = ClientSecretCredentialOptions { client_options: options.clone() };
+/// What a credential kind needs, read from the config once; files are read on every build.
+enum Recipe {
+    Secret { tenant: String, client: String, secret: SecretString },
+    Certificate { tenant: String, client: String, file: PathBuf, password: Option<PathBuf> },
+    Workload { tenant: Option<String>, client: Option<String>, file: Option<PathBuf> },
+    Managed { client: Option<String> },
+    Cli { tenant: Option<String> },
+}
+
+impl Recipe {
+    fn from_config(auth: &AuthConfig) -> anyhow::Result<Recipe> {
+        let required = |value: &Option<String>, key: &str| {
+            let kind = auth.kind.as_str();
+            value.clone().with_context(|| format!("auth.{key} is required for {kind}"))
+        };
+        let (tenant, client) = (auth.tenant_id.clone(), auth.client_id.clone());
+        Ok(match auth.kind {
+            AuthKind::ClientSecret => Recipe::Secret {
+                tenant: required(&tenant, "tenant_id")?,
+                client: required(&client, "client_id")?,
+                secret: client_secret(auth)?,
+            },
+            AuthKind::ClientCertificate => Recipe::Certificate {
+                tenant: required(&tenant, "tenant_id")?,
+                client: required(&client, "client_id")?,
+                file: auth.certificate_file.clone().context("auth.certificate_file is required")?,
+                password: auth.certificate_password_file.clone(),
+            },
+            AuthKind::WorkloadIdentity => {
+                Recipe::Workload { tenant, client, file: auth.federated_token_file.clone() }
+            }
+            AuthKind::ManagedIdentity => Recipe::Managed { client },
+            AuthKind::AzureCli => Recipe::Cli { tenant },
+            AuthKind::TokenFile => anyhow::bail!("token_file is not an Entra ID credential"),
+        })
+    }
+
+    fn build(&self, options: &ClientOptions) -> anyhow::Result<Arc<dyn TokenCredential>> {
+        let client_options = options.clone();
+        Ok(match self {
+            Recipe::Secret { tenant, client, secret } => {
                 let secret = Secret::new(secret.expose_secret().to_owned());
-                let credential =
-                    ClientSecretCredential::new(&tenant, client.clone(), secret, Some(options))
-                        .context("building the client-secret credential")?;
-                Ok(credential as Arc<dyn TokenCredential>)
-            })
-        }
-        AuthKind::ClientCertificate => {
-            let (tenant, client) =
-                (required(&tenant_id, "tenant_id")?, required(&client_id, "client_id")?);
-            let file =
-                auth.certificate_file.clone().context("auth.certificate_file is required")?;
-            let password = auth.certificate_password_file.clone();
-            Box::new(move || certificate(&tenant, &client, &file, password.as_deref(), &options))
-        }
-        AuthKind::WorkloadIdentity => {
-            let file = auth.federated_token_file.clone();
-            Box::new(move || {
+                let options = ClientSecretCredentialOptions { client_options };
+                ClientSecretCredential::new(tenant, client.clone(), secret, Some(options))
+                    .context("building the client-secret credential")?
+            }
+            Recipe::Certificate { tenant, client, file, password } => {
+                certificate(tenant, client, file, password.as_deref(), client_options)?
+            }
+            Recipe::Workload { tenant, client, file } => {
                 let options = WorkloadIdentityCredentialOptions {
-                    credential_options: ClientAssertionCredentialOptions {
-                        client_options: options.clone(),
-                    },
-                    client_id: client_id.clone(),
-                    tenant_id: tenant_id.clone(),
+                    credential_options: ClientAssertionCredentialOptions { client_options },
+                    client_id: client.clone(),
+                    tenant_id: tenant.clone(),
                     token_file_path: file.clone(),
                 };
-                let credential = WorkloadIdentityCredential::new(Some(options))
-                    .context("building the workload-identity credential")?;
-                Ok(credential as Arc<dyn TokenCredential>)
-            })
-        }
-        AuthKind::ManagedIdentity => Box::new(move || {
-            let options = ManagedIdentityCredentialOptions {
-                user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
-                client_options: options.clone(),
-            };
-            let credential = ManagedIdentityCredential::new(Some(options))
-                .context("building the managed-identity credential")?;
-            Ok(credential as Arc<dyn TokenCredential>)
-        }),
-        AuthKind::AzureCli => Box::new(move || {
-            let options =
-                AzureCliCredentialOptions { tenant_id: tenant_id.clone(), ..Default::default() };
-            let credential = AzureCliCredential::new(Some(options))
-                .context("building the Azure CLI credential")?;
-            Ok(credential as Arc<dyn TokenCredential>)
-        }),
-        AuthKind::TokenFile => anyhow::bail!("token_file is not an Entra ID credential"),
-    })
+                WorkloadIdentityCredential::new(Some(options))
+                    .context("building the workload-identity credential")?
+            }
+            Recipe::Managed { client } => {
+                let user_assigned_id = client.clone().map(UserAssignedId::ClientId);
+                let options = ManagedIdentityCredentialOptions { user_assigned_id, client_options };
+                ManagedIdentityCredential::new(Some(options))
+                    .context("building the managed-identity credential")?
+            }
+            Recipe::Cli { tenant } => {
+                let options =
+                    AzureCliCredentialOptions { tenant_id: tenant.clone(), ..Default::default() };
+                AzureCliCredential::new(Some(options))
+                    .context("building the Azure CLI credential")?
+            }
+        })
+    }
 }
 
 fn client_secret(auth: &AuthConfig) -> anyhow::Result<SecretString> {
@@ -154,7 +167,7 @@ fn certificate(
     client: &str,
     file: &Path,
     password: Option<&Path>,
-    options: &ClientOptions,
+    client_options: ClientOptions,
 ) -> anyhow::Result<Arc<dyn TokenCredential>> {
     let der = std::fs::read(file)
         .with_context(|| format!("reading certificate_file {}", file.display()))?;
@@ -162,7 +175,7 @@ fn certificate(
         Some(path) => Some(Secret::new(read_secret(path)?.expose_secret().to_owned())),
         None => None,
     };
-    let options = ClientCertificateCredentialOptions { client_options: options.clone(), password };
+    let options = ClientCertificateCredentialOptions { client_options, password };
     let credential = ClientCertificateCredential::new(
         tenant.to_owned(),
         client.to_owned(),
