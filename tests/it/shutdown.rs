@@ -114,3 +114,85 @@ async fn after_sigkill_the_next_scan_marks_the_run_interrupted_and_skips_finishe
     assert_eq!(summary.planned as i64, 800 - stored, "finished devices are not rescanned");
     assert_eq!(scanned_devices(&app).await, 800);
 }
+
+/// Starts `kbwatch run` on a 2-second cron with the app's config.
+fn daemon(app: &TestApp) -> tokio::process::Child {
+    let config = app.dir.path().join("kbwatch-run.toml");
+    let text = format!(
+        "[schedule]\ncron = \"*/2 * * * * *\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\n\n{}",
+        std::fs::read_to_string(app.dir.path().join("kbwatch.toml")).unwrap()
+    );
+    write_private(&config, &text);
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kbwatch"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kbwatch run starts")
+}
+
+fn signal(child: &tokio::process::Child, sig: Signal) {
+    kill(Pid::from_raw(child.id().expect("running") as i32), sig).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_drains_on_sigterm_mid_scan_and_exits_0() {
+    let app = slow_app("0s").await;
+    let mut child = daemon(&app);
+    for _ in 0..300 {
+        if scanned_devices(&app).await >= 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&child, Signal::SIGTERM);
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("drains within the deadline")
+        .unwrap();
+    assert!(status.success(), "the daemon exits 0 after a drain: {status:?}");
+    let runs: Vec<(String, i32, bool)> = sqlx::query_as(
+        "SELECT status, devices_ok, finished_at IS NOT NULL FROM kbwatch.scan_run ORDER BY scan_run_id",
+    )
+    .fetch_all(app.store.pool())
+    .await
+    .unwrap();
+    let last = runs.last().expect("a run was started");
+    assert_eq!(last.0, RunStatus::Interrupted.as_str(), "{runs:?}");
+    assert!(runs.iter().all(|r| r.2), "every run is closed: {runs:?}");
+    let counted: i64 = runs.iter().map(|r| i64::from(r.1)).sum();
+    assert_eq!(counted, scanned_devices(&app).await, "the counters match what was stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() {
+    let app = slow_app("0s").await;
+    let mut child = daemon(&app);
+    for _ in 0..300 {
+        if scanned_devices(&app).await >= 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Hold the running run's row: the drain's last writes wait on it, so the drain cannot end.
+    let mut tx = app.store.pool().begin().await.unwrap();
+    let held: Vec<i64> = sqlx::query_scalar(
+        "SELECT scan_run_id FROM kbwatch.scan_run WHERE status = 'running' FOR UPDATE",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(held.len(), 1, "a scan is under way");
+    signal(&child, Signal::SIGTERM);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(child.try_wait().unwrap().is_none(), "still draining after the first signal");
+    signal(&child, Signal::SIGTERM);
+    let status = tokio::time::timeout(Duration::from_secs(2), child.wait())
+        .await
+        .expect("the second signal exits at once")
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    tx.rollback().await.unwrap();
+}
