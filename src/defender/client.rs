@@ -361,8 +361,16 @@ impl MachinePager<'_> {
         Ok(Some(machines))
     }
 
-    /// Maps rows to machines, dropping ids already seen.
+    /// Maps rows to machines, dropping ids already seen. A valid id is compared in lower case, as
+    /// the store keeps it: two spellings of one id are one device.
     fn fresh(&mut self, rows: Vec<Box<serde_json::value::RawValue>>) -> Vec<Machine> {
-        rows.into_iter().map(Machine::from_raw).filter(|m| self.seen.insert(m.id.clone())).collect()
+        rows.into_iter()
+            .map(Machine::from_raw)
+            .filter(|m| {
+                let key = super::validate_machine_id(&m.id)
+                    .map_or_else(|| m.id.clone(), |id| id.as_str().to_owned());
+                self.seen.insert(key)
+            })
+            .collect()
     }
 }

@@ -172,3 +172,25 @@ async fn hostile_device_entities_are_stored_safely() {
     assert_eq!(tags, ["ok"]);
     assert_eq!(raw["rbacGroupId"], 1e300, "the raw entity keeps what was sent");
 }
+
+#[tokio::test]
+async fn two_spellings_of_one_id_are_one_device() {
+    let app =
+        spawn_app(SimConfig { devices: 10, ..SimConfig::default() }, Auth::TokenFile, FAST).await;
+    let lower = "cd".repeat(20);
+    app.sim.push_raw_device(serde_json::json!({"id": lower, "computerDnsName": "first"}));
+    app.sim.push_raw_device(
+        serde_json::json!({"id": lower.to_ascii_uppercase(), "computerDnsName": "second"}),
+    );
+    let summary = app.scan().await;
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    assert_eq!(summary.listed, 11, "the second spelling is the same device: {summary:?}");
+    let (count, name): (i64, Option<String>) = sqlx::query_as(
+        "SELECT count(*) OVER (), computer_dns_name FROM kbwatch.device WHERE machine_id = $1",
+    )
+    .bind(&lower)
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!((count, name.as_deref()), (1, Some("first")), "the first listing of it is kept");
+}
