@@ -1,17 +1,27 @@
 //! The writer task: batches device results and commits them every `batch_size` devices or every
 //! `flush_every`, whichever comes first, retrying a failed commit with backoff.
+//!
+//! Two batches may be committing at once, each on its own connection: a batch's statements keep
+//! one PostgreSQL backend busy, and a second lets the database use the other core while the first
+//! waits on its commit. Batches hold distinct devices, so their transactions touch distinct rows
+//! except the run's counters, which they add to.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::defender::Client;
 use crate::store::{DeviceResult, RunCounters, Store};
 
 /// Commit attempts for one batch before the scan gives up on storing (about a minute in all).
 const WRITE_ATTEMPTS: u32 = 12;
+/// Batches committing at once.
+const COMMITS_IN_FLIGHT: usize = 2;
+
+type Committed = anyhow::Result<RunCounters>;
 
 /// Runs until the channel closes; returns the counts committed, with the error that stopped it.
 pub(super) async fn write_loop(
@@ -24,8 +34,10 @@ pub(super) async fn write_loop(
 ) -> Result<RunCounters, (RunCounters, anyhow::Error)> {
     let mut total = RunCounters::default();
     let mut batch = Vec::with_capacity(batch_size);
+    let mut commits: JoinSet<Committed> = JoinSet::new();
     let mut ticker = tokio::time::interval(flush_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failure = None;
     loop {
         let closed = tokio::select! {
             received = rx.recv() => match received {
@@ -39,30 +51,55 @@ pub(super) async fn write_loop(
             _ = ticker.tick() => false,
         };
         if !batch.is_empty() {
-            match flush(&store, run_id, &batch, &client).await {
-                Ok(counters) => add(&mut total, counters),
-                Err(e) => return Err((total, e)),
+            if commits.len() >= COMMITS_IN_FLIGHT {
+                failure = failure.or(join_one(&mut commits, &mut total).await);
             }
-            batch.clear();
+            if failure.is_some() {
+                break;
+            }
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+            commits.spawn(flush(store.clone(), run_id, full, client.clone()));
         }
         if closed {
-            return Ok(total);
+            break;
         }
+    }
+    while !commits.is_empty() {
+        failure = failure.or(join_one(&mut commits, &mut total).await);
+    }
+    match failure {
+        Some(e) => Err((total, e)),
+        None => Ok(total),
+    }
+}
+
+/// Waits for one commit to end: its counts join `total`, or its error is returned.
+async fn join_one(
+    commits: &mut JoinSet<Committed>,
+    total: &mut RunCounters,
+) -> Option<anyhow::Error> {
+    match commits.join_next().await? {
+        Ok(Ok(counters)) => {
+            add(total, counters);
+            None
+        }
+        Ok(Err(e)) => Some(e),
+        Err(e) => Some(anyhow::anyhow!("a commit task failed: {e}")),
     }
 }
 
 async fn flush(
-    store: &Store,
+    store: Store,
     run_id: i64,
-    batch: &[DeviceResult],
-    client: &Client,
+    batch: Vec<DeviceResult>,
+    client: Arc<Client>,
 ) -> anyhow::Result<RunCounters> {
     let mut attempt = 0;
     loop {
         let calls = client.counters();
         let api_calls = calls.api_calls.load(Ordering::Relaxed) as i64;
         let throttled = calls.throttled.load(Ordering::Relaxed) as i64;
-        match store.write_results(run_id, batch, api_calls, throttled).await {
+        match store.write_results(run_id, &batch, api_calls, throttled).await {
             Ok(counters) => return Ok(counters),
             Err(e) if attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;

@@ -1,14 +1,15 @@
 //! Writing scan results: counts per device and scan, and the missing-KB intervals.
 //!
-//! A batch is written in one transaction: KBs upserted, intervals of KBs no longer missing closed,
-//! intervals of newly missing KBs opened, one `device_scan` row per device, device state updated
-//! and run counters added. Writing the same batch twice changes nothing the second time.
+//! The batch's KBs are upserted first; then the batch is written in one transaction: intervals of
+//! KBs no longer missing closed, intervals of newly missing KBs opened, one `device_scan` row per
+//! device, device state updated and run counters added. Writing the same batch twice changes
+//! nothing the second time.
 
 use std::collections::HashMap;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{Connection as _, PgConnection};
 
 use super::{RunCounters, Store, pg_json, pg_text};
 use crate::defender::MissingKb;
@@ -65,8 +66,11 @@ impl Store {
                 DeviceOutcome::Failed(_) => counters.failed += 1,
             }
         }
-        let mut tx = self.pool.begin().await.context("starting the results transaction")?;
-        upsert_kbs(&mut tx, &kbs, Utc::now()).await?;
+        let mut conn = self.pool.acquire().await.context("connecting to store results")?;
+        // KBs first, committed on their own: a KB's row is shared by every batch, and holding its
+        // lock for a whole batch transaction would make concurrent batches wait for each other.
+        upsert_kbs(&mut conn, &kbs, Utc::now()).await?;
+        let mut tx = conn.begin().await.context("starting the results transaction")?;
         close_missing_kbs(&mut tx, run_id, &ok_devices, &current).await?;
         open_missing_kbs(&mut tx, run_id, &current).await?;
         insert_device_scans(&mut tx, run_id, results).await?;

@@ -125,7 +125,8 @@ impl Store {
         Ok(())
     }
 
-    /// Adds a batch's device counts and sets the call counters, in the batch's transaction.
+    /// Adds a batch's device counts and raises the call counters to what the batch saw, in the
+    /// batch's transaction (batches commit concurrently, so a later one may carry older counts).
     pub async fn add_run_counters(
         conn: &mut sqlx::PgConnection,
         run_id: i64,
@@ -136,7 +137,8 @@ impl Store {
         sqlx::query(
             "UPDATE kbwatch.scan_run
              SET devices_ok = devices_ok + $2, devices_not_found = devices_not_found + $3,
-                 devices_failed = devices_failed + $4, api_calls = $5, throttled = $6
+                 devices_failed = devices_failed + $4,
+                 api_calls = GREATEST(api_calls, $5), throttled = GREATEST(throttled, $6)
              WHERE scan_run_id = $1",
         )
         .bind(run_id)
