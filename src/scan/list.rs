@@ -2,6 +2,7 @@
 
 use anyhow::Context as _;
 use chrono::Utc;
+use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::Scan;
 use crate::defender::validate_machine_id;
@@ -10,6 +11,9 @@ use crate::store::{ListedDevice, PlannedDevice};
 
 /// Devices per upsert statement.
 const UPSERT_ROWS: usize = 1000;
+/// Upsert statements in flight at once, each on a connection of its own: a slice is bound by
+/// PostgreSQL's CPU, and a page is stored while nothing else runs.
+const UPSERTS_IN_FLIGHT: usize = 2;
 
 pub(super) struct Listing {
     pub listed: u64,
@@ -45,9 +49,18 @@ pub(super) async fn list_devices(scan: &Scan<'_>) -> anyhow::Result<Option<Listi
         listed += devices.len() as u64;
         rejected += devices.iter().filter(|d| !d.id_valid).count() as u64;
         // In slices: one statement's encoded arguments for a whole 10,000-device page are tens of MB.
-        for slice in devices.chunks(UPSERT_ROWS) {
-            scan.store.upsert_listed_devices(scan.tenant_id, scan.run_id, listed_at, slice).await?;
-        }
+        // Slices hold distinct devices, so concurrent upserts never wait on each other's rows.
+        // (Collected first: a lazily mapped iterator in the stream is not `Send` enough to spawn.)
+        let upserts: Vec<_> = devices
+            .chunks(UPSERT_ROWS)
+            .map(|slice| {
+                scan.store.upsert_listed_devices(scan.tenant_id, scan.run_id, listed_at, slice)
+            })
+            .collect();
+        futures::stream::iter(upserts)
+            .buffer_unordered(UPSERTS_IN_FLIGHT)
+            .try_collect::<()>()
+            .await?;
     }
     let gone = scan.store.mark_unlisted_gone(scan.tenant_id, scan.run_id, listed_at).await?;
     let mut plan = scan
