@@ -7,7 +7,7 @@
 //! developing (default 210 s).
 //!
 //! `cargo test --all-targets` also runs this program, without `--bench`: it then runs a smoke
-//! version of the e2e and storage rows on small fleets, so that the benchmark cannot rot.
+//! version of the e2e, memory and storage rows on small fleets, so that the benchmark cannot rot.
 //!
 //! # Layout
 //! `setup` starts what a row needs, `table` prints, and each row has its module: `quota`,
@@ -66,6 +66,7 @@ async fn run_full(selected: &[&str]) -> Vec<Row> {
 async fn run_smoke() -> Vec<Row> {
     eprintln!("bench: smoke run (use `cargo bench` for the measured table)");
     let mut rows = throughput::run(300).await;
+    rows.extend(memory::run(100, 300).await);
     rows.extend(storage::run(&storage::Plan { devices: 200, days: 3, query_runs: 1 }).await);
     rows
 }

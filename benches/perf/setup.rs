@@ -85,9 +85,20 @@ impl Bench {
     }
 
     /// Writes the configuration out for a separate `kbwatch` process.
+    /// The configuration as a file, readable by its owner only: it holds the database password,
+    /// and kbwatch refuses a secret in a file others can read.
     pub fn config_file(&self) -> PathBuf {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
         let path = self.dir.path().join("kbwatch.toml");
-        std::fs::write(&path, &self.config_toml).expect("the config file is written");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .expect("the config file opens");
+        file.write_all(self.config_toml.as_bytes()).expect("the config file is written");
         path
     }
 }
