@@ -87,8 +87,9 @@ impl Cli {
         match result {
             Ok(code) => code,
             Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "kbwatch stopped");
-                eprintln!("error: {e:#}");
+                // Once, on stderr like every log line: one JSON line for a log pipeline, or text
+                // whose multi-line problem lists read as written (Display, not Debug).
+                tracing::error!(error = %format_args!("{e:#}"), "kbwatch stopped");
                 ExitCode::FAILURE
             }
         }
