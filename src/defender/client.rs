@@ -104,6 +104,7 @@ impl Client {
             next_link: None,
             done: false,
             seen: HashSet::new(),
+            seen_invalid: HashSet::new(),
         }
     }
 
@@ -314,7 +315,10 @@ pub struct MachinePager<'a> {
     fetched: u64,
     next_link: Option<Url>,
     done: bool,
-    seen: HashSet<String>,
+    /// Ids listed so far, valid ones as their 20 bytes: for 100,000 devices about 3 MB where
+    /// the strings took about 9.
+    seen: HashSet<[u8; 20]>,
+    seen_invalid: HashSet<String>,
 }
 
 impl MachinePager<'_> {
@@ -366,10 +370,9 @@ impl MachinePager<'_> {
     fn fresh(&mut self, rows: Vec<Box<serde_json::value::RawValue>>) -> Vec<Machine> {
         rows.into_iter()
             .map(Machine::from_raw)
-            .filter(|m| {
-                let key = super::validate_machine_id(&m.id)
-                    .map_or_else(|| m.id.clone(), |id| id.as_str().to_owned());
-                self.seen.insert(key)
+            .filter(|m| match super::validate_machine_id(&m.id) {
+                Some(id) => self.seen.insert(id.to_bytes()),
+                None => self.seen_invalid.insert(m.id.clone()),
             })
             .collect()
     }

@@ -8,6 +8,13 @@ impl MachineId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 20 bytes its 40 hex digits spell: a compact key where many ids are kept.
+    pub fn to_bytes(&self) -> [u8; 20] {
+        let mut bytes = [0; 20];
+        hex::decode_to_slice(&self.0, &mut bytes).expect("a validated id is 40 hex digits");
+        bytes
+    }
 }
 
 impl std::fmt::Display for MachineId {
@@ -25,6 +32,14 @@ pub fn validate_machine_id(id: &str) -> Option<MachineId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_are_the_digits_pairwise() {
+        let id = validate_machine_id(&format!("00ff{}", "A1".repeat(18))).unwrap();
+        let bytes = id.to_bytes();
+        assert_eq!((bytes[0], bytes[1], bytes[19]), (0x00, 0xff, 0xa1));
+        assert_eq!(hex::encode(bytes), id.as_str());
+    }
 
     #[test]
     fn only_forty_hex_digits_pass() {
