@@ -62,6 +62,8 @@ pub(super) async fn list_devices(scan: &Scan<'_>) -> anyhow::Result<Option<Listi
             .try_collect::<()>()
             .await?;
     }
+    // The pager remembers every id it listed (to drop repeats): free that before the plan is read.
+    drop(pager);
     let gone = scan.store.mark_unlisted_gone(scan.tenant_id, scan.run_id, listed_at).await?;
     let mut plan = scan
         .store

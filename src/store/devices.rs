@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt as _;
 
 use super::{Store, pg_json, pg_json_text, pg_text};
 use crate::defender::Machine;
@@ -120,7 +121,8 @@ impl Store {
     ) -> anyhow::Result<Vec<PlannedDevice>> {
         let cutoff =
             now - chrono::Duration::from_std(rescan_after).unwrap_or(chrono::Duration::MAX);
-        let rows: Vec<(i64, String)> = sqlx::query_as(
+        // Streamed into the plan, so that a large fleet's rows are not held twice.
+        sqlx::query_as::<_, (i64, String)>(
             "SELECT device_id, machine_id FROM kbwatch.device
              WHERE tenant_id = $1 AND last_listed_run_id = $2 AND id_valid
                AND merged_into_machine_id IS NULL
@@ -132,12 +134,10 @@ impl Store {
         .bind(tenant_id)
         .bind(run_id)
         .bind(cutoff)
-        .fetch_all(&self.pool)
+        .fetch(&self.pool)
+        .map_ok(|(device_id, machine_id)| PlannedDevice { device_id, machine_id })
+        .try_collect()
         .await
-        .context("planning the scan")?;
-        Ok(rows
-            .into_iter()
-            .map(|(device_id, machine_id)| PlannedDevice { device_id, machine_id })
-            .collect())
+        .context("planning the scan")
     }
 }
