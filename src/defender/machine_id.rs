@@ -1,32 +1,42 @@
 //! Machine ids: only 40 hex digits ever reach a URL.
 
-/// A validated machine id: 40 hex digits, lower-case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MachineId(String);
+/// A validated machine id: 40 hex digits, lower-case, kept inline (a scan plan holds one per
+/// device, so no allocation each).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MachineId([u8; 40]);
 
 impl MachineId {
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.0).expect("a validated id is ASCII hex digits")
     }
 
     /// The 20 bytes its 40 hex digits spell: a compact key where many ids are kept.
     pub fn to_bytes(&self) -> [u8; 20] {
         let mut bytes = [0; 20];
-        hex::decode_to_slice(&self.0, &mut bytes).expect("a validated id is 40 hex digits");
+        hex::decode_to_slice(self.0, &mut bytes).expect("a validated id is 40 hex digits");
         bytes
     }
 }
 
 impl std::fmt::Display for MachineId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for MachineId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("MachineId").field(&self.as_str()).finish()
     }
 }
 
 /// Accepts exactly `^[0-9a-fA-F]{40}$` and returns it lower-cased.
 pub fn validate_machine_id(id: &str) -> Option<MachineId> {
-    (id.len() == 40 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| MachineId(id.to_ascii_lowercase()))
+    let digits: [u8; 40] = id.as_bytes().try_into().ok()?;
+    digits
+        .iter()
+        .all(u8::is_ascii_hexdigit)
+        .then(|| MachineId(digits.map(|b| b.to_ascii_lowercase())))
 }
 
 #[cfg(test)]

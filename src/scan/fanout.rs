@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Scan, writer};
-use crate::defender::{ApiError, Client, validate_machine_id};
+use crate::defender::{ApiError, Client};
 use crate::store::{DeviceOutcome, DeviceResult, PlannedDevice, RunCounters, RunStatus};
 
 /// Why the fan-out ended.
@@ -101,17 +101,15 @@ fn spawn_deadline(stop: CancellationToken, deadline: tokio::time::Instant, hit: 
 
 /// One device: its result, or the error that stops the tenant's scan.
 async fn scan_one(client: &Client, device: PlannedDevice) -> Result<DeviceResult, ApiError> {
-    let outcome = match validate_machine_id(&device.machine_id) {
-        None => DeviceOutcome::Failed("machine id is not 40 hex digits".into()),
-        Some(id) => match client.missing_kbs(&id).await {
-            Ok(kbs) => DeviceOutcome::Ok(kbs),
-            Err(ApiError::NotFound) => DeviceOutcome::NotFound,
-            Err(e) if e.stops_scan() => return Err(e),
-            Err(e) => {
-                tracing::debug!(machine_id = %id, error = %e, "Device failed");
-                DeviceOutcome::Failed(e.to_string())
-            }
-        },
+    let id = device.machine_id;
+    let outcome = match client.missing_kbs(&id).await {
+        Ok(kbs) => DeviceOutcome::Ok(kbs),
+        Err(ApiError::NotFound) => DeviceOutcome::NotFound,
+        Err(e) if e.stops_scan() => return Err(e),
+        Err(e) => {
+            tracing::debug!(machine_id = %id, error = %e, "Device failed");
+            DeviceOutcome::Failed(e.to_string())
+        }
     };
     Ok(DeviceResult { device_id: device.device_id, scanned_at: Utc::now(), outcome })
 }

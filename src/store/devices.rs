@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt as _;
 
 use super::{Store, pg_json, pg_json_text, pg_text};
-use crate::defender::Machine;
+use crate::defender::{Machine, MachineId, validate_machine_id};
 
 /// A listed device ready to store: the entity and the id it is known by.
 pub struct ListedDevice<'a> {
@@ -21,7 +21,7 @@ pub struct ListedDevice<'a> {
 #[derive(Debug, Clone)]
 pub struct PlannedDevice {
     pub device_id: i64,
-    pub machine_id: String,
+    pub machine_id: MachineId,
 }
 
 impl Store {
@@ -135,7 +135,14 @@ impl Store {
         .bind(run_id)
         .bind(cutoff)
         .fetch(&self.pool)
-        .map_ok(|(device_id, machine_id)| PlannedDevice { device_id, machine_id })
+        .try_filter_map(|(device_id, text)| async move {
+            // Only valid ids are planned; the check stays so that a URL never depends on that.
+            let id = validate_machine_id(&text);
+            if id.is_none() {
+                tracing::warn!(device_id, machine_id = ?text, "Not planning a stored id that is not 40 hex digits");
+            }
+            Ok(id.map(|machine_id| PlannedDevice { device_id, machine_id }))
+        })
         .try_collect()
         .await
         .context("planning the scan")

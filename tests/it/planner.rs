@@ -80,7 +80,7 @@ async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the
         store.plan_devices(tenant, run, Utc::now(), Duration::from_secs(20 * 3600)).await.unwrap();
     let order: Vec<&str> = plan
         .iter()
-        .map(|p| fixtures.iter().find(|f| f.1.repeat(40) == p.machine_id).unwrap().0)
+        .map(|p| fixtures.iter().find(|f| f.1.repeat(40) == p.machine_id.as_str()).unwrap().0)
         .collect();
     assert_eq!(order, ["never", "moved", "stale40", "stale25"]);
 
