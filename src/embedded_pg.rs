@@ -48,6 +48,28 @@ fn state_dir_from(state_directory: Option<OsString>, xdg_state_home: Option<OsSt
     PathBuf::from(".kbwatch")
 }
 
+/// `<temp>/<name of dir>-<hash of dir>`, created with mode 0755: one per preferred directory, so
+/// that two checkouts never share a scratch cluster.
+fn scratch_fallback(dir: &Path) -> Result<PathBuf, EmbeddedPgError> {
+    use std::hash::{Hash as _, Hasher as _};
+    use std::os::unix::fs::DirBuilderExt as _;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut hasher);
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let fallback = std::env::temp_dir().join(format!("{name}-{:016x}", hasher.finish()));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&fallback)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt as _;
+            // Whatever the umask left: the server's user must traverse it.
+            std::fs::set_permissions(&fallback, std::fs::Permissions::from_mode(0o755))
+        })
+        .map_err(|e| EmbeddedPgError::io(format!("creating {}", fallback.display()), e))?;
+    Ok(fallback)
+}
+
 /// Why the private PostgreSQL could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedPgError {
@@ -143,6 +165,20 @@ impl EmbeddedPg {
             started_here: AtomicBool::new(started_here),
             password,
         })
+    }
+
+    /// Starts a throwaway cluster (tests, benchmarks) in `dir`; when kbwatch runs as root and the
+    /// `postgres` user cannot reach `dir` (a checkout under `/root` or in a `mktemp -d` directory),
+    /// in a directory named after `dir` under the system temp dir instead, made traversable.
+    pub async fn start_scratch(dir: &Path) -> Result<EmbeddedPg, EmbeddedPgError> {
+        match EmbeddedPg::start(dir).await {
+            Err(EmbeddedPgError::NotReachable { .. }) => {
+                let fallback = scratch_fallback(dir)?;
+                tracing::info!(unreachable = %dir.display(), dir = %fallback.display(), "Starting the scratch PostgreSQL where its user can reach it");
+                EmbeddedPg::start(&fallback).await
+            }
+            started => started,
+        }
     }
 
     /// The loopback TCP port the server listens on.

@@ -84,21 +84,12 @@ impl Bench {
         .expect("the tenant lock is free")
     }
 
-    /// Writes the configuration out for a separate `kbwatch` process.
     /// The configuration as a file, readable by its owner only: it holds the database password,
     /// and kbwatch refuses a secret in a file others can read.
     pub fn config_file(&self) -> PathBuf {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
         let path = self.dir.path().join("kbwatch.toml");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .expect("the config file opens");
-        file.write_all(self.config_toml.as_bytes()).expect("the config file is written");
+        kbwatch::config::write_private(&path, self.config_toml.as_bytes())
+            .expect("the config file is written");
         path
     }
 }
@@ -148,7 +139,7 @@ async fn cluster() -> &'static EmbeddedPg {
     CLUSTER
         .get_or_init(|| async {
             let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kbwatch-bench-pg");
-            EmbeddedPg::start(&dir).await.expect("the private PostgreSQL starts")
+            EmbeddedPg::start_scratch(&dir).await.expect("the private PostgreSQL starts")
         })
         .await
 }

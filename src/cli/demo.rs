@@ -1,8 +1,6 @@
 //! `kbwatch demo`: the private PostgreSQL, the simulator (over TLS, with a real client-secret
 //! token flow), scans of a fleet that changes between them, and the summary report.
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -105,13 +103,8 @@ fn demo_config(state_dir: &Path, sim: &Sim, secret: &str) -> anyhow::Result<Conf
     std::fs::write(&ca, sim.ca_pem().context("the demo simulator serves TLS")?)
         .context("writing the demo CA")?;
     let secret_file = state_dir.join("demo-client-secret");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&secret_file)?;
-    file.write_all(secret.as_bytes())?;
+    config::write_private(&secret_file, secret.as_bytes())
+        .with_context(|| format!("writing {}", secret_file.display()))?;
     let toml = format!(
         r#"
 [database]

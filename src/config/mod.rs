@@ -5,6 +5,7 @@
 
 mod load;
 mod presets;
+mod private_file;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 
 pub use load::{ConfigError, Problem, load, load_str, load_with_env, parse_cron};
 pub use presets::Cloud;
+pub use private_file::write_private;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]

@@ -144,7 +144,7 @@ async fn cluster() -> &'static EmbeddedPg {
     CLUSTER
         .get_or_init(|| async {
             let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kbwatch-test-pg");
-            EmbeddedPg::start(&dir).await.expect("the private PostgreSQL starts")
+            EmbeddedPg::start_scratch(&dir).await.expect("the private PostgreSQL starts")
         })
         .await
 }
@@ -239,14 +239,5 @@ pub async fn app_with_two_scans() -> TestApp {
 /// Writes a config file readable by its owner only: the database URL in it may carry the private
 /// PostgreSQL's password, which kbwatch refuses in a group- or world-readable file.
 pub fn write_private(path: &std::path::Path, text: &str) {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .expect("config file opens");
-    file.write_all(text.as_bytes()).expect("config file is written");
+    kbwatch::config::write_private(path, text.as_bytes()).expect("config file is written");
 }

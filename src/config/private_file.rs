@@ -1,0 +1,18 @@
+//! Files that hold secrets: created readable and writable by their owner only, as
+//! [`load`](super::load) requires of a config file with a secret in it.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
+
+/// Creates or truncates `path` with mode 0600 and writes `contents` to it. An existing file keeps
+/// the mode it has.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(contents)
+}
