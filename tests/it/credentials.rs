@@ -15,7 +15,7 @@ use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::x509::{X509, X509NameBuilder};
 
-use crate::helpers::{Auth, TestApp, spawn_app, write_private};
+use crate::helpers::{Auth, STATIC_TOKEN, TestApp, spawn_app, write_private};
 
 const TENANT_ID: &str = "00000000-0000-0000-0000-000000000001";
 
@@ -163,4 +163,17 @@ async fn azure_cli_runs_az_for_its_token() {
     let app_ref = &app;
     let stdout = tokio::task::block_in_place(|| scan_binary(app_ref, &env));
     assert!(stdout.contains("ok 12"), "{stdout}");
+}
+
+#[tokio::test]
+async fn token_file_scans_over_tls() {
+    let files = tempfile::tempdir().unwrap();
+    let token = files.path().join("token");
+    std::fs::write(&token, format!("{STATIC_TOKEN}\n")).unwrap();
+    let auth = format!("kind = \"token_file\"\ntoken_file = {token:?}\n");
+    let app = spawn_app(sim(12), Auth::Tls(auth), "").await;
+    assert!(app.sim.base_url().scheme() == "https", "the simulator serves TLS");
+    let summary = app.scan().await;
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    assert_eq!(summary.devices.ok, 12);
 }
