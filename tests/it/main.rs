@@ -14,6 +14,7 @@ mod listing;
 mod outage;
 mod planner;
 mod quota;
+mod references;
 mod replicas;
 mod report;
 mod secrets;

@@ -1,0 +1,56 @@
+//! The fact tables' references, checked per statement by triggers (migration 0004): rows that
+//! refer to nothing, changed references and deletes of referenced rows are refused.
+
+use kbwatch::sim::SimConfig;
+
+use crate::helpers::{Auth, TestApp, spawn_app};
+
+/// The SQLSTATE `statement` fails with; it must fail.
+async fn refused(app: &TestApp, statement: &'static str) -> String {
+    let err = sqlx::query(statement).execute(app.store.pool()).await.expect_err(statement);
+    err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fact_rows_refer_only_to_rows_that_exist() {
+    let app =
+        spawn_app(SimConfig { devices: 20, ..SimConfig::default() }, Auth::TokenFile, "").await;
+    app.scan().await;
+    let intervals = "SELECT count(*) FROM kbwatch.missing_kb";
+    let before: i64 = sqlx::query_scalar(intervals).fetch_one(app.store.pool()).await.unwrap();
+    assert!(before > 0, "the scan stored intervals");
+
+    for statement in [
+        // A statement with one orphan among good rows fails whole.
+        "INSERT INTO kbwatch.missing_kb (device_id, kb_id, opened_scan_run_id, closed_scan_run_id)
+         SELECT device_id, kb_id, 98, 99 FROM kbwatch.missing_kb
+         UNION ALL SELECT device_id, 'KB-no-such', 1, NULL FROM kbwatch.device",
+        "INSERT INTO kbwatch.missing_kb (device_id, kb_id, opened_scan_run_id)
+         SELECT -1, kb_id, 1 FROM kbwatch.kb",
+        "INSERT INTO kbwatch.device_scan (device_id, scan_run_id, scanned_at, outcome)
+         SELECT device_id, 999999, now(), 'ok' FROM kbwatch.device",
+        "INSERT INTO kbwatch.device_scan (device_id, scan_run_id, scanned_at, outcome)
+         SELECT -1, scan_run_id, now(), 'ok' FROM kbwatch.scan_run",
+        "UPDATE kbwatch.missing_kb SET kb_id = 'KB-other'",
+        "UPDATE kbwatch.device_scan SET scan_run_id = scan_run_id + 1",
+        "UPDATE kbwatch.kb SET kb_id = kb_id || '-renamed'",
+        "DELETE FROM kbwatch.device",
+        "DELETE FROM kbwatch.kb",
+        "DELETE FROM kbwatch.scan_run",
+    ] {
+        assert_eq!(refused(&app, statement).await, "23503", "{statement}");
+    }
+    let after: i64 = sqlx::query_scalar(intervals).fetch_one(app.store.pool()).await.unwrap();
+    assert_eq!(after, before, "nothing refused was written");
+
+    // What refers to nothing may go: a KB no device misses, once its rows are gone.
+    sqlx::query("INSERT INTO kbwatch.kb (kb_id, first_seen_at, last_seen_at) VALUES ('KB-unused', now(), now())")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let deleted = sqlx::query("DELETE FROM kbwatch.kb WHERE kb_id = 'KB-unused'")
+        .execute(app.store.pool())
+        .await
+        .expect("an unreferenced KB is deleted");
+    assert_eq!(deleted.rows_affected(), 1);
+}
