@@ -1,4 +1,4 @@
-//! The fact tables' references, checked per statement by triggers (migration 0004): rows that
+//! The references of the fact tables and of device, checked per statement by triggers (migration 0004): rows that
 //! refer to nothing, changed references and deletes of referenced rows are refused.
 
 use kbwatch::sim::SimConfig;
@@ -31,6 +31,10 @@ async fn fact_rows_refer_only_to_rows_that_exist() {
          SELECT device_id, 999999, now(), 'ok' FROM kbwatch.device",
         "INSERT INTO kbwatch.device_scan (device_id, scan_run_id, scanned_at, outcome)
          SELECT -1, scan_run_id, now(), 'ok' FROM kbwatch.scan_run",
+        "INSERT INTO kbwatch.device (tenant_id, machine_id, id_valid, raw, first_listed_at,
+                                     last_listed_at, last_listed_run_id)
+         VALUES (-1, 'orphan', false, '{}', now(), now(), 1)",
+        "UPDATE kbwatch.device SET tenant_id = -1",
         "UPDATE kbwatch.missing_kb SET kb_id = 'KB-other'",
         "UPDATE kbwatch.device_scan SET scan_run_id = scan_run_id + 1",
         "UPDATE kbwatch.kb SET kb_id = kb_id || '-renamed'",
@@ -40,6 +44,14 @@ async fn fact_rows_refer_only_to_rows_that_exist() {
     ] {
         assert_eq!(refused(&app, statement).await, "23503", "{statement}");
     }
+    let err = sqlx::query(
+        "INSERT INTO kbwatch.missing_kb (device_id, kb_id, opened_scan_run_id)
+         SELECT device_id, 'KB-no-such', 1 FROM kbwatch.device LIMIT 1",
+    )
+    .execute(app.store.pool())
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("refers to kb kb_id = KB-no-such"), "names the orphan: {err}");
     let after: i64 = sqlx::query_scalar(intervals).fetch_one(app.store.pool()).await.unwrap();
     assert_eq!(after, before, "nothing refused was written");
 
