@@ -111,5 +111,10 @@ async fn scan_one(client: &Client, device: PlannedDevice) -> Result<DeviceResult
             DeviceOutcome::Failed(e.to_string())
         }
     };
-    Ok(DeviceResult { device_id: device.device_id, scanned_at: Utc::now(), outcome })
+    Ok(DeviceResult {
+        device_id: device.device_id,
+        scanned_at: Utc::now(),
+        last_seen: device.last_seen,
+        outcome,
+    })
 }

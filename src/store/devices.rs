@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt as _;
 
-use super::{Store, pg_json, pg_json_text, pg_text};
+use super::{Store, pg_json, pg_text};
 use crate::defender::{Machine, MachineId, validate_machine_id};
 
 /// A listed device ready to store: the entity and the id it is known by.
@@ -22,6 +22,8 @@ pub struct ListedDevice<'a> {
 pub struct PlannedDevice {
     pub device_id: i64,
     pub machine_id: MachineId,
+    /// `lastSeen` as this run listed it: kept with the device's scan, for the next plans.
+    pub last_seen: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -46,7 +48,7 @@ impl Store {
              SELECT $1, u.machine_id, u.id_valid, u.dns, u.platform, u.version, u.build, u.health,
                     u.onboarding, u.rbac_id, u.rbac_name,
                     ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)),
-                    u.first_seen, u.last_seen, u.dup, u.merged, u.raw::jsonb, $2, $2, $3
+                    u.first_seen, u.last_seen, u.dup, u.merged, u.raw::json, $2, $2, $3
              FROM UNNEST($4::text[], $5::bool[], $6::text[], $7::text[], $8::text[], $9::int8[],
                          $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
                          $15::timestamptz[], $16::timestamptz[], $17::bool[], $18::text[], $19::text[])
@@ -82,7 +84,7 @@ impl Store {
         .bind(devices.iter().map(|d| d.machine.last_seen).collect::<Vec<_>>())
         .bind(devices.iter().map(|d| d.machine.is_potential_duplication).collect::<Vec<_>>())
         .bind(text(|m| &m.merged_into_machine_id))
-        .bind(devices.iter().map(|d| pg_json_text(d.machine.raw.get())).collect::<Vec<_>>())
+        .bind(devices.iter().map(|d| d.machine.raw.get()).collect::<Vec<_>>())
         .execute(&self.pool)
         .await
         .context("storing listed devices")?;
@@ -122,26 +124,30 @@ impl Store {
         let cutoff =
             now - chrono::Duration::from_std(rescan_after).unwrap_or(chrono::Duration::MAX);
         // Streamed into the plan, so that a large fleet's rows are not held twice.
-        sqlx::query_as::<_, (i64, String)>(
-            "SELECT device_id, machine_id FROM kbwatch.device
-             WHERE tenant_id = $1 AND last_listed_run_id = $2 AND id_valid
-               AND merged_into_machine_id IS NULL
-               AND (last_good_scan_at IS NULL OR last_good_scan_at <= $3)
-             ORDER BY last_good_scan_at IS NULL DESC,
-                      last_seen IS DISTINCT FROM last_seen_at_good_scan DESC,
-                      last_good_scan_at ASC, device_id",
+        sqlx::query_as::<_, (i64, String, Option<DateTime<Utc>>)>(
+            "SELECT d.device_id, d.machine_id, d.last_seen FROM kbwatch.device d
+             LEFT JOIN LATERAL (
+                 SELECT s.scanned_at, s.last_seen FROM kbwatch.device_scan s
+                 WHERE s.device_id = d.device_id AND s.outcome = 'ok'
+                 ORDER BY s.scan_run_id DESC LIMIT 1) good ON true
+             WHERE d.tenant_id = $1 AND d.last_listed_run_id = $2 AND d.id_valid
+               AND d.merged_into_machine_id IS NULL
+               AND (good.scanned_at IS NULL OR good.scanned_at <= $3)
+             ORDER BY good.scanned_at IS NULL DESC,
+                      d.last_seen IS DISTINCT FROM good.last_seen DESC,
+                      good.scanned_at ASC, d.device_id",
         )
         .bind(tenant_id)
         .bind(run_id)
         .bind(cutoff)
         .fetch(&self.pool)
-        .try_filter_map(|(device_id, text)| async move {
+        .try_filter_map(|(device_id, text, last_seen)| async move {
             // Only valid ids are planned; the check stays so that a URL never depends on that.
             let id = validate_machine_id(&text);
             if id.is_none() {
                 tracing::warn!(device_id, machine_id = ?text, "Not planning a stored id that is not 40 hex digits");
             }
-            Ok(id.map(|machine_id| PlannedDevice { device_id, machine_id }))
+            Ok(id.map(|machine_id| PlannedDevice { device_id, machine_id, last_seen }))
         })
         .try_collect()
         .await

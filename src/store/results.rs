@@ -2,8 +2,8 @@
 //!
 //! The batch's KBs are upserted first; then the batch is written in one transaction: intervals of
 //! KBs no longer missing closed, intervals of newly missing KBs opened, one `device_scan` row per
-//! device, device state updated and run counters added. Writing the same batch twice changes
-//! nothing the second time.
+//! device (a device's scan state is read from these rows) and run counters added. Writing the same
+//! batch twice changes nothing the second time.
 
 use std::collections::HashMap;
 
@@ -37,6 +37,8 @@ impl DeviceOutcome {
 pub struct DeviceResult {
     pub device_id: i64,
     pub scanned_at: DateTime<Utc>,
+    /// The device's `lastSeen` as the run listed it.
+    pub last_seen: Option<DateTime<Utc>>,
     pub outcome: DeviceOutcome,
 }
 
@@ -74,7 +76,6 @@ impl Store {
         close_missing_kbs(&mut tx, run_id, &ok_devices, &current).await?;
         open_missing_kbs(&mut tx, run_id, &current).await?;
         insert_device_scans(&mut tx, run_id, results).await?;
-        update_scanned_devices(&mut tx, run_id, results).await?;
         Store::add_run_counters(&mut tx, run_id, counters, api_calls, throttled).await?;
         tx.commit().await.context("committing results")?;
         Ok(counters)
@@ -216,10 +217,11 @@ async fn insert_device_scans(
     let (missing, cves): (Vec<Option<i32>>, Vec<Option<i64>>) = results.iter().map(counts).unzip();
     sqlx::query(
         "INSERT INTO kbwatch.device_scan (device_id, scan_run_id, scanned_at, outcome, missing_kbs,
-                                          cve_addressed_total, error)
-         SELECT u.device_id, $1, u.at, u.outcome, u.missing, u.cves, u.error
-         FROM UNNEST($2::int8[], $3::timestamptz[], $4::text[], $5::int4[], $6::int8[], $7::text[])
-              AS u(device_id, at, outcome, missing, cves, error)
+                                          cve_addressed_total, error, last_seen)
+         SELECT u.device_id, $1, u.at, u.outcome, u.missing, u.cves, u.error, u.last_seen
+         FROM UNNEST($2::int8[], $3::timestamptz[], $4::text[], $5::int4[], $6::int8[], $7::text[],
+                     $8::timestamptz[])
+              AS u(device_id, at, outcome, missing, cves, error, last_seen)
          ON CONFLICT (device_id, scan_run_id) DO NOTHING",
     )
     .bind(run_id)
@@ -237,34 +239,9 @@ async fn insert_device_scans(
             })
             .collect::<Vec<_>>(),
     )
+    .bind(results.iter().map(|r| r.last_seen).collect::<Vec<_>>())
     .execute(conn)
     .await
     .context("storing device scans")?;
-    Ok(())
-}
-
-/// Records each device's latest scan; a good scan also remembers the `lastSeen` it saw.
-async fn update_scanned_devices(
-    conn: &mut PgConnection,
-    run_id: i64,
-    results: &[DeviceResult],
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE kbwatch.device d SET
-             last_scanned_at = u.at, last_scan_outcome = u.outcome,
-             last_good_scan_run_id = CASE WHEN u.outcome = 'ok' THEN $1 ELSE d.last_good_scan_run_id END,
-             last_good_scan_at = CASE WHEN u.outcome = 'ok' THEN u.at ELSE d.last_good_scan_at END,
-             last_seen_at_good_scan =
-                 CASE WHEN u.outcome = 'ok' THEN d.last_seen ELSE d.last_seen_at_good_scan END
-         FROM UNNEST($2::int8[], $3::timestamptz[], $4::text[]) AS u(device_id, at, outcome)
-         WHERE d.device_id = u.device_id",
-    )
-    .bind(run_id)
-    .bind(results.iter().map(|r| r.device_id).collect::<Vec<_>>())
-    .bind(results.iter().map(|r| r.scanned_at).collect::<Vec<_>>())
-    .bind(results.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>())
-    .execute(conn)
-    .await
-    .context("updating scanned devices")?;
     Ok(())
 }

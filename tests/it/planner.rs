@@ -36,6 +36,7 @@ async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the
     let store = Store::connect(&SecretString::from(fresh_database().await), 4).await.unwrap();
     store.migrate().await.unwrap();
     let tenant = store.ensure_tenant("fixtures").await.unwrap();
+    let earlier = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
     let run = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
 
     // (name, id, hours since the last good scan, lastSeen moved since it, merged away)
@@ -64,13 +65,15 @@ async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the
         let Some(hours) = scanned_hours_ago else { continue };
         // Fixture state: the last good scan `hours` ago, with the lastSeen it saw then.
         sqlx::query(
-            "UPDATE kbwatch.device SET last_good_scan_at = now() - make_interval(hours => $2),
-                 last_seen_at_good_scan = CASE WHEN $3 THEN last_seen - interval '1 day' ELSE last_seen END
-             WHERE machine_id = $1",
+            "INSERT INTO kbwatch.device_scan (device_id, scan_run_id, scanned_at, outcome, last_seen)
+             SELECT device_id, $4, now() - make_interval(hours => $2), 'ok',
+                    CASE WHEN $3 THEN last_seen - interval '1 day' ELSE last_seen END
+             FROM kbwatch.device WHERE machine_id = $1",
         )
         .bind(c.repeat(40))
         .bind(hours)
         .bind(moved)
+        .bind(earlier)
         .execute(store.pool())
         .await
         .unwrap();
@@ -114,4 +117,45 @@ async fn a_run_plans_only_what_the_quota_reaches_before_the_next_tick() {
             .unwrap();
     assert_eq!((summary.listed, summary.planned, summary.devices.ok), (50, 10, 10), "{summary:?}");
     assert_eq!(summary.status, kbwatch::store::RunStatus::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_remembers_the_last_seen_it_saw_so_only_moved_devices_come_first() {
+    let app = crate::helpers::spawn_app(
+        kbwatch::sim::SimConfig { devices: 20, ..Default::default() },
+        crate::helpers::Auth::TokenFile,
+        "",
+    )
+    .await;
+    let run = app.scan().await.scan_run_id;
+    let unmatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM kbwatch.device_scan s JOIN kbwatch.device d USING (device_id)
+         WHERE s.scan_run_id = $1 AND s.last_seen IS DISTINCT FROM d.last_seen",
+    )
+    .bind(run)
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(unmatched, 0, "each scan row holds the lastSeen listed with it");
+
+    // One device is seen again after the scan: it leads the next plan, the rest keep their order.
+    let tenant = app.store.ensure_tenant(&app.tenant().name).await.unwrap();
+    let before = app.store.plan_devices(tenant, run, Utc::now(), Duration::ZERO).await.unwrap();
+    let moved: String = sqlx::query_scalar(
+        "UPDATE kbwatch.device SET last_seen = last_seen + interval '1 hour'
+         WHERE device_id = (SELECT max(device_id) FROM kbwatch.device WHERE id_valid)
+         RETURNING machine_id",
+    )
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    let after = app.store.plan_devices(tenant, run, Utc::now(), Duration::ZERO).await.unwrap();
+    let ids = |plan: &[kbwatch::store::PlannedDevice]| -> Vec<i64> {
+        plan.iter().map(|p| p.device_id).collect()
+    };
+    assert_ne!(before[0].machine_id.as_str(), moved, "unmoved, it was not first");
+    assert_eq!(after[0].machine_id.as_str(), moved);
+    let mut rest = ids(&before);
+    rest.retain(|&id| id != after[0].device_id);
+    assert_eq!(ids(&after[1..]), rest);
 }
