@@ -161,8 +161,8 @@ async fn hostile_device_entities_are_stored_safely() {
     assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
     assert_eq!((summary.listed, summary.rejected), (13, 2));
     assert_eq!(summary.devices.not_found, 1, "the unknown valid id was asked for and is not found");
-    let (name, tags, raw): (Option<String>, Vec<String>, serde_json::Value) = sqlx::query_as(
-        "SELECT computer_dns_name, machine_tags, raw FROM kbwatch.device WHERE machine_id = $1",
+    let (name, tags, raw, text): (Option<String>, Vec<String>, serde_json::Value, String) = sqlx::query_as(
+        "SELECT computer_dns_name, machine_tags, raw, raw::text FROM kbwatch.device WHERE machine_id = $1",
     )
     .bind(&valid_unknown)
     .fetch_one(app.store.pool())
@@ -171,6 +171,7 @@ async fn hostile_device_entities_are_stored_safely() {
     assert_eq!(name.as_deref(), Some("nul\u{fffd}byte\u{202e}txt.exe"), "NUL cannot live in text");
     assert_eq!(tags, ["ok"]);
     assert_eq!(raw["rbacGroupId"], 1e300, "the raw entity keeps what was sent");
+    assert!(text.contains(r#"[[[[["\u0000"]]]]]"#), "even a NUL escape: {text}");
 }
 
 #[tokio::test]
