@@ -40,7 +40,12 @@ impl Fanned {
     }
 }
 
-pub(super) async fn scan_devices(scan: &Scan<'_>, plan: Vec<PlannedDevice>) -> Fanned {
+/// Requests the devices `plan` hands over until it closes or `stop` is cancelled.
+pub(super) async fn scan_devices(
+    scan: &Scan<'_>,
+    mut plan: mpsc::UnboundedReceiver<PlannedDevice>,
+    stop: CancellationToken,
+) -> Fanned {
     let (tx, rx) = mpsc::channel::<DeviceResult>(scan.options.batch_size * 2);
     let writer = tokio::spawn(writer::write_loop(
         scan.store.clone(),
@@ -50,14 +55,13 @@ pub(super) async fn scan_devices(scan: &Scan<'_>, plan: Vec<PlannedDevice>) -> F
         scan.options.batch_size,
         scan.options.flush_every,
     ));
-    let stop = scan.cancel.child_token();
     let deadline_hit = Arc::new(Mutex::new(false));
     if let Some(deadline) = scan.options.deadline {
         spawn_deadline(stop.clone(), deadline, deadline_hit.clone());
     }
     let concurrency = scan.tenant.quota.concurrency.max(1) as usize;
     let mut fatal = None;
-    let results = futures::stream::iter(plan)
+    let results = futures::stream::poll_fn(|cx| plan.poll_recv(cx))
         .map(|device| scan_one(&scan.client, device))
         .buffer_unordered(concurrency)
         .take_until(stop.cancelled());

@@ -1,8 +1,14 @@
-//! The listing phase: page through the device list, store each page, then draw the plan.
+//! The listing phase: page through the device list and store each page, handing the devices to
+//! request to the fan-out as soon as they are known.
+//!
+//! Devices this listing sees first have never been scanned, so they lead the plan: each stored
+//! slice's new devices go to the fan-out at once, and requests run while the rest is listed and
+//! stored. The devices listed before are planned once the listing is complete, ordered by need.
 
 use anyhow::Context as _;
 use chrono::Utc;
 use futures::{StreamExt as _, TryStreamExt as _};
+use tokio::sync::mpsc;
 
 use super::Scan;
 use crate::defender::validate_machine_id;
@@ -12,19 +18,23 @@ use crate::store::{ListedDevice, PlannedDevice};
 /// Devices per upsert statement.
 const UPSERT_ROWS: usize = 1000;
 /// Upsert statements in flight at once, each on a connection of its own: a slice is bound by
-/// PostgreSQL's CPU, and a page is stored while nothing else runs.
+/// PostgreSQL's CPU.
 const UPSERTS_IN_FLIGHT: usize = 2;
 
 pub(super) struct Listing {
     pub listed: u64,
     pub rejected: u64,
-    pub plan: Vec<PlannedDevice>,
+    pub planned: u64,
 }
 
-/// Lists and stores every device; `Ok(None)` on shutdown. Unlisted devices are marked gone only
-/// after a complete listing.
-pub(super) async fn list_devices(scan: &Scan<'_>) -> anyhow::Result<Option<Listing>> {
+/// Lists and stores every device, sending the devices to request to `plan` (see the module
+/// docs); `Ok(None)` on shutdown. Unlisted devices are marked gone only after a complete listing.
+pub(super) async fn list_devices(
+    scan: &Scan<'_>,
+    plan: mpsc::UnboundedSender<PlannedDevice>,
+) -> anyhow::Result<Option<Listing>> {
     let listed_at = Utc::now();
+    let mut plan = Plan::new(scan, plan).await;
     let mut pager = scan.client.machines(scan.tenant.device_filter.as_deref());
     let (mut listed, mut rejected) = (0u64, 0u64);
     loop {
@@ -57,32 +67,70 @@ pub(super) async fn list_devices(scan: &Scan<'_>) -> anyhow::Result<Option<Listi
                 scan.store.upsert_listed_devices(scan.tenant_id, scan.run_id, listed_at, slice)
             })
             .collect();
-        futures::stream::iter(upserts)
-            .buffer_unordered(UPSERTS_IN_FLIGHT)
-            .try_collect::<()>()
-            .await?;
+        let mut stored = futures::stream::iter(upserts).buffer_unordered(UPSERTS_IN_FLIGHT);
+        while let Some(new) = stored.try_next().await? {
+            plan.send(new);
+        }
     }
     // The pager remembers every id it listed (to drop repeats): free that before the plan is read.
     drop(pager);
     let gone = scan.store.mark_unlisted_gone(scan.tenant_id, scan.run_id, listed_at).await?;
-    let mut plan = scan
+    let known = scan
         .store
-        .plan_devices(scan.tenant_id, scan.run_id, Utc::now(), scan.tenant.rescan_after)
+        .plan_devices(scan.tenant_id, scan.run_id, listed_at, Utc::now(), scan.tenant.rescan_after)
         .await?;
-    if let Some(deadline) = scan.options.deadline {
-        // The plan is ordered by need: keep what the quota can reach before the next tick.
-        let horizon = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let budget = scan.client.pacer().budget(Endpoint::MissingKbs, horizon).await;
-        if plan.len() > budget {
-            tracing::info!(
-                planned = plan.len(),
-                budget,
-                "The quota reaches only part of the fleet before the next run; scanning the devices that need it most"
-            );
-            plan.truncate(budget);
+    plan.send(known);
+    let planned = plan.finish();
+    scan.store.set_run_plan(scan.run_id, listed as i32, planned as i32, rejected as i32).await?;
+    tracing::info!(listed, rejected, gone, planned, "Listed devices");
+    Ok(Some(Listing { listed, rejected, planned }))
+}
+
+/// The plan as it is handed to the fan-out, within what the quota reaches before the next tick.
+struct Plan<'a> {
+    scan: &'a Scan<'a>,
+    to_fanout: mpsc::UnboundedSender<PlannedDevice>,
+    budget: usize,
+    sent: u64,
+    left_out: u64,
+}
+
+impl<'a> Plan<'a> {
+    async fn new(scan: &'a Scan<'a>, to_fanout: mpsc::UnboundedSender<PlannedDevice>) -> Self {
+        let budget = match scan.options.deadline {
+            Some(deadline) => {
+                let horizon = deadline.saturating_duration_since(tokio::time::Instant::now());
+                scan.client.pacer().budget(Endpoint::MissingKbs, horizon).await
+            }
+            None => usize::MAX,
+        };
+        Plan { scan, to_fanout, budget, sent: 0, left_out: 0 }
+    }
+
+    /// Hands devices over in order, while the budget lasts.
+    fn send(&mut self, devices: Vec<PlannedDevice>) {
+        for device in devices {
+            if self.budget == 0 {
+                self.left_out += 1;
+                continue;
+            }
+            self.budget -= 1;
+            self.sent += 1;
+            self.scan.progress.planned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // A closed channel means the fan-out has stopped; it reports why.
+            let _ = self.to_fanout.send(device);
         }
     }
-    scan.store.set_run_plan(scan.run_id, listed as i32, plan.len() as i32, rejected as i32).await?;
-    tracing::info!(listed, rejected, gone, planned = plan.len(), "Listed devices");
-    Ok(Some(Listing { listed, rejected, plan }))
+
+    /// The number of devices handed over; the fan-out ends when it has requested them.
+    fn finish(self) -> u64 {
+        if self.left_out > 0 {
+            tracing::info!(
+                planned = self.sent,
+                left_out = self.left_out,
+                "The quota reaches only part of the fleet before the next run; scanning the devices that need it most"
+            );
+        }
+        self.sent
+    }
 }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -223,25 +224,34 @@ impl Scan<'_> {
             rejected: 0,
             devices: RunCounters::default(),
         };
-        let listing = match list::list_devices(self).await {
-            Ok(Some(listing)) => listing,
+        // The fan-out requests devices as the listing hands them over, and ends when the listing
+        // has handed over its last one. A listing that fails stops it: requests in flight finish
+        // and their results are stored.
+        let (to_fanout, planned) = mpsc::unbounded_channel();
+        let stop_fanout = self.cancel.child_token();
+        let listing = async {
+            let listing = list::list_devices(self, to_fanout).await;
+            if !matches!(listing, Ok(Some(_))) {
+                stop_fanout.cancel();
+            }
+            listing
+        };
+        let (listing, fanned) =
+            tokio::join!(listing, fanout::scan_devices(self, planned, stop_fanout.clone()));
+        ending.devices = fanned.devices;
+        match listing {
+            Ok(Some(listing)) => {
+                ending.listed = listing.listed;
+                ending.rejected = listing.rejected;
+                ending.planned = listing.planned;
+                (ending.status, ending.error) = fanned.ending();
+            }
             Ok(None) => {
                 ending.status = RunStatus::Interrupted;
                 ending.error = Some("shutdown during the device listing".into());
-                return ending;
             }
-            Err(e) => {
-                ending.error = Some(format!("{e:#}"));
-                return ending;
-            }
-        };
-        ending.listed = listing.listed;
-        ending.rejected = listing.rejected;
-        ending.planned = listing.plan.len() as u64;
-        self.progress.planned.store(ending.planned, Ordering::Relaxed);
-        let fanned = fanout::scan_devices(self, listing.plan).await;
-        ending.devices = fanned.devices;
-        (ending.status, ending.error) = fanned.ending();
+            Err(e) => ending.error = Some(format!("{e:#}")),
+        }
         ending
     }
 }

@@ -27,20 +27,22 @@ pub struct PlannedDevice {
 }
 
 impl Store {
-    /// Inserts or refreshes one page of listed devices; a device that was gone and is listed again
-    /// comes back.
+    /// Inserts or refreshes listed devices; a device that was gone and is listed again comes back.
+    /// Returns the devices this listing (`listed_at`) saw first that can be requested: never
+    /// scanned, they lead the plan, and a scan requests them while the rest is listed.
     pub async fn upsert_listed_devices(
         &self,
         tenant_id: i32,
         run_id: i64,
         listed_at: DateTime<Utc>,
         devices: &[ListedDevice<'_>],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<PlannedDevice>> {
         let text = |f: fn(&Machine) -> &Option<String>| -> Vec<Option<String>> {
             devices.iter().map(|d| f(d.machine).as_deref().map(pg_text)).collect()
         };
-        sqlx::query(
-            "INSERT INTO kbwatch.device AS d (
+        sqlx::query_as::<_, (i64, String, Option<DateTime<Utc>>)>(
+            "WITH stored AS (
+             INSERT INTO kbwatch.device AS d (
                  tenant_id, machine_id, id_valid, computer_dns_name, os_platform, os_version, os_build,
                  health_status, onboarding_status, rbac_group_id, rbac_group_name, machine_tags,
                  first_seen, last_seen, is_potential_duplication, merged_into_machine_id, raw,
@@ -64,7 +66,12 @@ impl Store {
                  is_potential_duplication = EXCLUDED.is_potential_duplication,
                  merged_into_machine_id = EXCLUDED.merged_into_machine_id, raw = EXCLUDED.raw,
                  last_listed_at = EXCLUDED.last_listed_at,
-                 last_listed_run_id = EXCLUDED.last_listed_run_id, gone_at = NULL",
+                 last_listed_run_id = EXCLUDED.last_listed_run_id, gone_at = NULL
+             RETURNING device_id, machine_id, last_seen, id_valid, merged_into_machine_id,
+                       first_listed_at)
+             SELECT device_id, machine_id, last_seen FROM stored
+             WHERE first_listed_at = $2 AND id_valid AND merged_into_machine_id IS NULL
+             ORDER BY device_id",
         )
         .bind(tenant_id)
         .bind(listed_at)
@@ -85,10 +92,11 @@ impl Store {
         .bind(devices.iter().map(|d| d.machine.is_potential_duplication).collect::<Vec<_>>())
         .bind(text(|m| &m.merged_into_machine_id))
         .bind(devices.iter().map(|d| d.machine.raw.get()).collect::<Vec<_>>())
-        .execute(&self.pool)
+        .fetch(&self.pool)
+        .try_filter_map(|row| async move { Ok(planned(row)) })
+        .try_collect()
         .await
-        .context("storing listed devices")?;
-        Ok(())
+        .context("storing listed devices")
     }
 
     /// After a complete listing: devices this run did not list are marked gone.
@@ -111,13 +119,16 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// The devices this run should request, most in need first: never scanned, then those whose
-    /// `lastSeen` moved since their last good scan, then the stalest. Devices with a good scan
-    /// newer than `rescan_after`, invalid ids and devices merged into another are left out.
+    /// The devices this run should request, of those listed before its listing (`listed_at`;
+    /// the devices it listed first were returned when they were stored), most in need first:
+    /// never scanned, then those whose `lastSeen` moved since their last good scan, then the
+    /// stalest. Devices with a good scan newer than `rescan_after`, invalid ids and devices merged
+    /// into another are left out.
     pub async fn plan_devices(
         &self,
         tenant_id: i32,
         run_id: i64,
+        listed_at: DateTime<Utc>,
         now: DateTime<Utc>,
         rescan_after: Duration,
     ) -> anyhow::Result<Vec<PlannedDevice>> {
@@ -130,8 +141,8 @@ impl Store {
                  SELECT s.scanned_at, s.last_seen FROM kbwatch.device_scan s
                  WHERE s.device_id = d.device_id AND s.outcome = 'ok'
                  ORDER BY s.scan_run_id DESC LIMIT 1) good ON true
-             WHERE d.tenant_id = $1 AND d.last_listed_run_id = $2 AND d.id_valid
-               AND d.merged_into_machine_id IS NULL
+             WHERE d.tenant_id = $1 AND d.last_listed_run_id = $2 AND d.first_listed_at < $4
+               AND d.id_valid AND d.merged_into_machine_id IS NULL
                AND (good.scanned_at IS NULL OR good.scanned_at <= $3)
              ORDER BY good.scanned_at IS NULL DESC,
                       d.last_seen IS DISTINCT FROM good.last_seen DESC,
@@ -140,17 +151,23 @@ impl Store {
         .bind(tenant_id)
         .bind(run_id)
         .bind(cutoff)
+        .bind(listed_at)
         .fetch(&self.pool)
-        .try_filter_map(|(device_id, text, last_seen)| async move {
-            // Only valid ids are planned; the check stays so that a URL never depends on that.
-            let id = validate_machine_id(&text);
-            if id.is_none() {
-                tracing::warn!(device_id, machine_id = ?text, "Not planning a stored id that is not 40 hex digits");
-            }
-            Ok(id.map(|machine_id| PlannedDevice { device_id, machine_id, last_seen }))
-        })
+        .try_filter_map(|row| async move { Ok(planned(row)) })
         .try_collect()
         .await
         .context("planning the scan")
     }
+}
+
+/// A stored device as planned. Only valid ids are planned; the check stays so that a URL never
+/// depends on that.
+fn planned(
+    (device_id, text, last_seen): (i64, String, Option<DateTime<Utc>>),
+) -> Option<PlannedDevice> {
+    let id = validate_machine_id(&text);
+    if id.is_none() {
+        tracing::warn!(device_id, machine_id = ?text, "Not planning a stored id that is not 40 hex digits");
+    }
+    id.map(|machine_id| PlannedDevice { device_id, machine_id, last_seen })
 }

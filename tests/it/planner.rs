@@ -60,7 +60,14 @@ async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the
             machine: m,
         })
         .collect();
-    store.upsert_listed_devices(tenant, run, Utc::now(), &listed).await.unwrap();
+    // The first listing returns what it saw first and can be requested: valid, not merged.
+    let first = store.upsert_listed_devices(tenant, earlier, Utc::now(), &listed).await.unwrap();
+    let new: Vec<&str> = first.iter().map(|p| &p.machine_id.as_str()[..1]).collect();
+    assert_eq!(new, ["a", "b", "c", "d", "e"]);
+    // This run lists them again: none is new, all are planned from what is stored.
+    let listed_at = Utc::now();
+    let again = store.upsert_listed_devices(tenant, run, listed_at, &listed).await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
     for (_, c, scanned_hours_ago, moved, _) in fixtures {
         let Some(hours) = scanned_hours_ago else { continue };
         // Fixture state: the last good scan `hours` ago, with the lastSeen it saw then.
@@ -80,7 +87,8 @@ async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the
     }
 
     let plan =
-        store.plan_devices(tenant, run, Utc::now(), Duration::from_secs(20 * 3600)).await.unwrap();
+        store.plan_devices(tenant, run, listed_at, Utc::now(), Duration::from_secs(20 * 3600));
+    let plan = plan.await.unwrap();
     let order: Vec<&str> = plan
         .iter()
         .map(|p| fixtures.iter().find(|f| f.1.repeat(40) == p.machine_id.as_str()).unwrap().0)
@@ -89,9 +97,11 @@ async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the
 
     // A device listed by an earlier run only is not planned.
     let next = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
-    store.upsert_listed_devices(tenant, next, Utc::now(), &listed[..2]).await.unwrap();
+    let listed_at = Utc::now();
+    store.upsert_listed_devices(tenant, next, listed_at, &listed[..2]).await.unwrap();
     let plan =
-        store.plan_devices(tenant, next, Utc::now(), Duration::from_secs(20 * 3600)).await.unwrap();
+        store.plan_devices(tenant, next, listed_at, Utc::now(), Duration::from_secs(20 * 3600));
+    let plan = plan.await.unwrap();
     assert_eq!(plan.len(), 2);
 }
 
@@ -140,7 +150,8 @@ async fn a_scan_remembers_the_last_seen_it_saw_so_only_moved_devices_come_first(
 
     // One device is seen again after the scan: it leads the next plan, the rest keep their order.
     let tenant = app.store.ensure_tenant(&app.tenant().name).await.unwrap();
-    let before = app.store.plan_devices(tenant, run, Utc::now(), Duration::ZERO).await.unwrap();
+    let before =
+        app.store.plan_devices(tenant, run, Utc::now(), Utc::now(), Duration::ZERO).await.unwrap();
     let moved: String = sqlx::query_scalar(
         "UPDATE kbwatch.device SET last_seen = last_seen + interval '1 hour'
          WHERE device_id = (SELECT max(device_id) FROM kbwatch.device WHERE id_valid)
@@ -149,7 +160,8 @@ async fn a_scan_remembers_the_last_seen_it_saw_so_only_moved_devices_come_first(
     .fetch_one(app.store.pool())
     .await
     .unwrap();
-    let after = app.store.plan_devices(tenant, run, Utc::now(), Duration::ZERO).await.unwrap();
+    let after =
+        app.store.plan_devices(tenant, run, Utc::now(), Utc::now(), Duration::ZERO).await.unwrap();
     let ids = |plan: &[kbwatch::store::PlannedDevice]| -> Vec<i64> {
         plan.iter().map(|p| p.device_id).collect()
     };
