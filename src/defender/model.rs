@@ -91,7 +91,7 @@ fn time(obj: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
 }
 
 /// One missing KB of one device: the six fields of a `PublicProductFixDto`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MissingKb {
     /// KB number without the "KB" prefix.

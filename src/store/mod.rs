@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 pub use devices::{ListedDevice, PlannedDevice};
 pub use lock::TenantLock;
 pub use report::{DeviceRow, FleetSummary, KbRow, RunSummary, TrendRow};
-pub use results::{DeviceOutcome, DeviceResult};
+pub use results::{DeviceOutcome, DeviceResult, kbs_to_store};
 pub use runs::{RunCounters, RunEnd, RunStatus};
 
 /// The migrations embedded in the binary.

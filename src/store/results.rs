@@ -1,11 +1,12 @@
 //! Writing scan results: counts per device and scan, and the missing-KB intervals.
 //!
-//! The batch's KBs are upserted first; then the batch is written in one transaction: intervals of
+//! The KBs the batch refers to that are not stored yet are upserted first; then the batch is
+//! written in one transaction: intervals of
 //! KBs no longer missing closed, intervals of newly missing KBs opened, one `device_scan` row per
 //! device (a device's scan state is read from these rows) and run counters added. Writing the same
 //! batch twice changes nothing the second time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -51,15 +52,17 @@ struct Current {
 }
 
 impl Store {
-    /// Writes a batch of results in one transaction.
+    /// Stores `kbs` (each id once), then writes a batch of results in one transaction. Every KB
+    /// the results report must be in `kbs` or stored already.
     pub async fn write_results(
         &self,
         run_id: i64,
         results: &[DeviceResult],
+        kbs: &[MissingKb],
         api_calls: i64,
         throttled: i64,
     ) -> anyhow::Result<RunCounters> {
-        let (current, kbs, ok_devices) = columns(results);
+        let (current, ok_devices) = columns(results);
         let mut counters = RunCounters::default();
         for r in results {
             match r.outcome {
@@ -71,7 +74,7 @@ impl Store {
         let mut conn = self.pool.acquire().await.context("connecting to store results")?;
         // KBs first, committed on their own: a KB's row is shared by every batch, and holding its
         // lock for a whole batch transaction would make concurrent batches wait for each other.
-        upsert_kbs(&mut conn, &kbs, Utc::now()).await?;
+        upsert_kbs(&mut conn, kbs, Utc::now()).await?;
         let mut tx = conn.begin().await.context("starting the results transaction")?;
         close_missing_kbs(&mut tx, run_id, &ok_devices, &current).await?;
         open_missing_kbs(&mut tx, run_id, &current).await?;
@@ -82,11 +85,10 @@ impl Store {
     }
 }
 
-/// Splits results into the current (device, KB, cve) triples, the distinct KBs, and the good devices.
-/// A KB listed twice for one device counts once.
-fn columns(results: &[DeviceResult]) -> (Current, Vec<&MissingKb>, Vec<i64>) {
+/// Splits results into the current (device, KB, cve) triples and the good devices. A KB listed
+/// twice for one device counts once.
+fn columns(results: &[DeviceResult]) -> (Current, Vec<i64>) {
     let mut current = Current::default();
-    let mut kbs: HashMap<&str, &MissingKb> = HashMap::new();
     let mut ok_devices = Vec::new();
     for r in results {
         let DeviceOutcome::Ok(items) = &r.outcome else { continue };
@@ -96,17 +98,28 @@ fn columns(results: &[DeviceResult]) -> (Current, Vec<&MissingKb>, Vec<i64>) {
             current.devices.push(r.device_id);
             current.kb_ids.push(pg_text(&kb.id));
             current.cves.push(kb.cve_addressed);
-            kbs.insert(kb.id.as_str(), kb);
         }
     }
-    let mut kbs: Vec<&MissingKb> = kbs.into_values().collect();
+    (current, ok_devices)
+}
+
+/// The KBs `results` report, one per id (the last reported), leaving out those in `stored`.
+pub fn kbs_to_store(results: &[DeviceResult], stored: &HashSet<MissingKb>) -> Vec<MissingKb> {
+    let mut kbs: HashMap<&str, &MissingKb> = HashMap::new();
+    for r in results {
+        if let DeviceOutcome::Ok(items) = &r.outcome {
+            kbs.extend(items.iter().map(|kb| (kb.id.as_str(), kb)));
+        }
+    }
+    let mut kbs: Vec<MissingKb> =
+        kbs.into_values().filter(|kb| !stored.contains(*kb)).cloned().collect();
     kbs.sort_by(|a, b| a.id.cmp(&b.id));
-    (current, kbs, ok_devices)
+    kbs
 }
 
 async fn upsert_kbs(
     conn: &mut PgConnection,
-    kbs: &[&MissingKb],
+    kbs: &[MissingKb],
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     if kbs.is_empty() {
@@ -244,4 +257,44 @@ async fn insert_device_scans(
     .await
     .context("storing device scans")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kb(id: &str, missed: i64) -> MissingKb {
+        MissingKb {
+            id: id.into(),
+            name: Some(format!("Update {id}")),
+            products_names: Some(vec!["windows_11".into()]),
+            url: None,
+            machine_missed_on: Some(missed),
+            cve_addressed: Some(3),
+        }
+    }
+
+    fn ok(device_id: i64, kbs: Vec<MissingKb>) -> DeviceResult {
+        DeviceResult {
+            device_id,
+            scanned_at: Utc::now(),
+            last_seen: None,
+            outcome: DeviceOutcome::Ok(kbs),
+        }
+    }
+
+    #[test]
+    fn a_kb_is_stored_once_and_again_only_when_it_changed() {
+        let batch = [
+            ok(1, vec![kb("5001", 10), kb("5002", 10)]),
+            ok(2, vec![kb("5002", 10), kb("5003", 10)]),
+            DeviceResult { outcome: DeviceOutcome::NotFound, ..ok(3, vec![]) },
+        ];
+        let ids = |kbs: Vec<MissingKb>| kbs.into_iter().map(|k| k.id).collect::<Vec<_>>();
+        assert_eq!(ids(kbs_to_store(&batch, &HashSet::new())), ["5001", "5002", "5003"]);
+
+        let stored: HashSet<MissingKb> = [kb("5001", 10), kb("5002", 10), kb("5003", 9)].into();
+        let again = kbs_to_store(&batch, &stored);
+        assert_eq!(again, [kb("5003", 10)], "only what the API now says differently");
+    }
 }
