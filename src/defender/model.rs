@@ -35,10 +35,41 @@ impl Machine {
     /// Maps one element of a machines page. An element that is not an object with a string `id`
     /// gets an empty id, which validation rejects: it is recorded, never requested.
     ///
-    /// The page keeps each entity as text; the typed fields come from a parse of this one entity
-    /// that is dropped at once, so a 10,000-device page never holds 10,000 parsed trees (several
-    /// times the size of their text).
+    /// The page keeps each entity as text; the typed fields come from the few values read out of
+    /// it, so a 10,000-device page never holds 10,000 parsed trees (several times the size of
+    /// their text), and building one tree per entity, to read fourteen fields of it, is not paid.
     pub(crate) fn from_raw(raw: Box<RawValue>) -> Machine {
+        // Only the fields read are looked at, each in its own small parse; the rest is skipped
+        // unchecked, hence the scan for what the database would refuse. An entity this cannot
+        // read (not an object, a key twice) goes the slow way below.
+        let fields = serde_json::from_str::<Fields<'_>>(raw.get()).ok();
+        let Some(f) = fields.filter(|_| storable(raw.get())) else {
+            return Machine::from_tree(raw);
+        };
+        let v = |field: Option<&RawValue>| field.and_then(|r| serde_json::from_str(r.get()).ok());
+        Machine {
+            id: v(f.id).and_then(|id: Value| id.as_str().map(str::to_owned)).unwrap_or_default(),
+            computer_dns_name: text(v(f.computer_dns_name).as_ref()),
+            os_platform: text(v(f.os_platform).as_ref()),
+            os_version: text(v(f.os_version).as_ref()),
+            os_build: v(f.os_build).as_ref().and_then(Value::as_i64),
+            health_status: text(v(f.health_status).as_ref()),
+            onboarding_status: text(v(f.onboarding_status).as_ref()),
+            rbac_group_id: text(v(f.rbac_group_id).as_ref()),
+            rbac_group_name: text(v(f.rbac_group_name).as_ref()),
+            machine_tags: tags(v(f.machine_tags).as_ref()),
+            first_seen: time(v(f.first_seen).as_ref()),
+            last_seen: time(v(f.last_seen).as_ref()),
+            is_potential_duplication: v(f.is_potential_duplication)
+                .as_ref()
+                .and_then(Value::as_bool),
+            merged_into_machine_id: text(v(f.merged_into_machine_id).as_ref()),
+            raw,
+        }
+    }
+
+    /// [`Machine::from_raw`] through a parse of the whole entity.
+    fn from_tree(raw: Box<RawValue>) -> Machine {
         let (parsed, raw) = match serde_json::from_str::<Value>(raw.get()) {
             Ok(parsed) => (parsed, raw),
             // Text the page's scan let through but no JSON document can hold (a lone surrogate
@@ -50,26 +81,98 @@ impl Machine {
         let id = obj.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
         Machine {
             id,
-            computer_dns_name: text(obj, "computerDnsName"),
-            os_platform: text(obj, "osPlatform"),
-            os_version: text(obj, "osVersion"),
+            computer_dns_name: text(obj.get("computerDnsName")),
+            os_platform: text(obj.get("osPlatform")),
+            os_version: text(obj.get("osVersion")),
             os_build: obj.get("osBuild").and_then(Value::as_i64),
-            health_status: text(obj, "healthStatus"),
-            onboarding_status: text(obj, "onboardingStatus"),
-            rbac_group_id: text(obj, "rbacGroupId"),
-            rbac_group_name: text(obj, "rbacGroupName"),
-            machine_tags: obj
-                .get("machineTags")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default(),
-            first_seen: time(obj, "firstSeen"),
-            last_seen: time(obj, "lastSeen"),
+            health_status: text(obj.get("healthStatus")),
+            onboarding_status: text(obj.get("onboardingStatus")),
+            rbac_group_id: text(obj.get("rbacGroupId")),
+            rbac_group_name: text(obj.get("rbacGroupName")),
+            machine_tags: tags(obj.get("machineTags")),
+            first_seen: time(obj.get("firstSeen")),
+            last_seen: time(obj.get("lastSeen")),
             is_potential_duplication: obj.get("isPotentialDuplication").and_then(Value::as_bool),
-            merged_into_machine_id: text(obj, "mergedIntoMachineId"),
+            merged_into_machine_id: text(obj.get("mergedIntoMachineId")),
             raw,
         }
     }
+}
+
+/// The fields of a machine that kbwatch reads, each as the JSON text it was sent as.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Fields<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    computer_dns_name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    os_platform: Option<&'a RawValue>,
+    #[serde(borrow)]
+    os_version: Option<&'a RawValue>,
+    #[serde(borrow)]
+    os_build: Option<&'a RawValue>,
+    #[serde(borrow)]
+    health_status: Option<&'a RawValue>,
+    #[serde(borrow)]
+    onboarding_status: Option<&'a RawValue>,
+    #[serde(borrow)]
+    rbac_group_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    rbac_group_name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    machine_tags: Option<&'a RawValue>,
+    #[serde(borrow)]
+    first_seen: Option<&'a RawValue>,
+    #[serde(borrow)]
+    last_seen: Option<&'a RawValue>,
+    #[serde(borrow)]
+    is_potential_duplication: Option<&'a RawValue>,
+    #[serde(borrow)]
+    merged_into_machine_id: Option<&'a RawValue>,
+}
+
+/// Containers nested deeper than this are refused, as serde_json refuses them.
+const MAX_DEPTH: usize = 128;
+
+/// Whether PostgreSQL's json input takes `text`, a JSON document: no half of a surrogate pair
+/// escaped alone, no nesting deeper than [`MAX_DEPTH`].
+fn storable(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let (mut i, mut depth, mut in_string, mut high_surrogate) = (0, 0usize, false, false);
+    while i < bytes.len() {
+        match (in_string, bytes[i]) {
+            (true, b'\\') if bytes.get(i + 1) == Some(&b'u') => {
+                let Some(unit) =
+                    text.get(i + 2..i + 6).and_then(|h| u16::from_str_radix(h, 16).ok())
+                else {
+                    return false;
+                };
+                // A low half must follow a high half at once, and only then.
+                if (0xDC00..0xE000).contains(&unit) != high_surrogate {
+                    return false;
+                }
+                high_surrogate = (0xD800..0xDC00).contains(&unit);
+                i += 6;
+                continue;
+            }
+            _ if high_surrogate => return false,
+            (true, b'\\') => i += 1,
+            (true, b'"') => in_string = false,
+            (false, b'"') => in_string = true,
+            (false, b'[' | b'{') => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return false;
+                }
+            }
+            (false, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    !high_surrogate
 }
 
 fn as_json_string(text: &str) -> Box<RawValue> {
@@ -78,16 +181,24 @@ fn as_json_string(text: &str) -> Box<RawValue> {
 }
 
 /// A string field, or a number rendered as text; `None` for null, absent or other types.
-fn text(obj: &Map<String, Value>, key: &str) -> Option<String> {
-    match obj.get(key)? {
+fn text(value: Option<&Value>) -> Option<String> {
+    match value? {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
-fn time(obj: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
-    obj.get(key)?.as_str()?.parse::<DateTime<Utc>>().ok()
+fn time(value: Option<&Value>) -> Option<DateTime<Utc>> {
+    value?.as_str()?.parse::<DateTime<Utc>>().ok()
+}
+
+/// The strings of an array; other elements are left out.
+fn tags(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
 }
 
 /// One missing KB of one device: the six fields of a `PublicProductFixDto`.
@@ -151,7 +262,7 @@ mod properties {
     use serde_json::Value;
 
     use super::tests::machine;
-    use super::{MissingKb, Page, RawValue};
+    use super::{MAX_DEPTH, MissingKb, Page, RawValue};
 
     fn json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
@@ -194,6 +305,13 @@ mod properties {
         }
 
         #[test]
+        fn reading_only_the_known_fields_maps_as_a_whole_parse_does(raw in json()) {
+            let text = || RawValue::from_string(raw.to_string()).unwrap();
+            let (fast, whole) = (super::Machine::from_raw(text()), super::Machine::from_tree(text()));
+            prop_assert_eq!(format!("{fast:?}"), format!("{whole:?}"));
+        }
+
+        #[test]
         fn any_kb_page_json_decodes_or_errs(raw in json()) {
             let _ = serde_json::from_value::<Page<MissingKb>>(raw);
         }
@@ -211,6 +329,32 @@ mod properties {
                 prop_assert!(valid.as_str().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
             }
         }
+    }
+
+    #[test]
+    fn an_entity_the_database_would_refuse_is_kept_as_a_string() {
+        let machine =
+            |text: &str| super::Machine::from_raw(RawValue::from_string(text.into()).unwrap());
+        let id = "ab".repeat(20);
+        for refused in [r#""\ud800""#, r#""\udc00x""#, r#""\ud800\u0041""#, r#""x\ud83d""#] {
+            let text = format!(r#"{{"id":"{id}","unread":{refused}}}"#);
+            let m = machine(&text);
+            assert!(m.id.is_empty(), "{text}");
+            assert!(m.raw.get().starts_with('"'), "{text}: kept as a JSON string");
+        }
+        let text = format!(r#"{{"id":"{id}","unread":"\ud83d\ude00 \\u d800 \"\ud800"}}"#);
+        let kept = format!(r#"{{"id":"{id}","unread":"\ud83d\ude00"}}"#);
+        assert!(machine(&text).raw.get().starts_with('"'), "a lone half after an escaped quote");
+        let m = machine(&kept);
+        assert_eq!(
+            (m.id.as_str(), m.raw.get()),
+            (id.as_str(), kept.as_str()),
+            "a pair is kept as sent"
+        );
+        let nested =
+            |n: usize| format!(r#"{{"id":"{id}","x":{}1{}}}"#, "[".repeat(n), "]".repeat(n));
+        assert_eq!(machine(&nested(MAX_DEPTH - 1)).id, id);
+        assert!(machine(&nested(MAX_DEPTH)).id.is_empty());
     }
 
     #[test]
