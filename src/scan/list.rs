@@ -3,17 +3,21 @@
 //!
 //! Devices this listing sees first have never been scanned, so they lead the plan: each stored
 //! slice's new devices go to the fan-out at once, and requests run while the rest is listed and
-//! stored. The devices listed before are planned once the listing is complete, ordered by need.
+//! stored. Once the fan-out falls behind (a page starts with more than a page of devices handed
+//! over and not yet requested), later pages' new devices wait in the store instead of in memory.
+//! The rest is planned from the store once the listing is complete, ordered by need.
+
+use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
 use tokio::sync::mpsc;
 
 use super::Scan;
 use crate::defender::validate_machine_id;
 use crate::pacer::Endpoint;
-use crate::store::{ListedDevice, PlannedDevice};
+use crate::store::{HandedOver, ListedDevice, PlannedDevice};
 
 /// Devices per upsert statement.
 const UPSERT_ROWS: usize = 1000;
@@ -34,7 +38,7 @@ pub(super) async fn list_devices(
     plan: mpsc::UnboundedSender<PlannedDevice>,
 ) -> anyhow::Result<Option<Listing>> {
     let listed_at = Utc::now();
-    let mut plan = Plan::new(scan, plan).await;
+    let mut plan = Plan::new(scan, plan, listed_at).await;
     let mut pager = scan.client.machines(scan.tenant.device_filter.as_deref());
     let (mut listed, mut rejected) = (0u64, 0u64);
     loop {
@@ -46,6 +50,7 @@ pub(super) async fn list_devices(
         if machines.is_empty() {
             continue;
         }
+        plan.streaming &= plan.backlog() <= u64::from(scan.tenant.page_size);
         let devices: Vec<ListedDevice<'_>> = machines
             .iter()
             .map(|m| match validate_machine_id(&m.id) {
@@ -69,7 +74,11 @@ pub(super) async fn list_devices(
             .collect();
         let mut stored = futures::stream::iter(upserts).buffer_unordered(UPSERTS_IN_FLIGHT);
         while let Some(new) = stored.try_next().await? {
-            plan.send(new);
+            if plan.streaming {
+                plan.handed_over.through =
+                    new.iter().map(|d| d.device_id).fold(plan.handed_over.through, i64::max);
+                plan.send(new);
+            }
         }
     }
     // The pager remembers every id it listed (to drop repeats): free that before the plan is read.
@@ -77,7 +86,13 @@ pub(super) async fn list_devices(
     let gone = scan.store.mark_unlisted_gone(scan.tenant_id, scan.run_id, listed_at).await?;
     let known = scan
         .store
-        .plan_devices(scan.tenant_id, scan.run_id, listed_at, Utc::now(), scan.tenant.rescan_after)
+        .plan_devices(
+            scan.tenant_id,
+            scan.run_id,
+            plan.handed_over,
+            Utc::now(),
+            scan.tenant.rescan_after,
+        )
         .await?;
     plan.send(known);
     let planned = plan.finish();
@@ -90,13 +105,20 @@ pub(super) async fn list_devices(
 struct Plan<'a> {
     scan: &'a Scan<'a>,
     to_fanout: mpsc::UnboundedSender<PlannedDevice>,
+    /// Whether new devices are handed over as they are stored.
+    streaming: bool,
+    handed_over: HandedOver,
     budget: usize,
     sent: u64,
     left_out: u64,
 }
 
 impl<'a> Plan<'a> {
-    async fn new(scan: &'a Scan<'a>, to_fanout: mpsc::UnboundedSender<PlannedDevice>) -> Self {
+    async fn new(
+        scan: &'a Scan<'a>,
+        to_fanout: mpsc::UnboundedSender<PlannedDevice>,
+        listed_at: DateTime<Utc>,
+    ) -> Self {
         let budget = match scan.options.deadline {
             Some(deadline) => {
                 let horizon = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -104,7 +126,13 @@ impl<'a> Plan<'a> {
             }
             None => usize::MAX,
         };
-        Plan { scan, to_fanout, budget, sent: 0, left_out: 0 }
+        let handed_over = HandedOver { listed_at, through: 0 };
+        Plan { scan, to_fanout, streaming: true, handed_over, budget, sent: 0, left_out: 0 }
+    }
+
+    /// Devices handed over that the fan-out has not finished.
+    fn backlog(&self) -> u64 {
+        self.sent.saturating_sub(self.scan.progress.done.load(Ordering::Relaxed))
     }
 
     /// Hands devices over in order, while the budget lasts.
@@ -116,7 +144,7 @@ impl<'a> Plan<'a> {
             }
             self.budget -= 1;
             self.sent += 1;
-            self.scan.progress.planned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.scan.progress.planned.fetch_add(1, Ordering::Relaxed);
             // A closed channel means the fan-out has stopped; it reports why.
             let _ = self.to_fanout.send(device);
         }

@@ -26,6 +26,14 @@ pub struct PlannedDevice {
     pub last_seen: Option<DateTime<Utc>>,
 }
 
+/// The devices a run's listing handed to the fan-out as it stored them: those it saw first (at
+/// `listed_at`) with ids up to `through`.
+#[derive(Debug, Clone, Copy)]
+pub struct HandedOver {
+    pub listed_at: DateTime<Utc>,
+    pub through: i64,
+}
+
 impl Store {
     /// Inserts or refreshes listed devices; a device that was gone and is listed again comes back.
     /// Returns the devices this listing (`listed_at`) saw first that can be requested: never
@@ -119,8 +127,8 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// The devices this run should request, of those listed before its listing (`listed_at`;
-    /// the devices it listed first were returned when they were stored), most in need first:
+    /// The devices this run should request, but for those its listing already handed over, most
+    /// in need first:
     /// never scanned, then those whose `lastSeen` moved since their last good scan, then the
     /// stalest. Devices with a good scan newer than `rescan_after`, invalid ids and devices merged
     /// into another are left out.
@@ -128,7 +136,7 @@ impl Store {
         &self,
         tenant_id: i32,
         run_id: i64,
-        listed_at: DateTime<Utc>,
+        handed_over: HandedOver,
         now: DateTime<Utc>,
         rescan_after: Duration,
     ) -> anyhow::Result<Vec<PlannedDevice>> {
@@ -141,7 +149,8 @@ impl Store {
                  SELECT s.scanned_at, s.last_seen FROM kbwatch.device_scan s
                  WHERE s.device_id = d.device_id AND s.outcome = 'ok'
                  ORDER BY s.scan_run_id DESC LIMIT 1) good ON true
-             WHERE d.tenant_id = $1 AND d.last_listed_run_id = $2 AND d.first_listed_at < $4
+             WHERE d.tenant_id = $1 AND d.last_listed_run_id = $2
+               AND (d.first_listed_at < $4 OR d.device_id > $5)
                AND d.id_valid AND d.merged_into_machine_id IS NULL
                AND (good.scanned_at IS NULL OR good.scanned_at <= $3)
              ORDER BY good.scanned_at IS NULL DESC,
@@ -151,7 +160,8 @@ impl Store {
         .bind(tenant_id)
         .bind(run_id)
         .bind(cutoff)
-        .bind(listed_at)
+        .bind(handed_over.listed_at)
+        .bind(handed_over.through)
         .fetch(&self.pool)
         .try_filter_map(|row| async move { Ok(planned(row)) })
         .try_collect()

@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-pub use devices::{ListedDevice, PlannedDevice};
+pub use devices::{HandedOver, ListedDevice, PlannedDevice};
 pub use lock::TenantLock;
 pub use report::{DeviceRow, FleetSummary, KbRow, RunSummary, TrendRow};
 pub use results::{DeviceOutcome, DeviceResult, kbs_to_store};

@@ -31,3 +31,25 @@ async fn an_empty_fleet_is_a_completed_scan_of_nothing() {
     assert_eq!(summary.status, kbwatch::store::RunStatus::Completed);
     assert_eq!((summary.listed, summary.planned), (0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_devices_are_requested_once_whether_handed_over_while_listing_or_planned_after() {
+    let faults =
+        kbwatch::sim::Faults { latency: std::time::Duration::from_millis(2), ..Default::default() };
+    let sim = SimConfig { devices: 500, faults, ..SimConfig::default() };
+    let quota = "[tenant.quota]\nper_minute = 1000000\nper_hour = 10000000\nconcurrency = 1\n";
+    let mut app = spawn_app(sim, Auth::TokenFile, quota).await;
+    // Pages of 100 and one request at a time: the fan-out falls more than a page behind after two
+    // pages, so the later pages' new devices are planned from the store once the listing ends.
+    app.config.tenants[0].page_size = 100;
+    let summary = app.scan().await;
+    assert_eq!(summary.status, kbwatch::store::RunStatus::Completed, "{summary:?}");
+    assert_eq!((summary.listed, summary.planned, summary.devices.ok), (500, 500, 500));
+    assert_eq!(app.sim.stats().kbs_requests, 500, "each device requested once");
+    let scanned: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT device_id) FROM kbwatch.device_scan")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(scanned, 500);
+}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use kbwatch::defender::Machine;
-use kbwatch::store::{ListedDevice, Store};
+use kbwatch::store::{HandedOver, ListedDevice, Store};
 use secrecy::SecretString;
 
 use crate::helpers::fresh_database;
@@ -86,8 +86,13 @@ async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the
         .unwrap();
     }
 
-    let plan =
-        store.plan_devices(tenant, run, listed_at, Utc::now(), Duration::from_secs(20 * 3600));
+    let plan = store.plan_devices(
+        tenant,
+        run,
+        HandedOver { listed_at, through: 0 },
+        Utc::now(),
+        Duration::from_secs(20 * 3600),
+    );
     let plan = plan.await.unwrap();
     let order: Vec<&str> = plan
         .iter()
@@ -99,8 +104,13 @@ async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the
     let next = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
     let listed_at = Utc::now();
     store.upsert_listed_devices(tenant, next, listed_at, &listed[..2]).await.unwrap();
-    let plan =
-        store.plan_devices(tenant, next, listed_at, Utc::now(), Duration::from_secs(20 * 3600));
+    let plan = store.plan_devices(
+        tenant,
+        next,
+        HandedOver { listed_at, through: 0 },
+        Utc::now(),
+        Duration::from_secs(20 * 3600),
+    );
     let plan = plan.await.unwrap();
     assert_eq!(plan.len(), 2);
 }
@@ -150,8 +160,11 @@ async fn a_scan_remembers_the_last_seen_it_saw_so_only_moved_devices_come_first(
 
     // One device is seen again after the scan: it leads the next plan, the rest keep their order.
     let tenant = app.store.ensure_tenant(&app.tenant().name).await.unwrap();
-    let before =
-        app.store.plan_devices(tenant, run, Utc::now(), Utc::now(), Duration::ZERO).await.unwrap();
+    let before = app
+        .store
+        .plan_devices(tenant, run, handed_none(), Utc::now(), Duration::ZERO)
+        .await
+        .unwrap();
     let moved: String = sqlx::query_scalar(
         "UPDATE kbwatch.device SET last_seen = last_seen + interval '1 hour'
          WHERE device_id = (SELECT max(device_id) FROM kbwatch.device WHERE id_valid)
@@ -160,8 +173,11 @@ async fn a_scan_remembers_the_last_seen_it_saw_so_only_moved_devices_come_first(
     .fetch_one(app.store.pool())
     .await
     .unwrap();
-    let after =
-        app.store.plan_devices(tenant, run, Utc::now(), Utc::now(), Duration::ZERO).await.unwrap();
+    let after = app
+        .store
+        .plan_devices(tenant, run, handed_none(), Utc::now(), Duration::ZERO)
+        .await
+        .unwrap();
     let ids = |plan: &[kbwatch::store::PlannedDevice]| -> Vec<i64> {
         plan.iter().map(|p| p.device_id).collect()
     };
@@ -170,4 +186,9 @@ async fn a_scan_remembers_the_last_seen_it_saw_so_only_moved_devices_come_first(
     let mut rest = ids(&before);
     rest.retain(|&id| id != after[0].device_id);
     assert_eq!(ids(&after[1..]), rest);
+}
+
+/// Nothing handed over by a listing: every listed device is planned from the store.
+fn handed_none() -> HandedOver {
+    HandedOver { listed_at: Utc::now(), through: 0 }
 }
