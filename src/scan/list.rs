@@ -50,7 +50,7 @@ pub(super) async fn list_devices(
         if machines.is_empty() {
             continue;
         }
-        plan.streaming &= plan.backlog() <= u64::from(scan.tenant.page_size);
+        plan.page_starts();
         let devices: Vec<ListedDevice<'_>> = machines
             .iter()
             .map(|m| match validate_machine_id(&m.id) {
@@ -74,11 +74,7 @@ pub(super) async fn list_devices(
             .collect();
         let mut stored = futures::stream::iter(upserts).buffer_unordered(UPSERTS_IN_FLIGHT);
         while let Some(new) = stored.try_next().await? {
-            if plan.streaming {
-                plan.handed_over.through =
-                    new.iter().map(|d| d.device_id).fold(plan.handed_over.through, i64::max);
-                plan.send(new);
-            }
+            plan.stored(new);
         }
     }
     // The pager remembers every id it listed (to drop repeats): free that before the plan is read.
@@ -133,6 +129,22 @@ impl<'a> Plan<'a> {
     /// Devices handed over that the fan-out has not finished.
     fn backlog(&self) -> u64 {
         self.sent.saturating_sub(self.scan.progress.done.load(Ordering::Relaxed))
+    }
+
+    /// A page is about to be stored: its new devices are handed over as they are stored only if
+    /// every earlier page's were and the fan-out is less than a page behind.
+    fn page_starts(&mut self) {
+        self.streaming &= self.backlog() <= u64::from(self.scan.tenant.page_size);
+    }
+
+    /// The new, requestable devices of a stored slice: handed over now, or left in the store for
+    /// the plan drawn after the listing (which takes the devices above `handed_over.through`).
+    fn stored(&mut self, new: Vec<PlannedDevice>) {
+        if self.streaming {
+            let through = new.iter().map(|d| d.device_id).max().unwrap_or(0);
+            self.handed_over.through = self.handed_over.through.max(through);
+            self.send(new);
+        }
     }
 
     /// Hands devices over in order, while the budget lasts.
