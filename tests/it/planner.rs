@@ -31,6 +31,18 @@ fn machine(id: &str, last_seen_hours_ago: i64) -> Machine {
     }
 }
 
+/// The plan of `run`, whose listing at `listed_at` handed nothing over; `rescan_after` 20 h.
+async fn plan_of(
+    store: &Store,
+    tenant: i32,
+    run: i64,
+    listed_at: chrono::DateTime<Utc>,
+) -> Vec<kbwatch::store::PlannedDevice> {
+    let handed_over = HandedOver { listed_at, through: 0 };
+    let rescan_after = Duration::from_secs(20 * 3600);
+    store.plan_devices(tenant, run, handed_over, Utc::now(), rescan_after).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the_rest() {
     let store = Store::connect(&SecretString::from(fresh_database().await), 4).await.unwrap();
@@ -86,14 +98,7 @@ async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the
         .unwrap();
     }
 
-    let plan = store.plan_devices(
-        tenant,
-        run,
-        HandedOver { listed_at, through: 0 },
-        Utc::now(),
-        Duration::from_secs(20 * 3600),
-    );
-    let plan = plan.await.unwrap();
+    let plan = plan_of(&store, tenant, run, listed_at).await;
     let order: Vec<&str> = plan
         .iter()
         .map(|p| fixtures.iter().find(|f| f.1.repeat(40) == p.machine_id.as_str()).unwrap().0)
@@ -104,15 +109,7 @@ async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the
     let next = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
     let listed_at = Utc::now();
     store.upsert_listed_devices(tenant, next, listed_at, &listed[..2]).await.unwrap();
-    let plan = store.plan_devices(
-        tenant,
-        next,
-        HandedOver { listed_at, through: 0 },
-        Utc::now(),
-        Duration::from_secs(20 * 3600),
-    );
-    let plan = plan.await.unwrap();
-    assert_eq!(plan.len(), 2);
+    assert_eq!(plan_of(&store, tenant, next, listed_at).await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
