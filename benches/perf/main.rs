@@ -10,10 +10,11 @@
 //! version of the e2e, memory and storage rows on small fleets, so that the benchmark cannot rot.
 //!
 //! # Layout
-//! `setup` starts what a row needs, `table` prints, and each row has its module: `quota`,
-//! `throughput` (e2e), `memory` (a `kbwatch scan` process of its own), `storage` (size and
-//! `fleet_daily`).
+//! `setup` starts what a row needs, `table` prints, `cpu` reads CPU times, and each row has its
+//! module: `quota`, `throughput` (e2e), `memory` (a `kbwatch scan` process of its own), `storage`
+//! (size and `fleet_daily`).
 
+mod cpu;
 mod memory;
 mod quota;
 mod setup;
