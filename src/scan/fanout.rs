@@ -119,6 +119,7 @@ async fn scan_one(client: &Client, device: PlannedDevice) -> Result<DeviceResult
         device_id: device.device_id,
         scanned_at: Utc::now(),
         last_seen: device.last_seen,
+        first_scan: device.first_scan,
         outcome,
     })
 }

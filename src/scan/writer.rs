@@ -104,7 +104,7 @@ async fn join_one(commits: &mut JoinSet<Committed>, stored: &mut Stored) -> Opti
 async fn flush(
     store: Store,
     run_id: i64,
-    batch: Vec<DeviceResult>,
+    mut batch: Vec<DeviceResult>,
     kbs: Vec<MissingKb>,
     client: Arc<Client>,
 ) -> Committed {
@@ -117,6 +117,8 @@ async fn flush(
             Ok(counters) => return Ok((counters, kbs)),
             Err(e) if attempt + 1 < WRITE_ATTEMPTS => {
                 attempt += 1;
+                // The failed attempt may have committed: the retry looks for what it stored.
+                batch.iter_mut().for_each(|r| r.first_scan = false);
                 let delay = Duration::from_millis(250 * (1 << attempt.min(5)));
                 tracing::warn!(
                     error = format!("{e:#}"),

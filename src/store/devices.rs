@@ -24,6 +24,9 @@ pub struct PlannedDevice {
     pub machine_id: MachineId,
     /// `lastSeen` as this run listed it: kept with the device's scan, for the next plans.
     pub last_seen: Option<DateTime<Utc>>,
+    /// First listed by this run, so nothing of it is stored yet: its result has no open
+    /// intervals to compare with.
+    pub first_scan: bool,
 }
 
 /// The devices a run's listing handed to the fan-out as it stored them: those it saw first (at
@@ -101,7 +104,7 @@ impl Store {
         .bind(text(|m| &m.merged_into_machine_id))
         .bind(devices.iter().map(|d| d.machine.raw.get()).collect::<Vec<_>>())
         .fetch(&self.pool)
-        .try_filter_map(|row| async move { Ok(planned(row)) })
+        .try_filter_map(|row| async move { Ok(planned(row, true)) })
         .try_collect()
         .await
         .context("storing listed devices")
@@ -163,7 +166,7 @@ impl Store {
         .bind(handed_over.listed_at)
         .bind(handed_over.through)
         .fetch(&self.pool)
-        .try_filter_map(|row| async move { Ok(planned(row)) })
+        .try_filter_map(|row| async move { Ok(planned(row, false)) })
         .try_collect()
         .await
         .context("planning the scan")
@@ -174,10 +177,11 @@ impl Store {
 /// depends on that.
 fn planned(
     (device_id, text, last_seen): (i64, String, Option<DateTime<Utc>>),
+    first_scan: bool,
 ) -> Option<PlannedDevice> {
     let id = validate_machine_id(&text);
     if id.is_none() {
         tracing::warn!(device_id, machine_id = ?text, "Not planning a stored id that is not 40 hex digits");
     }
-    id.map(|machine_id| PlannedDevice { device_id, machine_id, last_seen })
+    id.map(|machine_id| PlannedDevice { device_id, machine_id, last_seen, first_scan })
 }

@@ -17,6 +17,7 @@ mod quota;
 mod references;
 mod replicas;
 mod report;
+mod results;
 mod secrets;
 mod serve;
 mod shutdown;
