@@ -115,6 +115,14 @@ fn tenant_config(
     )
 }
 
+/// A migrated, empty database holding one tenant named `tenant`, for fixtures of the store.
+pub async fn fixture_store(tenant: &str) -> (Store, i32) {
+    let store = Store::connect(&SecretString::from(fresh_database().await), 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let tenant = store.ensure_tenant(tenant).await.unwrap();
+    (store, tenant)
+}
+
 /// A new, empty database: in `DATABASE_URL`'s server when set, else in the private PostgreSQL
 /// that the test run shares (started once, left running for the next run).
 pub async fn fresh_database() -> String {

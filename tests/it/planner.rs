@@ -5,9 +5,8 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use kbwatch::defender::Machine;
 use kbwatch::store::{HandedOver, ListedDevice, Store};
-use secrecy::SecretString;
 
-use crate::helpers::fresh_database;
+use crate::helpers::fixture_store;
 
 fn machine(id: &str, last_seen_hours_ago: i64) -> Machine {
     let last_seen = Utc::now() - TimeDelta::hours(last_seen_hours_ago);
@@ -45,9 +44,7 @@ async fn plan_of(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the_rest() {
-    let store = Store::connect(&SecretString::from(fresh_database().await), 4).await.unwrap();
-    store.migrate().await.unwrap();
-    let tenant = store.ensure_tenant("fixtures").await.unwrap();
+    let (store, tenant) = fixture_store("fixtures").await;
     let earlier = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
     let run = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
 

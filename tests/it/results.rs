@@ -3,9 +3,8 @@
 use chrono::Utc;
 use kbwatch::defender::MissingKb;
 use kbwatch::store::{DeviceOutcome, DeviceResult, Store};
-use secrecy::SecretString;
 
-use crate::helpers::fresh_database;
+use crate::helpers::fixture_store;
 
 fn kb(id: &str) -> MissingKb {
     MissingKb {
@@ -42,9 +41,7 @@ async fn intervals(store: &Store, device: i64) -> Vec<(String, i64, Option<i64>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_scan_written_again_as_a_retry_changes_nothing_and_later_scans_close_intervals() {
-    let store = Store::connect(&SecretString::from(fresh_database().await), 4).await.unwrap();
-    store.migrate().await.unwrap();
-    let tenant = store.ensure_tenant("results").await.unwrap();
+    let (store, tenant) = fixture_store("results").await;
     let first = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
     let device: i64 = sqlx::query_scalar(
         "INSERT INTO kbwatch.device (tenant_id, machine_id, id_valid, raw, first_listed_at,
