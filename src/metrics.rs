@@ -6,6 +6,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `kbwatch_scans_total` | counter | tenant, status |
+//! | `kbwatch_scan_panics_total` | counter | tenant |
 //! | `kbwatch_scan_duration_seconds` | histogram | tenant |
 //! | `kbwatch_devices_scanned_total` | counter | tenant, outcome (`ok`, `not_found`, `failed`) |
 //! | `kbwatch_api_requests_total` | counter | tenant, endpoint, status (HTTP code or `transport`) |
@@ -32,6 +33,7 @@ use crate::pacer::Endpoint;
 use crate::scan::ScanSummary;
 
 const SCANS: &str = "kbwatch_scans_total";
+const SCAN_PANICS: &str = "kbwatch_scan_panics_total";
 const SCAN_DURATION: &str = "kbwatch_scan_duration_seconds";
 const DEVICES_SCANNED: &str = "kbwatch_devices_scanned_total";
 const API_REQUESTS: &str = "kbwatch_api_requests_total";
@@ -65,6 +67,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 /// Help text and units, for the recorder in force (the global one, or a test's local one).
 pub fn describe() {
     describe_counter!(SCANS, "Scans finished, by run status");
+    describe_counter!(SCAN_PANICS, "Scans that panicked (a bug: the run is closed failed)");
     describe_histogram!(SCAN_DURATION, Unit::Seconds, "Duration of finished scans");
     describe_counter!(DEVICES_SCANNED, "Devices scanned, by outcome (ok, not_found, failed)");
     describe_counter!(
@@ -129,6 +132,12 @@ pub(crate) fn scan_finished(tenant: &str, summary: &ScanSummary) {
         counter!(DEVICES_SCANNED, "tenant" => tenant.clone(), "outcome" => outcome)
             .increment(u64::try_from(n).unwrap_or(0));
     }
+}
+
+/// A scan that panicked; it is also counted as a failed scan.
+pub(crate) fn scan_panicked(tenant: &str) {
+    counter!(SCAN_PANICS, "tenant" => tenant.to_owned()).increment(1);
+    counter!(SCANS, "tenant" => tenant.to_owned(), "status" => "failed").increment(1);
 }
 
 /// The end of a completed scan.

@@ -98,7 +98,9 @@ fn start_scan(
         tracing::warn!(tenant = %name, "Previous scan still running; skipping this tick");
         return;
     }
-    let (running, store, cancel) = (running.clone(), store.clone(), cancel.clone());
+    let (store, cancel) = (store.clone(), cancel.clone());
+    // Frees the tenant for the next tick however this task ends, a panic included.
+    let guard = Running { set: running.clone(), name: name.clone() };
     tracker.spawn(async move {
         let options = ScanOptions {
             trigger: Trigger::Schedule,
@@ -118,6 +120,20 @@ fn start_scan(
         if let Err(e) = result {
             tracing::error!(tenant = %name, error = format!("{e:#}"), "Scan failed");
         }
-        running.lock().expect("running-set lock is never poisoned").remove(&name);
+        drop(guard);
     });
+}
+
+/// A tenant's place in the set of running scans, left when dropped.
+struct Running {
+    set: Arc<Mutex<HashSet<String>>>,
+    name: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A poisoned lock still holds the set: a panic elsewhere must not keep the tenant out.
+        let mut set = self.set.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        set.remove(&self.name);
+    }
 }

@@ -24,9 +24,12 @@ pub trait TokenSource: Send + Sync {
     async fn refresh(&self) -> Result<SecretString, ApiError>;
 }
 
-/// The one HTTP client of a tenant: timeouts, user agent, compression, extra CA.
+/// The one HTTP client of a tenant: timeouts, user agent, compression, extra CA. It follows no
+/// redirect: a 3xx from the token endpoint must not carry a client secret or an assertion to
+/// another origin, nor a redirected API answer be stored as the tenant's.
 pub fn build_http_client(tls: &TlsConfig, http: &HttpConfig) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("kbwatch/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(http.connect_timeout)
         .timeout(http.request_timeout)

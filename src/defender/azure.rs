@@ -10,18 +10,22 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, SecretBytes, TokenCredential};
-use azure_core::http::{ClientOptions, Transport};
+use azure_core::error::ErrorKind;
+use azure_core::http::headers::HeaderName;
+use azure_core::http::{AsyncRawResponse, ClientOptions, HttpClient, Request, Transport};
 use azure_identity::{
     AzureCliCredential, AzureCliCredentialOptions, ClientAssertionCredentialOptions,
     ClientCertificateCredential, ClientCertificateCredentialOptions, ClientSecretCredential,
     ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
     UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
+use futures::StreamExt as _;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
 use super::ApiError;
 use super::auth::{TokenSource, read_secret};
+use super::error::{cut_text, error_chain};
 use crate::config::{AuthConfig, AuthKind};
 
 /// A token source over an `azure_identity` credential, rebuilt on [`TokenSource::refresh`].
@@ -42,10 +46,9 @@ impl AzureToken {
     }
 
     async fn get(&self, credential: Arc<dyn TokenCredential>) -> Result<SecretString, ApiError> {
-        let token = credential
-            .get_token(&[self.scope.as_str()], None)
-            .await
-            .map_err(|e| ApiError::Unauthorized(format!("token request failed: {e}")))?;
+        let token = credential.get_token(&[self.scope.as_str()], None).await.map_err(|e| {
+            ApiError::Unauthorized(cut_text(&format!("token request failed: {}", error_chain(&e))))
+        })?;
         Ok(SecretString::from(token.token.secret().to_owned()))
     }
 }
@@ -71,9 +74,46 @@ fn client_options(authority: &url::Url, http: reqwest::Client) -> ClientOptions 
     let mut cloud = CustomConfiguration::default();
     cloud.authority_host = authority.as_str().trim_end_matches('/').to_owned();
     ClientOptions {
-        transport: Some(Transport::new(Arc::new(http))),
+        transport: Some(Transport::new(Arc::new(TokenTransport { http }))),
         cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
         ..Default::default()
+    }
+}
+
+/// The largest token (or managed-identity) response read; real ones are a few kilobytes.
+const MAX_TOKEN_RESPONSE: usize = 256 << 10;
+
+/// The transport of the credentials' own requests: the tenant's client (which follows no
+/// redirect), with a redirect named as such and the body read up to [`MAX_TOKEN_RESPONSE`].
+#[derive(Debug)]
+struct TokenTransport {
+    http: reqwest::Client,
+}
+
+#[async_trait::async_trait]
+impl HttpClient for TokenTransport {
+    async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
+        let response = self.http.execute_request(request).await?;
+        let (status, headers, mut body) = response.deconstruct();
+        let code = u16::from(status);
+        if (300..400).contains(&code) {
+            let location = headers.get_optional_str(&HeaderName::from_static("location"));
+            let message = format!(
+                "the token endpoint redirected ({code}) to {}; kbwatch follows no redirects: check auth.authority",
+                cut_text(location.unwrap_or_default())
+            );
+            return Err(azure_core::Error::with_message(ErrorKind::Other, message));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            if bytes.len() + chunk.len() > MAX_TOKEN_RESPONSE {
+                let message = format!("token response over {MAX_TOKEN_RESPONSE} bytes");
+                return Err(azure_core::Error::with_message(ErrorKind::Other, message));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(AsyncRawResponse::from_bytes(status, headers, bytes))
     }
 }
 

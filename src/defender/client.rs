@@ -11,10 +11,17 @@ use secrecy::ExposeSecret as _;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::error::{error_message, stated_quota, throttle_delay};
+use super::error::{cut_text, error_chain, error_message, stated_quota, throttle_delay};
 use super::model::Page;
 use super::{ApiError, Machine, MachineId, MissingKb, TokenSource};
 use crate::pacer::{Endpoint, Pacer};
+
+/// The most items a device's KB list may have: real devices miss tens, rarely hundreds.
+pub const MAX_KBS: usize = 10_000;
+/// The most `@odata.nextLink` pages of one device's KB list.
+const MAX_KB_PAGES: usize = 100;
+/// How much of an error response's body is read (for its message).
+const ERROR_BODY_BYTES: usize = 64 << 10;
 
 /// Limits and retry policy of a client.
 #[derive(Debug, Clone)]
@@ -108,20 +115,31 @@ impl Client {
         }
     }
 
-    /// `GET /api/machines/{id}/getmissingkbs`, following `@odata.nextLink`.
+    /// `GET /api/machines/{id}/getmissingkbs`, following `@odata.nextLink`. The pages together
+    /// stay within `max_kbs_bytes` and [`MAX_KBS`] items, or the device fails.
     pub async fn missing_kbs(&self, id: &MachineId) -> Result<Vec<MissingKb>, ApiError> {
         let mut url = self.url(&["api", "machines", id.as_str(), "getmissingkbs"]);
         let mut kbs = Vec::new();
-        for _ in 0..100 {
-            let page: Page<MissingKb> =
-                self.get_json(Endpoint::MissingKbs, &url, self.options.max_kbs_bytes).await?;
+        let mut left = self.options.max_kbs_bytes;
+        for _ in 0..MAX_KB_PAGES {
+            let (page, bytes): (Page<MissingKb>, u64) =
+                match self.get_json(Endpoint::MissingKbs, &url, left).await {
+                    Err(ApiError::TooLarge { .. }) => {
+                        return Err(ApiError::TooLarge { limit: self.options.max_kbs_bytes });
+                    }
+                    page => page?,
+                };
+            left -= bytes;
             kbs.extend(page.value);
+            if kbs.len() > MAX_KBS {
+                return Err(ApiError::TooManyKbs { limit: MAX_KBS });
+            }
             match page.next_link.and_then(|l| self.same_origin(&l)) {
                 Some(next) => url = next,
                 None => return Ok(kbs),
             }
         }
-        Err(ApiError::Decode("more than 100 @odata.nextLink pages".into()))
+        Err(ApiError::Decode(format!("more than {MAX_KB_PAGES} @odata.nextLink pages")))
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -143,13 +161,14 @@ impl Client {
         same.then_some(url)
     }
 
-    /// One logical GET with pacing, auth, retries and classification.
+    /// One logical GET with pacing, auth, retries and classification: the decoded body and its
+    /// size in bytes.
     async fn get_json<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
         url: &Url,
         cap: u64,
-    ) -> Result<T, ApiError> {
+    ) -> Result<(T, u64), ApiError> {
         let mut failures = 0u32;
         let mut not_found = 0u32;
         let mut throttled = 0u32;
@@ -164,7 +183,7 @@ impl Client {
                     let status = response.status();
                     (self.classify(endpoint, response, cap).await, Some(status))
                 }
-                Err(e) => (Err(ApiError::Transport(error_chain(&e))), None),
+                Err(e) => (Err(ApiError::Transport(cut_text(&error_chain(&e)))), None),
             };
             self.record(endpoint, status, &outcome);
             if let Err(ApiError::Throttled { delay, server }) = &outcome {
@@ -174,8 +193,10 @@ impl Client {
             drop(admission);
             let err = match outcome {
                 Ok(bytes) => {
+                    let size = bytes.len() as u64;
                     return serde_json::from_slice(&bytes)
-                        .map_err(|e| ApiError::Decode(e.to_string()));
+                        .map(|body| (body, size))
+                        .map_err(|e| ApiError::Decode(cut_text(&e.to_string())));
                 }
                 Err(err) => err,
             };
@@ -242,15 +263,22 @@ impl Client {
         cap: u64,
     ) -> Result<Vec<u8>, ApiError> {
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = read_capped(response, cap).await?;
-        if status.is_success() {
-            return Ok(body);
+        let header = |name| {
+            response.headers().get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        let retry_after = header(reqwest::header::RETRY_AFTER);
+        if status.is_redirection() {
+            let location = header(reqwest::header::LOCATION).unwrap_or_default();
+            return Err(ApiError::Redirect {
+                status: status.as_u16(),
+                location: cut_text(&location),
+            });
         }
+        if status.is_success() {
+            return read_capped(response, cap).await;
+        }
+        // An error's text is kept only in part: its first bytes are enough to classify it.
+        let body = read_prefix(response, ERROR_BODY_BYTES).await?;
         let text = String::from_utf8_lossy(&body);
         Err(match status {
             StatusCode::UNAUTHORIZED => ApiError::Unauthorized(error_message(&text)),
@@ -278,6 +306,21 @@ impl Client {
     }
 }
 
+/// Reads at most the first `limit` bytes of a body; the rest is never read.
+async fn read_prefix(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        let Some(chunk) =
+            response.chunk().await.map_err(|e| ApiError::Transport(cut_text(&error_chain(&e))))?
+        else {
+            break;
+        };
+        let room = limit - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    Ok(body)
+}
+
 /// Reads a body, failing as soon as it passes `cap` bytes (after decompression).
 async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Vec<u8>, ApiError> {
     if response.content_length().is_some_and(|n| n > cap) {
@@ -285,7 +328,7 @@ async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Vec<u8
     }
     let mut body = Vec::new();
     while let Some(chunk) =
-        response.chunk().await.map_err(|e| ApiError::Transport(error_chain(&e)))?
+        response.chunk().await.map_err(|e| ApiError::Transport(cut_text(&error_chain(&e))))?
     {
         if body.len() as u64 + chunk.len() as u64 > cap {
             return Err(ApiError::TooLarge { limit: cap });
@@ -293,18 +336,6 @@ async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Vec<u8
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// An error with its causes, on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Pages of the device list: `$top`/`$skip` until a short page, `@odata.nextLink` when given,
@@ -343,7 +374,7 @@ impl MachinePager<'_> {
                 url
             }
         };
-        let page: Page<Box<serde_json::value::RawValue>> = match self
+        let (page, _): (Page<Box<serde_json::value::RawValue>>, u64) = match self
             .client
             .get_json(Endpoint::Machines, &url, self.client.options.max_page_bytes)
             .await

@@ -31,6 +31,13 @@ pub enum ApiError {
     /// The body exceeded the configured cap.
     #[error("response body over the {limit}-byte cap")]
     TooLarge { limit: u64 },
+    /// A 3xx: kbwatch follows no redirect, so neither a token nor a secret reaches another origin
+    /// and no answer from another origin is stored.
+    #[error("redirected ({status}) to {location}; kbwatch follows no redirects: check api_base")]
+    Redirect { status: u16, location: String },
+    /// A device's KB list passed the sane bound on items.
+    #[error("the KB list has more than {limit} items; a device is never missing that many")]
+    TooManyKbs { limit: usize },
     /// 2xx with invalid JSON or the wrong shape.
     #[error("cannot decode response: {0}")]
     Decode(String),
@@ -51,11 +58,23 @@ impl ApiError {
     }
 }
 
+/// The longest wait a response can ask for: a larger `Retry-After` is taken as this.
+pub const MAX_THROTTLE_DELAY: Duration = Duration::from_secs(3600);
+
+/// The most bytes of API text (an error message, a `Location`) kept in an error: what is stored,
+/// logged and printed.
+pub const MAX_API_TEXT: usize = 2048;
+
 /// The wait a 429 asks for: `Retry-After` seconds, else "send requests again in N seconds" in the
-/// message text, else 10 s.
+/// message text, else 10 s; between 1 s and [`MAX_THROTTLE_DELAY`].
 pub(crate) fn throttle_delay(retry_after: Option<&str>, body: &str) -> Duration {
+    let asked = asked_delay(retry_after, body);
+    asked.clamp(Duration::from_secs(1), MAX_THROTTLE_DELAY)
+}
+
+fn asked_delay(retry_after: Option<&str>, body: &str) -> Duration {
     if let Some(secs) = retry_after.and_then(|v| v.trim().parse::<u64>().ok()) {
-        return Duration::from_secs(secs.max(1));
+        return Duration::from_secs(secs.min(MAX_THROTTLE_DELAY.as_secs()));
     }
     static AGAIN_IN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(r"(?i)send requests again in (\d{1,6}) seconds")
@@ -64,7 +83,7 @@ pub(crate) fn throttle_delay(retry_after: Option<&str>, body: &str) -> Duration 
     AGAIN_IN
         .captures(body)
         .and_then(|c| c[1].parse::<u64>().ok())
-        .map(|s| Duration::from_secs(s.max(1)))
+        .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(10))
 }
 
@@ -91,9 +110,33 @@ pub(crate) fn error_message(body: &str) -> String {
         message: Option<String>,
     }
     match serde_json::from_str::<Envelope>(body) {
-        Ok(Envelope { error: Inner { message: Some(m) } }) => m,
+        Ok(Envelope { error: Inner { message: Some(m) } }) => cut_text(&m),
         _ => body.chars().take(300).collect(),
     }
+}
+
+/// An error with its causes, on one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// `text` cut to at most [`MAX_API_TEXT`] bytes (at a character boundary), saying how much was cut.
+pub fn cut_text(text: &str) -> String {
+    if text.len() <= MAX_API_TEXT {
+        return text.to_owned();
+    }
+    let mut end = MAX_API_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes cut)", &text[..end], text.len() - end)
 }
 
 #[cfg(test)]
@@ -106,6 +149,26 @@ mod tests {
         assert_eq!(throttle_delay(Some("3"), body), Duration::from_secs(3));
         assert_eq!(throttle_delay(None, body), Duration::from_secs(8));
         assert_eq!(throttle_delay(Some("soon"), "{}"), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn throttle_delay_is_capped_at_an_hour_and_never_overflows() {
+        for huge in ["18446744073709551615", "1000000000", "3601"] {
+            assert_eq!(throttle_delay(Some(huge), ""), MAX_THROTTLE_DELAY, "{huge}");
+        }
+        assert_eq!(throttle_delay(Some("0"), ""), Duration::from_secs(1));
+        let body = "You can send requests again in 999999 seconds.";
+        assert_eq!(throttle_delay(None, body), MAX_THROTTLE_DELAY);
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(3 * MAX_API_TEXT);
+        let body = serde_json::json!({ "error": { "message": long } }).to_string();
+        let cut = error_message(&body);
+        assert!(cut.len() < MAX_API_TEXT + 40, "{} bytes", cut.len());
+        assert!(cut.ends_with(&format!("({} more bytes cut)", long.len() - MAX_API_TEXT)));
+        assert_eq!(cut_text("short"), "short");
     }
 
     #[test]

@@ -85,8 +85,8 @@ impl Pacer {
         Admission { _permit: permit }
     }
 
-    /// After a 429: stops every call to `endpoint` for `delay` (its `Retry-After`) and lowers the
-    /// endpoint's rate: to the quota the server named, else to 3/4 of what the last minute used.
+    /// After a 429: stops every call to `endpoint` for `delay` (its `Retry-After`, at most an
+    /// hour) and adapts the endpoint's limits to what the server said (see [`window`]).
     pub async fn throttled(
         &self,
         endpoint: Endpoint,

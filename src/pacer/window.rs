@@ -1,6 +1,13 @@
-//! Sliding minute and hour windows over the admission times of one endpoint, with a per-minute
-//! limit that adapts: lowered when the server throttles below the configured quota, raised back
-//! by a tenth of the configured quota per quiet minute.
+//! Sliding minute and hour windows over the admission times of one endpoint, with limits that
+//! adapt to what the server says, within bounds that no handful of 429s can push them past:
+//! - a 429 pauses the endpoint for its delay, at most [`MAX_PAUSE`];
+//! - a quota the 429's message states ("Maximum allowed 30 per 00:01:00") becomes the limit for
+//!   an hour, and creeps back towards the configured one after that;
+//! - 429s that state no quota (Defender also throttles "by CPU", well under the call quota) lower
+//!   the per-minute limit by a quarter only when they keep coming: [`persistent`] of them within a
+//!   minute, at most once a minute;
+//! - no limit goes below a quarter of the configured one ([`floor`]), and each creeps back by a
+//!   tenth of the configured one per quiet minute.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -10,6 +17,22 @@ use tokio::time::Instant;
 
 use super::{HOUR, MINUTE, ServerQuota};
 use crate::config::QuotaConfig;
+
+/// The longest pause a 429 can impose, whatever it asked for.
+pub(super) const MAX_PAUSE: Duration = HOUR;
+/// How long a quota the server stated holds before the limit creeps back above it.
+const STATED_HOLDS: Duration = HOUR;
+
+/// The lowest a limit is taken by throttling: a quarter of the configured one.
+fn floor(configured: usize) -> usize {
+    (configured / 4).max(1)
+}
+
+/// Unstated 429s within a minute that show the server really is at its limit: a twentieth of the
+/// configured per-minute quota, at least three.
+fn persistent(configured_minute: usize) -> usize {
+    (configured_minute / 20).max(3)
+}
 
 pub(super) struct Window {
     configured_minute: usize,
@@ -25,8 +48,14 @@ struct State {
     /// The limits in force: the configured ones, or lower after throttling.
     per_minute: usize,
     per_hour: usize,
-    /// The last 429 or the last raise: the limit creeps up a minute after either.
+    /// The last 429 or the last raise: the limits creep up a minute after either.
     last_change: Instant,
+    /// Until when a quota the server stated caps the limits' creeping back.
+    stated_until: Option<Instant>,
+    /// The unstated 429s since the per-minute limit was last lowered for them.
+    unstated: VecDeque<Instant>,
+    /// When unstated 429s last lowered the per-minute limit.
+    lowered_at: Option<Instant>,
 }
 
 impl Window {
@@ -43,6 +72,9 @@ impl Window {
                 per_minute,
                 per_hour,
                 last_change: Instant::now(),
+                stated_until: None,
+                unstated: VecDeque::new(),
+                lowered_at: None,
             }),
         }
     }
@@ -84,22 +116,31 @@ impl Window {
         at
     }
 
-    /// A quiet minute since the last change raises a lowered limit by a tenth of the configured one.
+    /// A quiet minute since the last change raises lowered limits by a tenth of the configured
+    /// ones, unless a quota the server stated still holds.
     fn creep_up(&self, state: &mut State, now: Instant) {
-        if state.per_minute < self.configured_minute
-            && now.duration_since(state.last_change) >= MINUTE + self.margin
+        let lowered =
+            state.per_minute < self.configured_minute || state.per_hour < self.configured_hour;
+        if !lowered
+            || now.duration_since(state.last_change) < MINUTE + self.margin
+            || state.stated_until.is_some_and(|until| now < until)
         {
-            let step = (self.configured_minute / 10).max(1);
-            state.per_minute = (state.per_minute + step).min(self.configured_minute);
-            state.last_change = now;
-            tracing::info!(
-                per_minute = state.per_minute,
-                "Raised the request rate after a quiet minute"
-            );
+            return;
         }
+        let raise =
+            |limit: usize, configured: usize| (limit + (configured / 10).max(1)).min(configured);
+        state.per_minute = raise(state.per_minute, self.configured_minute);
+        state.per_hour = raise(state.per_hour, self.configured_hour);
+        state.last_change = now;
+        tracing::info!(
+            per_minute = state.per_minute,
+            per_hour = state.per_hour,
+            "Raised the request rate after a quiet minute"
+        );
     }
 
-    /// Pauses for `delay` and lowers the limit; returns the per-minute limit before and after.
+    /// Pauses for `delay` (at most [`MAX_PAUSE`]) and lowers the limits as the module docs say;
+    /// returns the per-minute limit before and after.
     pub(super) async fn throttled(
         &self,
         delay: Duration,
@@ -107,25 +148,35 @@ impl Window {
     ) -> (usize, usize) {
         let mut state = self.state.lock().await;
         let now = Instant::now();
-        let until = now + delay;
+        let until = now.checked_add(delay.min(MAX_PAUSE)).unwrap_or(now);
         state.paused_until = Some(state.paused_until.map_or(until, |p| p.max(until)));
         let before = state.per_minute;
         match server {
-            Some(q) if q.window <= MINUTE => {
-                state.per_minute = state.per_minute.min(q.calls.max(1) as usize)
-            }
             Some(q) => {
-                state.per_hour =
-                    state.per_hour.min(q.calls.max(1) as usize).min(self.configured_hour)
+                let stated = q.calls.max(1) as usize;
+                if q.window <= MINUTE {
+                    let lowest = floor(self.configured_minute);
+                    state.per_minute = state.per_minute.min(stated.max(lowest));
+                } else {
+                    let lowest = floor(self.configured_hour);
+                    state.per_hour = state.per_hour.min(stated.max(lowest));
+                }
+                state.stated_until = now.checked_add(STATED_HOLDS);
             }
             None => {
-                let used = state
-                    .admitted
-                    .iter()
-                    .rev()
-                    .take_while(|t| now.duration_since(**t) < MINUTE)
-                    .count();
-                state.per_minute = state.per_minute.min((used * 3 / 4).max(1));
+                state.unstated.push_back(now);
+                while state.unstated.front().is_some_and(|t| now.duration_since(*t) >= MINUTE) {
+                    state.unstated.pop_front();
+                }
+                let quiet_since_lowered =
+                    state.lowered_at.is_none_or(|t| now.duration_since(t) >= MINUTE);
+                if state.unstated.len() >= persistent(self.configured_minute) && quiet_since_lowered
+                {
+                    let lowered = state.per_minute * 3 / 4;
+                    state.per_minute = lowered.max(floor(self.configured_minute));
+                    state.unstated.clear();
+                    state.lowered_at = Some(now);
+                }
             }
         }
         state.last_change = now;
@@ -168,15 +219,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_stated_server_quota_becomes_the_limit_then_creeps_back() {
+    async fn a_stated_server_quota_becomes_the_limit_for_an_hour_then_creeps_back() {
         let w = window(100);
         let stated = ServerQuota { calls: 30, window: MINUTE };
         assert_eq!(w.throttled(Duration::from_secs(5), Some(stated)).await, (100, 30));
-        tokio::time::sleep(MINUTE).await;
+        tokio::time::sleep(10 * MINUTE).await;
         w.admit().await;
-        assert_eq!(w.effective_per_minute().await, 40, "a quiet minute adds a tenth of 100");
+        assert_eq!(w.effective_per_minute().await, 30, "the stated quota holds");
+        tokio::time::sleep(HOUR).await;
+        w.admit().await;
+        assert_eq!(w.effective_per_minute().await, 40, "then a quiet minute adds a tenth of 100");
         w.throttled(Duration::from_secs(1), Some(stated)).await;
         assert_eq!(w.effective_per_minute().await, 30);
+        let tiny = ServerQuota { calls: 1, window: MINUTE };
+        w.throttled(Duration::from_secs(1), Some(tiny)).await;
+        assert_eq!(w.effective_per_minute().await, 25, "never below a quarter of 100");
     }
 
     #[tokio::test(start_paused = true)]
@@ -201,18 +258,61 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn without_a_stated_quota_the_rate_drops_to_three_quarters_of_the_last_minute() {
-        let w = window(100);
-        for _ in 0..40 {
+    async fn a_handful_of_unstated_429s_pause_but_keep_the_rate() {
+        let w = window(1200);
+        for _ in 0..10 {
+            for _ in 0..100 {
+                w.admit().await;
+            }
+            let start = Instant::now();
+            assert_eq!(w.throttled(Duration::from_secs(3), None).await, (1200, 1200));
             w.admit().await;
+            assert!(start.elapsed() >= Duration::from_secs(3), "paused as told");
+            tokio::time::sleep(Duration::from_secs(20)).await;
         }
-        assert_eq!(w.throttled(Duration::from_secs(1), None).await, (100, 30));
-        // The pause holds callers, and the lowered limit caps the minute.
+        assert_eq!(w.effective_per_minute().await, 1200);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn persistent_unstated_429s_lower_the_rate_once_a_minute_down_to_a_quarter() {
+        let w = window(100);
+        let mut limits = Vec::new();
+        for _ in 0..12 {
+            for _ in 0..5 {
+                w.throttled(Duration::from_secs(1), None).await;
+            }
+            limits.push(w.effective_per_minute().await);
+            tokio::time::sleep(MINUTE).await;
+        }
+        assert_eq!(&limits[..6], &[75, 56, 42, 31, 25, 25], "{limits:?}");
+        assert!(limits.iter().all(|l| *l >= 25), "never below a quarter: {limits:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn huge_delays_pause_at_most_an_hour() {
+        let w = window(100);
+        w.throttled(Duration::MAX, None).await;
         let start = Instant::now();
         w.admit().await;
-        assert!(
-            start.elapsed() >= MINUTE - Duration::from_millis(1),
-            "40 calls in the window exceed 30"
-        );
+        assert_eq!(start.elapsed(), MAX_PAUSE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stated_hourly_quota_of_one_holds_an_hour_at_a_quarter_then_recovers() {
+        let w = Window::new(&QuotaConfig {
+            per_minute: 100,
+            per_hour: 1500,
+            concurrency: 8,
+            margin: Duration::ZERO,
+        });
+        let stated = ServerQuota { calls: 1, window: HOUR };
+        w.throttled(Duration::from_secs(1), Some(stated)).await;
+        assert_eq!(w.state.lock().await.per_hour, 375, "a quarter of 1,500, not 1");
+        tokio::time::sleep(HOUR + MINUTE).await;
+        for _ in 0..10 {
+            w.admit().await;
+            tokio::time::sleep(MINUTE).await;
+        }
+        assert_eq!(w.state.lock().await.per_hour, 1500, "back to the configured quota");
     }
 }

@@ -31,19 +31,30 @@ pub(super) struct Listing {
     pub planned: u64,
 }
 
+/// How the listing ended.
+pub(super) enum Listed {
+    Complete(Listing),
+    /// Shutdown came first.
+    Shutdown,
+    /// The next tick came first (a paused or slow listing): the next run lists again.
+    Deadline,
+}
+
 /// Lists and stores every device, sending the devices to request to `plan` (see the module
-/// docs); `Ok(None)` on shutdown. Unlisted devices are marked gone only after a complete listing.
+/// docs), until shutdown or the run's deadline. Unlisted devices are marked gone only after a
+/// complete listing.
 pub(super) async fn list_devices(
     scan: &Scan<'_>,
     plan: mpsc::UnboundedSender<PlannedDevice>,
-) -> anyhow::Result<Option<Listing>> {
+) -> anyhow::Result<Listed> {
     let listed_at = Utc::now();
     let mut plan = Plan::new(scan, plan, listed_at).await;
     let mut pager = scan.client.machines(scan.tenant.device_filter.as_deref());
     let (mut listed, mut rejected) = (0u64, 0u64);
     loop {
         let page = tokio::select! {
-            _ = scan.cancel.cancelled() => return Ok(None),
+            _ = scan.cancel.cancelled() => return Ok(Listed::Shutdown),
+            () = super::until(scan.options.deadline) => return Ok(Listed::Deadline),
             page = pager.next_page() => page.context("listing devices")?,
         };
         let Some(machines) = page else { break };
@@ -94,7 +105,7 @@ pub(super) async fn list_devices(
     let planned = plan.finish();
     scan.store.set_run_plan(scan.run_id, listed as i32, planned as i32, rejected as i32).await?;
     tracing::info!(listed, rejected, gone, planned, "Listed devices");
-    Ok(Some(Listing { listed, rejected, planned }))
+    Ok(Listed::Complete(Listing { listed, rejected, planned }))
 }
 
 /// The plan as it is handed to the fan-out, within what the quota reaches before the next tick.

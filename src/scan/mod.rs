@@ -6,13 +6,18 @@
 
 mod fanout;
 mod list;
+mod panicked;
 mod writer;
 
+pub use panicked::panicked_scans;
+
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures::FutureExt as _;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -122,8 +127,20 @@ pub async fn scan_tenant(
     };
     let client = Arc::new(client.with_fresh_counters());
     let span = tracing::info_span!("scan", tenant = %tenant.name, scan_run_id = run_id);
-    let scan = Scan { store, tenant, tenant_id, run_id, client, options, progress, cancel };
-    let summary = scan.run().instrument(span).await;
+    let scan = Scan {
+        store,
+        tenant,
+        tenant_id,
+        run_id,
+        client: client.clone(),
+        options,
+        progress,
+        cancel,
+    };
+    let summary = match AssertUnwindSafe(scan.run().instrument(span)).catch_unwind().await {
+        Ok(summary) => summary,
+        Err(panic) => Err(panicked::close_run(store, &tenant.name, run_id, &client, panic).await),
+    };
     if let Err(e) = lock.release().await {
         tracing::warn!(
             error = format!("{e:#}"),
@@ -231,7 +248,7 @@ impl Scan<'_> {
         let stop_fanout = self.cancel.child_token();
         let listing = async {
             let listing = list::list_devices(self, to_fanout).await;
-            if !matches!(listing, Ok(Some(_))) {
+            if !matches!(listing, Ok(list::Listed::Complete(_))) {
                 stop_fanout.cancel();
             }
             listing
@@ -240,19 +257,32 @@ impl Scan<'_> {
             tokio::join!(listing, fanout::scan_devices(self, planned, stop_fanout.clone()));
         ending.devices = fanned.devices;
         match listing {
-            Ok(Some(listing)) => {
+            Ok(list::Listed::Complete(listing)) => {
                 ending.listed = listing.listed;
                 ending.rejected = listing.rejected;
                 ending.planned = listing.planned;
                 (ending.status, ending.error) = fanned.ending();
             }
-            Ok(None) => {
+            Ok(list::Listed::Shutdown) => {
                 ending.status = RunStatus::Interrupted;
                 ending.error = Some("shutdown during the device listing".into());
+            }
+            Ok(list::Listed::Deadline) => {
+                ending.status = RunStatus::Partial;
+                ending.error =
+                    Some("the next scheduled run was due during the device listing".into());
             }
             Err(e) => ending.error = Some(format!("{e:#}")),
         }
         ending
+    }
+}
+
+/// Waits until `deadline`; forever when there is none.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

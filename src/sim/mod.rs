@@ -37,6 +37,8 @@ pub use faults::{DeviceFault, Faults};
 pub use handle::Sim;
 pub use identity::IDENTITY_HEADER;
 pub use stats::SimStats;
+/// A throw-away CA and `localhost` certificate, for other test servers beside the simulator.
+pub use tls::{TestTls, generate as generate_test_tls};
 
 /// How the simulator is set up. Every field has a default (see [`SimConfig::default`]).
 #[derive(Clone, Debug)]

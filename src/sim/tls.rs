@@ -11,13 +11,15 @@ use rcgen::{
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// The server side of TLS and the PEM of the CA that clients must trust.
-pub(crate) struct TestTls {
+pub struct TestTls {
+    /// The CA's certificate, PEM.
     pub ca_pem: String,
+    /// The server's side, for `axum_server::bind_rustls`.
     pub config: RustlsConfig,
 }
 
 /// Generates a fresh CA and server certificate (valid from yesterday for a year).
-pub(crate) fn generate() -> anyhow::Result<TestTls> {
+pub fn generate() -> anyhow::Result<TestTls> {
     // rustls needs a process-wide provider for some builders; installing twice is harmless.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let now = time::OffsetDateTime::now_utc();

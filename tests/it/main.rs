@@ -10,6 +10,8 @@ mod deploy;
 mod faults;
 mod helpers;
 mod history;
+mod hostile;
+mod hostile_server;
 mod listing;
 mod outage;
 mod planner;
