@@ -11,6 +11,7 @@ mod faults;
 mod helpers;
 mod history;
 mod listing;
+mod migrations;
 mod outage;
 mod planner;
 mod quota;
