@@ -22,4 +22,5 @@ mod results;
 mod secrets;
 mod serve;
 mod shutdown;
+mod simulator;
 mod soak;
