@@ -7,9 +7,9 @@
 //! bearer check; `identity` checks client assertions, `tokens` keeps what was issued), `quota` and
 //! `faults` decide what goes wrong, `envelope` is the API's error body. `admin` is the operator's
 //! surface, behind its own token. `state` is what the handle and the handlers share behind an `Arc`;
-//! `handle` starts the server, `tls` makes the test CA. Imports go one way, in that order: `handle` →
-//! `routes` → `admin`, `auth` → `identity`, `tokens`, `faults` → `envelope`, and all of them → `state` →
-//! the model types of this file.
+//! `handle` starts the server, `tls` makes the test CA. Imports go one way: `handle` → `routes` →
+//! `admin` → `auth` → `state` → `faults`, `fleet`, `identity`, `quota`, `stats`, `tokens` → `envelope`,
+//! `catalog` and the model types and helpers of this file; nothing imports back up.
 //!
 //! The server stops when the [`Sim`] is dropped (or [`Sim::shutdown`] is called): open connections are closed
 //! at once, without a drain.
