@@ -61,16 +61,23 @@ fn router(store: Store, metrics: Option<PrometheusHandle>) -> Router {
         .with_state(AppState { store, metrics })
 }
 
+/// What `/readyz` answers when the database cannot be asked. The cause (which can name hosts,
+/// users and databases) goes to the log, never to whoever can reach the probe.
+const DATABASE_UNAVAILABLE: &str = "database unavailable\n";
+
 async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
     // The pool would wait its whole acquire timeout for a database that is down.
     match tokio::time::timeout(READY_TIMEOUT, state.store.pending_migrations()).await {
         Ok(Ok(0)) => (StatusCode::OK, "ready\n".into()),
         Ok(Ok(n)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{n} migrations not applied\n")),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {e:#}\n")),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("database unavailable: no answer within {READY_TIMEOUT:?}\n"),
-        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = format!("{e:#}"), "Not ready: the database cannot be asked");
+            (StatusCode::SERVICE_UNAVAILABLE, DATABASE_UNAVAILABLE.into())
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?READY_TIMEOUT, "Not ready: the database did not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, DATABASE_UNAVAILABLE.into())
+        }
     }
 }
 

@@ -11,9 +11,13 @@ use crate::sim::{Sim, SimConfig, SimQuota};
 
 #[derive(Debug, clap::Args)]
 pub struct SimArgs {
-    /// Listen address.
+    /// Listen address. One that is not loopback is refused without --allow-remote.
     #[arg(long, default_value = "127.0.0.1:8443")]
     listen: SocketAddr,
+    /// Serve on a non-loopback --listen address: anyone who reaches it can get a token with the
+    /// published client secret. For a lab network only.
+    #[arg(long)]
+    allow_remote: bool,
     /// Seed of the simulated fleet.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -44,6 +48,7 @@ pub async fn run(args: SimArgs, cancel: CancellationToken) -> anyhow::Result<Exi
         devices: args.devices,
         tls: args.tls,
         listen: args.listen,
+        allow_remote: args.allow_remote,
         quota,
         ..SimConfig::default()
     };
@@ -55,16 +60,22 @@ pub async fn run(args: SimArgs, cancel: CancellationToken) -> anyhow::Result<Exi
         println!("test CA written to {}", args.ca_out.display());
     }
     println!(
-        "simulated Defender API at {} ({} devices, seed {})",
-        sim.base_url(),
+        "simulated Defender API listening on {} ({} devices, seed {}); base URL {}",
+        sim.local_addr(),
         args.devices,
-        args.seed
+        args.seed,
+        sim.base_url()
     );
     println!(
         "token endpoint: {}<tenant>/oauth2/v2.0/token  client_id={client_id} client_secret={client_secret}",
         sim.authority()
     );
-    println!("admin: GET {0}admin/truth, GET {0}admin/stats, POST {0}admin/evolve", sim.base_url());
+    println!(
+        "admin: GET {0}admin/truth, GET {0}admin/stats, POST {0}admin/evolve  \
+         with Authorization: Bearer {1}",
+        sim.base_url(),
+        sim.admin_token()
+    );
     cancel.cancelled().await;
     drop(sim);
     Ok(ExitCode::SUCCESS)

@@ -1,57 +1,48 @@
-//! The Entra-like token endpoint (client credentials) and the bearer-token check of every API request.
+//! The token endpoints (Entra client credentials, the App Service managed-identity endpoint) and
+//! the bearer-token check of every API request. Client assertions are checked by `identity`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rand::Rng;
 use serde_json::json;
 
-use super::Shared;
+use super::envelope::{correlation_id, error_response};
+use super::lock;
+use super::state::Shared;
 
-/// Issued tokens and the tenant (path segment) each was issued for.
-#[derive(Default)]
-pub(crate) struct Tokens {
-    issued: HashMap<String, (Instant, String)>,
-}
-
-impl Tokens {
-    /// Forgets every issued token: each one answers 401 from now on.
-    pub(crate) fn expire_all(&mut self) {
-        self.issued.clear();
-    }
-}
+/// The `x-identity-header` value the managed-identity endpoint expects (`IDENTITY_HEADER`).
+pub const IDENTITY_HEADER: &str = "kbwatch-sim-identity-header";
 
 /// Tenant name used in bodies for requests authenticated with the static token.
 const STATIC_TENANT: &str = "kbwatch-sim-tenant";
 
-/// The tenant the bearer token of `headers` was issued for, or `None` when it is missing, unknown or expired.
-pub(crate) fn authorize(shared: &Shared, headers: &HeaderMap) -> Option<String> {
+/// The token of an `Authorization: Bearer …` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = token.trim();
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The tenant the bearer token of `headers` was issued for, or `None` when it is missing, unknown or expired.
+pub(crate) fn authorize(shared: &Shared, headers: &HeaderMap) -> Option<String> {
+    let token = bearer(headers)?;
     if shared.static_token.as_deref() == Some(token) {
         return Some(STATIC_TENANT.to_string());
     }
-    let tokens = super::lock(&shared.tokens);
-    let (expires, tenant) = tokens.issued.get(token)?;
-    (Instant::now() < *expires).then(|| tenant.clone())
+    lock(&shared.tokens).tenant_of(token)
 }
 
 /// The 401 body of the API for a missing or bad token.
 pub(crate) fn unauthorized() -> Response {
-    super::routes::error_response(
+    error_response(
         StatusCode::UNAUTHORIZED,
         "Unauthorized",
         "Authorization token is missing, invalid or expired",
-        &uuid::Uuid::new_v4().to_string(),
+        &correlation_id(),
     )
 }
 
@@ -68,7 +59,7 @@ fn entra_error(status: StatusCode, error: &str, code: u32, description: &str) ->
 }
 
 /// `POST /{tenant}/oauth2/v2.0/token` with a client-credentials form: a client secret, or a client
-/// assertion (workload identity, certificate) checked by [`super::identity`].
+/// assertion (workload identity, certificate) checked by `identity`.
 pub(crate) async fn token(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,
@@ -107,7 +98,7 @@ fn refuse_client(shared: &Shared, form: &HashMap<String, String>) -> Option<Resp
             let msg = "The client_assertion_type is not supported.";
             return Some(entra_error(StatusCode::BAD_REQUEST, "invalid_request", 50027, msg));
         }
-        let message = super::identity::check_assertion(shared, assertion).err()?;
+        let message = lock(&shared.assertions).check(assertion).err()?;
         let (code, text) = message.split_once(": ").unwrap_or(("AADSTS0", message));
         let code = code.trim_start_matches("AADSTS").parse().unwrap_or(0);
         return Some(entra_error(StatusCode::UNAUTHORIZED, "invalid_client", code, text));
@@ -123,12 +114,35 @@ fn refuse_client(shared: &Shared, form: &HashMap<String, String>) -> Option<Resp
 }
 
 /// A new random token for `tenant`, accepted for the configured lifetime.
-pub(crate) fn issue(shared: &Shared, tenant: &str) -> (String, std::time::Duration) {
-    let bytes: [u8; 32] = rand::rng().random();
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let token = format!("sim.{token}");
+fn issue(shared: &Shared, tenant: &str) -> (String, std::time::Duration) {
     let lifetime = shared.token_lifetime;
-    let expires = Instant::now() + lifetime;
-    super::lock(&shared.tokens).issued.insert(token.clone(), (expires, tenant.to_owned()));
-    (token, lifetime)
+    (lock(&shared.tokens).issue(tenant, lifetime), lifetime)
+}
+
+/// `GET /msi/token?api-version=2019-08-01&resource=…` with `x-identity-header`: the App Service
+/// managed-identity endpoint (`IDENTITY_ENDPOINT`).
+pub(crate) async fn managed_identity(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    shared.stats.count_token();
+    if headers.get("x-identity-header").and_then(|v| v.to_str().ok()) != Some(IDENTITY_HEADER) {
+        let body = json!({"statusCode": 401, "message": "Unauthorized: missing or wrong x-identity-header"});
+        return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    }
+    let Some(resource) = query.get("resource") else {
+        let body = json!({"statusCode": 400, "message": "resource is required"});
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    };
+    let (token, lifetime) = issue(&shared, "managed-identity");
+    let expires_on = chrono::Utc::now().timestamp() + lifetime.as_secs() as i64;
+    let body = json!({
+        "access_token": token,
+        "expires_on": expires_on.to_string(),
+        "resource": resource,
+        "token_type": "Bearer",
+        "client_id": query.get("client_id").cloned().unwrap_or_else(|| shared.client_id.clone()),
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use rand::rngs::SmallRng;
 
-use super::routes::error_response;
+use super::envelope::{correlation_id, error_response};
 
 /// Faults applied to API requests (never to the token endpoint or `/admin`). Rates are shares in `0..=1`.
 #[derive(Clone, Debug, Default)]
@@ -129,7 +129,7 @@ pub(crate) fn server_error(status: StatusCode) -> Response {
     } else {
         ("InternalServerError", "An unexpected error occurred. Retry the operation.")
     };
-    error_response(status, code, message, &uuid::Uuid::new_v4().to_string())
+    error_response(status, code, message, &correlation_id())
 }
 
 /// A 200 whose JSON body is cut in the middle of the first item.

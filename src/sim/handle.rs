@@ -9,25 +9,32 @@ use chrono::{DurationRound, TimeDelta, Utc};
 use super::faults::FaultState;
 use super::fleet::Fleet;
 use super::quota::Quotas;
+use super::state::Shared;
+use super::tokens::random_token;
 use super::{
-    ChangeSummary, DeviceFault, Evolution, Faults, Shared, SimConfig, SimQuota, SimStats, TruthKb,
-    lock, read, seeded_rng, write,
+    ChangeSummary, DeviceFault, Evolution, Faults, SimConfig, SimQuota, SimStats, TruthKb, lock,
+    read, seeded_rng, write,
 };
 
 /// A running simulator. Dropping it (or calling [`Sim::shutdown`]) stops the server at once.
 pub struct Sim {
     shared: Arc<Shared>,
+    /// The address the server is bound to (`0.0.0.0:PORT` when asked for every interface).
+    local_addr: std::net::SocketAddr,
     server: axum_server::Handle,
     ca_pem: Option<String>,
 }
 
 impl Sim {
     /// Builds the fleet, binds `cfg.listen` and serves on a spawned task of the current tokio runtime.
+    /// A `listen` address that is not loopback is refused unless `cfg.allow_remote`.
     pub async fn start(cfg: SimConfig) -> anyhow::Result<Sim> {
+        check_listen(&cfg)?;
         let listener = std::net::TcpListener::bind(cfg.listen)
             .with_context(|| format!("binding the simulator to {}", cfg.listen))?;
         listener.set_nonblocking(true).context("making the simulator socket non-blocking")?;
-        let mut addr = listener.local_addr().context("reading the simulator address")?;
+        let local_addr = listener.local_addr().context("reading the simulator address")?;
+        let mut addr = local_addr;
         if addr.ip().is_unspecified() {
             addr.set_ip(if addr.is_ipv4() {
                 [127, 0, 0, 1].into()
@@ -49,6 +56,7 @@ impl Sim {
             client_secret: cfg.client_secret,
             token_lifetime: cfg.token_lifetime,
             static_token: cfg.static_token,
+            admin_token: random_token("sim-admin"),
             base_url,
             fleet: RwLock::new(fleet),
             tokens: Mutex::default(),
@@ -79,7 +87,18 @@ impl Sim {
             });
             None
         };
-        Ok(Sim { shared, server, ca_pem })
+        Ok(Sim { shared, local_addr, server, ca_pem })
+    }
+
+    /// The address the server listens on, as bound: the port is the real one when `listen` asked
+    /// for port 0, and the IP is unspecified (`0.0.0.0`) when every interface was asked for.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.local_addr
+    }
+
+    /// The bearer token the `/admin` routes require: random, made at start, shown to nobody else.
+    pub fn admin_token(&self) -> &str {
+        &self.shared.admin_token
     }
 
     /// The API base, e.g. `http://127.0.0.1:PORT/` (`https` with TLS).
@@ -177,6 +196,28 @@ impl Sim {
 
     /// Stops the server now; dropping the handle does the same.
     pub fn shutdown(self) {}
+}
+
+/// Refuses a non-loopback `listen` address unless `allow_remote`; warns when it is allowed. The
+/// simulator hands tokens to anyone who knows its published client secret.
+fn check_listen(cfg: &SimConfig) -> anyhow::Result<()> {
+    if cfg.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if !cfg.allow_remote {
+        anyhow::bail!(
+            "refusing to serve the simulator on {}: that address is not loopback, and the simulator \
+             gives tokens to anyone who knows its published client secret. Listen on 127.0.0.1 (or \
+             [::1]), or pass --allow-remote to serve a lab network on purpose",
+            cfg.listen
+        );
+    }
+    tracing::warn!(
+        listen = %cfg.listen,
+        "The simulator is reachable from other machines: its client secret is public, and anyone \
+         who can reach it can get a token"
+    );
+    Ok(())
 }
 
 impl Drop for Sim {

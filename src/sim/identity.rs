@@ -1,24 +1,14 @@
-//! The identity flows beyond client secrets: client assertions (a federated workload-identity
-//! token, or a JWT signed with a registered certificate) and the App Service managed-identity
-//! endpoint, so that every `azure_identity` credential kbwatch supports runs against the simulator.
+//! Client assertions, the identity flows beyond client secrets: a federated workload-identity
+//! token, or a JWT signed with a registered certificate. With the managed-identity endpoint of
+//! `auth`, every `azure_identity` credential kbwatch supports runs against the simulator.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use openssl::hash::MessageDigest;
 use openssl::sign::Verifier;
 use openssl::x509::X509;
-use serde_json::json;
-
-use super::{Shared, lock};
-
-/// The `x-identity-header` value the managed-identity endpoint expects (`IDENTITY_HEADER`).
-pub const IDENTITY_HEADER: &str = "kbwatch-sim-identity-header";
 
 /// The client assertions the token endpoint accepts.
 #[derive(Default)]
@@ -95,37 +85,4 @@ fn unexpired(payload: &str) -> bool {
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
     let exp = claims.as_ref().and_then(|c| c.get("exp")).and_then(serde_json::Value::as_i64);
     exp.is_some_and(|exp| exp > chrono::Utc::now().timestamp())
-}
-
-/// `GET /msi/token?api-version=2019-08-01&resource=…` with `x-identity-header`: the App Service
-/// managed-identity endpoint (`IDENTITY_ENDPOINT`).
-pub(crate) async fn managed_identity(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    shared.stats.count_token();
-    if headers.get("x-identity-header").and_then(|v| v.to_str().ok()) != Some(IDENTITY_HEADER) {
-        let body = json!({"statusCode": 401, "message": "Unauthorized: missing or wrong x-identity-header"});
-        return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-    }
-    let Some(resource) = query.get("resource") else {
-        let body = json!({"statusCode": 400, "message": "resource is required"});
-        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-    };
-    let (token, lifetime) = super::auth::issue(&shared, "managed-identity");
-    let expires_on = chrono::Utc::now().timestamp() + lifetime.as_secs() as i64;
-    let body = json!({
-        "access_token": token,
-        "expires_on": expires_on.to_string(),
-        "resource": resource,
-        "token_type": "Bearer",
-        "client_id": query.get("client_id").cloned().unwrap_or_else(|| shared.client_id.clone()),
-    });
-    (StatusCode::OK, axum::Json(body)).into_response()
-}
-
-/// The assertions of `shared`, for the token endpoint.
-pub(crate) fn check_assertion(shared: &Shared, assertion: &str) -> Result<(), &'static str> {
-    lock(&shared.assertions).check(assertion)
 }

@@ -2,9 +2,14 @@
 //! through a typed [`Sim`] handle and by operators through `kbwatch sim` and its `/admin` routes.
 //!
 //! # Layout
-//! `fleet` holds the devices and evolves them, `catalog` the KB releases, `machine` renders the
-//! machine entity, `routes` and `auth` answer HTTP, `quota` and `faults` decide what goes wrong, `odata` parses
-//! `$filter`, `tls` makes the test CA. The handle and the handlers share one `Shared` behind an `Arc`.
+//! `fleet` holds the devices and evolves them, `catalog` the KB releases, `machine` renders the machine
+//! entity, `odata` parses `$filter`. `routes` answers the API behind `auth` (the token endpoints and the
+//! bearer check; `identity` checks client assertions, `tokens` keeps what was issued), `quota` and
+//! `faults` decide what goes wrong, `envelope` is the API's error body. `admin` is the operator's
+//! surface, behind its own token. `state` is what the handle and the handlers share behind an `Arc`;
+//! `handle` starts the server, `tls` makes the test CA. Imports go one way: `handle` → `routes` →
+//! `admin` → `auth` → `state` → `faults`, `fleet`, `identity`, `quota`, `stats`, `tokens` → `envelope`,
+//! `catalog` and the model types and helpers of this file; nothing imports back up.
 //!
 //! The server stops when the [`Sim`] is dropped (or [`Sim::shutdown`] is called): open connections are closed
 //! at once, without a drain.
@@ -12,6 +17,7 @@
 mod admin;
 mod auth;
 mod catalog;
+mod envelope;
 mod faults;
 mod fleet;
 mod handle;
@@ -20,10 +26,12 @@ mod machine;
 mod odata;
 mod quota;
 mod routes;
+mod state;
 mod stats;
 #[cfg(test)]
 mod tests;
 mod tls;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard, RwLock};
@@ -33,9 +41,9 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde::{Deserialize, Serialize};
 
+pub use auth::IDENTITY_HEADER;
 pub use faults::{DeviceFault, Faults};
 pub use handle::Sim;
-pub use identity::IDENTITY_HEADER;
 pub use stats::SimStats;
 /// A throw-away CA and `localhost` certificate, for other test servers beside the simulator.
 pub use tls::{TestTls, generate as generate_test_tls};
@@ -59,8 +67,12 @@ pub struct SimConfig {
     pub quota: Option<SimQuota>,
     /// Serve HTTPS with a freshly generated test CA ([`Sim::ca_pem`]). Default false.
     pub tls: bool,
-    /// Where to listen. Default `127.0.0.1:0` (a free port).
+    /// Where to listen. Default `127.0.0.1:0` (a free port). An address that is not loopback is
+    /// refused unless `allow_remote` is set.
     pub listen: SocketAddr,
+    /// Allow a `listen` address other machines can reach. The client secret is published and the
+    /// fleet is fake: only for a lab network. Default false.
+    pub allow_remote: bool,
     /// Faults from the start. Default none.
     pub faults: Faults,
     /// The simulated present (the newest KB month, `lastSeen` values). Default: the wall clock at start,
@@ -80,6 +92,7 @@ impl Default for SimConfig {
             quota: None,
             tls: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            allow_remote: false,
             faults: Faults::default(),
             now: None,
         }
@@ -127,21 +140,6 @@ pub struct ChangeSummary {
     /// New ids, including the new entities of duplicated devices.
     pub devices_added: Vec<String>,
     pub devices_offboarded: Vec<String>,
-}
-
-/// State shared by the handle and the handlers.
-pub(crate) struct Shared {
-    client_id: String,
-    client_secret: String,
-    token_lifetime: Duration,
-    static_token: Option<String>,
-    base_url: url::Url,
-    fleet: RwLock<fleet::Fleet>,
-    tokens: Mutex<auth::Tokens>,
-    assertions: Mutex<identity::Assertions>,
-    quotas: Mutex<quota::Quotas>,
-    faults: Mutex<faults::FaultState>,
-    stats: stats::Counters,
 }
 
 /// Locks a mutex; a panic in another holder leaves data that is still usable for a simulator.

@@ -13,12 +13,14 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::json;
 
+use super::envelope::{correlation_id, error_response};
 use super::faults::{self, Injected};
 use super::fleet::{Device, Fleet};
 use super::machine::Machine;
 use super::odata::Filter;
 use super::quota::{Endpoint, Verdict};
-use super::{Shared, auth, lock, read};
+use super::state::Shared;
+use super::{admin, auth, lock, read};
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 
@@ -30,7 +32,7 @@ const ODATA_JSON: &str =
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
-        .route("/msi/token", get(super::identity::managed_identity))
+        .route("/msi/token", get(auth::managed_identity))
         // The real list answers `Content-Encoding: deflate` when the client accepts it. The fastest
         // level: the simulator shares the machine's cores with the kbwatch it serves.
         .route(
@@ -38,26 +40,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(machines).layer(CompressionLayer::new().quality(CompressionLevel::Fastest)),
         )
         .route("/api/machines/{id}/getmissingkbs", get(missing_kbs))
-        .merge(super::admin::router())
+        .merge(admin::router(shared.clone()))
         .fallback(|| async {
             error_response(StatusCode::NOT_FOUND, "ResourceNotFound", "Resource not found", "")
         })
         .with_state(shared)
-}
-
-/// The error envelope of the API: `{"error":{"code","message","target"}}`.
-pub(crate) fn error_response(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    target: &str,
-) -> Response {
-    let body = json!({"error": {"code": code, "message": message, "target": target}});
-    (status, axum::Json(body)).into_response()
-}
-
-fn correlation_id() -> String {
-    uuid::Uuid::new_v4().to_string()
 }
 
 /// What every API request goes through, in order: latency, bearer token (401), the forbidden fault (403),

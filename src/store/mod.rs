@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::PgPool;
+use sqlx::migrate::MigrateError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use devices::{HandedOver, ListedDevice, PlannedDevice};
@@ -59,9 +60,24 @@ impl Store {
         Ok(Store { pool, options })
     }
 
-    /// Applies the migrations that are not applied yet.
+    /// Applies the migrations that are not applied yet. A database that holds a migration other
+    /// than the binary's is refused with what the operator can do about it.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        MIGRATOR.run(&self.pool).await.context("applying database migrations")
+        match MIGRATOR.run(&self.pool).await {
+            Ok(()) => Ok(()),
+            Err(MigrateError::VersionMismatch(version)) => Err(anyhow::anyhow!(
+                "migration {version} ({}) applied to this database differs from the one built into \
+                 this kbwatch: the file was edited after it was released. Nothing was changed. Run \
+                 the kbwatch release that applied it; the build is at fault (a landed migration is \
+                 never edited: restore the file and put the change in a new migration)",
+                migration_file(version)
+            )),
+            Err(MigrateError::VersionMissing(version)) => Err(anyhow::anyhow!(
+                "this database has migration {version}, which this kbwatch does not carry: a newer \
+                 kbwatch migrated it. Nothing was changed. Run that release or a later one"
+            )),
+            Err(e) => Err(e).context("applying database migrations"),
+        }
     }
 
     /// How many embedded migrations the database has not applied (an error if it cannot be asked).
@@ -81,6 +97,14 @@ impl Store {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+/// `migrations/NNNN_description.sql` of an embedded migration.
+fn migration_file(version: i64) -> String {
+    match MIGRATOR.iter().find(|m| m.version == version) {
+        Some(m) => format!("migrations/{version:04}_{}.sql", m.description.replace(' ', "_")),
+        None => format!("version {version}"),
     }
 }
 

@@ -188,3 +188,20 @@ async fn health_and_readiness_follow_the_database() {
     assert!(started.elapsed() < Duration::from_secs(5), "readyz took {:?}", started.elapsed());
     cancel.cancel();
 }
+
+#[tokio::test]
+async fn readiness_names_no_database_detail() {
+    // A server that answers at once with an error naming the database (it does not exist).
+    let mut url = url::Url::parse(&fresh_database().await).unwrap();
+    let missing = format!("kbwatch_missing_{}", uuid::Uuid::new_v4().simple());
+    url.set_path(&missing);
+    let store = Store::connect_lazy(&SecretString::from(url.to_string()), 2).unwrap();
+    let error = format!("{:#}", store.pending_migrations().await.expect_err("no such database"));
+    assert!(error.contains(&missing), "the cause names the database: {error}");
+
+    let (addr, cancel) = start_server(store, None).await;
+    let (status, body) = get(addr, "/readyz").await;
+    cancel.cancel();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body, "database unavailable\n");
+}

@@ -58,21 +58,74 @@ async fn evolution_changes_kbs_and_devices() {
 async fn admin_routes_serve_truth_stats_and_evolve() {
     let t = TestSim::with_devices(20).await;
     let base = t.sim.base_url();
-    let truth: Value =
-        t.client.get(base.join("admin/truth").unwrap()).send().await.unwrap().json().await.unwrap();
+    let admin = t.sim.admin_token();
+    let get = |path: &str| t.client.get(base.join(path).unwrap()).bearer_auth(admin).send();
+    let truth: Value = get("admin/truth").await.unwrap().json().await.unwrap();
     assert_eq!(truth.as_object().unwrap().len(), 20);
     let r = t
         .client
         .post(base.join("admin/evolve").unwrap())
+        .bearer_auth(admin)
         .json(&json!({"add_devices": 2}))
         .send()
         .await;
     let summary: Value = r.unwrap().json().await.unwrap();
     assert_eq!(summary["devices_added"].as_array().unwrap().len(), 2);
     assert_eq!(t.sim.truth().len(), 22);
-    let stats: Value =
-        t.client.get(base.join("admin/stats").unwrap()).send().await.unwrap().json().await.unwrap();
+    let stats: Value = get("admin/stats").await.unwrap().json().await.unwrap();
     assert_eq!(stats["token_requests"], 1);
+}
+
+#[tokio::test]
+async fn admin_routes_refuse_a_request_without_the_admin_token() {
+    let t = TestSim::with_devices(5).await;
+    let base = t.sim.base_url();
+    // Each admin token is the simulator's own, made at start.
+    let other = Sim::start(SimConfig { devices: 1, ..SimConfig::default() }).await.unwrap();
+    assert_ne!(t.sim.admin_token(), other.admin_token());
+    assert!(t.sim.admin_token().len() >= 64, "{}", t.sim.admin_token());
+    let wrong = [None, Some(t.token.as_str()), Some(other.admin_token()), Some("")];
+    for token in wrong {
+        for (method, path) in
+            [("GET", "admin/truth"), ("GET", "admin/stats"), ("POST", "admin/evolve")]
+        {
+            let mut request = t
+                .client
+                .request(method.parse().unwrap(), base.join(path).unwrap())
+                .json(&json!({"add_devices": 1}));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let status = request.send().await.unwrap().status();
+            assert_eq!(status, 401, "{method} {path} with {token:?}");
+        }
+    }
+    assert_eq!(t.sim.truth().len(), 5, "no refused evolve changed the fleet");
+    // The admin token opens no API route either.
+    let r =
+        t.client.get(base.join("api/machines").unwrap()).bearer_auth(t.sim.admin_token()).send();
+    assert_eq!(r.await.unwrap().status(), 401);
+}
+
+#[tokio::test]
+async fn a_listen_address_that_is_not_loopback_needs_allow_remote() {
+    let any = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    let refused = Sim::start(SimConfig { listen: any, ..SimConfig::default() }).await;
+    let error = format!("{:#}", refused.err().expect("0.0.0.0 is refused"));
+    assert!(error.contains("0.0.0.0:0") && error.contains("--allow-remote"), "{error}");
+
+    let sim = Sim::start(SimConfig { listen: any, allow_remote: true, ..SimConfig::default() })
+        .await
+        .expect("allowed on purpose");
+    let bound = sim.local_addr();
+    assert!(bound.ip().is_unspecified() && bound.port() != 0, "{bound}");
+    // Clients on this machine still reach it at the base URL, on the bound port.
+    assert_eq!(sim.base_url().port(), Some(bound.port()));
+    let r = reqwest::get(sim.base_url().join("admin/stats").unwrap()).await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    let local = Sim::start(SimConfig::default()).await.unwrap();
+    assert!(local.local_addr().ip().is_loopback() && local.local_addr().port() != 0);
 }
 
 #[tokio::test]
