@@ -10,6 +10,7 @@ mod deploy;
 mod faults;
 mod helpers;
 mod history;
+mod hostile_text;
 mod listing;
 mod outage;
 mod planner;
