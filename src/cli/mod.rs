@@ -2,6 +2,7 @@
 
 mod database;
 mod demo;
+mod escape;
 mod report;
 mod run;
 mod scan;
@@ -88,8 +89,10 @@ impl Cli {
             Ok(code) => code,
             Err(e) => {
                 // Once, on stderr like every log line: one JSON line for a log pipeline, or text
-                // whose multi-line problem lists read as written (Display, not Debug).
-                tracing::error!(error = %format_args!("{e:#}"), "kbwatch stopped");
+                // whose multi-line problem lists read as written (Display, not Debug). The chain
+                // may carry API or database text: its controls are escaped, its lines kept.
+                let chain = format!("{e:#}");
+                tracing::error!(error = %escape::terminal_lines(&chain), "kbwatch stopped");
                 ExitCode::FAILURE
             }
         }

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use super::database::open_store;
+use super::escape;
 use crate::config::{Config, TenantConfig};
 use crate::defender::client_for;
 use crate::scan::{Progress, ScanOptions, ScanSummary, Trigger, scan_tenant};
@@ -33,12 +34,12 @@ pub async fn run(
             scan_with_progress(&db.store, &config, tenant, Trigger::Manual, &cancel).await;
         match summary {
             Ok(Some(s)) => {
-                print_summary(&tenant.name, &s);
+                println!("{}", summary_line(&tenant.name, &s));
                 all_ok &= matches!(s.status, RunStatus::Completed);
             }
             Ok(None) => println!("{}: skipped, another kbwatch is scanning it", tenant.name),
             Err(e) => {
-                eprintln!("{}: scan failed: {e:#}", tenant.name);
+                eprintln!("{}", failure_line(&tenant.name, &e));
                 all_ok = false;
             }
         }
@@ -96,8 +97,9 @@ async fn report_progress(progress: Arc<Progress>) {
     }
 }
 
-fn print_summary(tenant: &str, s: &ScanSummary) {
-    println!(
+/// The line printed at the end of a scan; the error text (from the API) shows controls escaped.
+fn summary_line(tenant: &str, s: &ScanSummary) -> String {
+    format!(
         "{tenant}: run {} {} in {:.1}s: listed {}, planned {}, ok {}, not found {}, failed {}, rejected {}, API calls {}, throttled {}{}",
         s.scan_run_id,
         s.status.as_str(),
@@ -110,6 +112,47 @@ fn print_summary(tenant: &str, s: &ScanSummary) {
         s.rejected,
         s.api_calls,
         s.throttled,
-        s.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default(),
-    );
+        s.error.as_deref().map(|e| format!(" ({})", escape::terminal(e))).unwrap_or_default(),
+    )
+}
+
+/// The line printed when a scan could not run; its error chain may carry API or database text.
+fn failure_line(tenant: &str, e: &anyhow::Error) -> String {
+    format!("{tenant}: scan failed: {}", escape::terminal(&format!("{e:#}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::defender::ApiError;
+
+    const HOSTILE: &str = "Missing role\x1b]0;pwned\x07\x1b[2J\u{202e}";
+    const SHOWN: &str = "Missing role\\x1b]0;pwned\\x07\\x1b[2J\\u{202e}";
+
+    #[test]
+    fn the_summary_shows_the_api_error_escaped() {
+        let summary = ScanSummary {
+            scan_run_id: 7,
+            status: RunStatus::Failed,
+            listed: 0,
+            planned: 0,
+            rejected: 0,
+            devices: Default::default(),
+            api_calls: 1,
+            throttled: 0,
+            effective_per_minute: 100,
+            error: Some(ApiError::Forbidden(HOSTILE.into()).to_string()),
+            elapsed: Duration::from_millis(5),
+        };
+        let line = summary_line("t1", &summary);
+        assert!(line.ends_with(&format!("(forbidden: {SHOWN})")), "{line}");
+        assert!(!line.contains(['\x1b', '\x07', '\u{202e}']), "{line:?}");
+    }
+
+    #[test]
+    fn a_failed_scan_shows_its_error_chain_escaped() {
+        let e = anyhow::Error::new(ApiError::Forbidden(HOSTILE.into())).context("listing devices");
+        let line = failure_line("t1", &e);
+        assert_eq!(line, format!("t1: scan failed: listing devices: forbidden: {SHOWN}"));
+    }
 }

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::database::open_store;
+use super::escape;
 use crate::config::{self, ConfigError};
-use crate::defender::client_for;
+use crate::defender::{ApiError, client_for};
 
 pub async fn run(path: Option<&Path>, online: bool) -> anyhow::Result<ExitCode> {
     let path = path.context("no configuration: pass --config PATH or set KBWATCH_CONFIG")?;
@@ -47,9 +48,28 @@ pub async fn run(path: Option<&Path>, online: bool) -> anyhow::Result<ExitCode> 
             ),
             Err(e) => {
                 ok = false;
-                println!("{}: {e}", tenant.name);
+                println!("{}", probe_failed(&tenant.name, &e));
             }
         }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The line printed when a tenant's probe fails: the API's message with controls escaped.
+fn probe_failed(tenant: &str, e: &ApiError) -> String {
+    format!("{tenant}: {}", escape::terminal(&e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_probe_shows_the_api_message_escaped() {
+        let e = ApiError::Status { status: 400, body: "machines: bad\x1b[2J\x1b]0;x\x07\n".into() };
+        assert_eq!(
+            probe_failed("t1", &e),
+            "t1: unexpected status 400: machines: bad\\x1b[2J\\x1b]0;x\\x07\\x0a"
+        );
+    }
 }

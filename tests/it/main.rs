@@ -12,6 +12,7 @@ mod helpers;
 mod history;
 mod hostile;
 mod hostile_server;
+mod hostile_text;
 mod listing;
 mod migrations;
 mod outage;
