@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::TenantConfig;
 use crate::defender::Client;
-use crate::scan::{self, Progress, ScanOptions, Trigger};
+use crate::scan::{self, Health, Progress, ScanOptions, Trigger};
 use crate::store::Store;
 
 /// A tenant with its long-lived client (token cache and pacer survive between scans).
@@ -24,11 +24,13 @@ pub struct ScheduledTenant {
     pub client: Arc<Client>,
 }
 
-/// Runs scans on `cron` until `cancel`, then waits up to `drain` for running scans to stop.
+/// Runs scans on `cron` until `cancel`, then waits up to `drain` for running scans to stop. A
+/// scan that panics is noted in `health`.
 pub async fn run(
     cron: &str,
     tenants: Vec<ScheduledTenant>,
     store: Store,
+    health: Arc<Health>,
     cancel: CancellationToken,
     drain: Duration,
 ) -> anyhow::Result<()> {
@@ -40,12 +42,20 @@ pub async fn run(
     let job = {
         let (tracker, cancel, store) = (tracker.clone(), cancel.clone(), store.clone());
         Job::new_async(cron, move |_, _| {
-            let (tracker, cancel, store, running, tenants) =
-                (tracker.clone(), cancel.clone(), store.clone(), running.clone(), tenants.clone());
+            let (tracker, cancel, store, running, tenants, health) = (
+                tracker.clone(),
+                cancel.clone(),
+                store.clone(),
+                running.clone(),
+                tenants.clone(),
+                health.clone(),
+            );
             let tick = Tick::around(&ticks, Utc::now());
             Box::pin(async move {
+                let scans =
+                    Scans { tracker: &tracker, running: &running, store: &store, health: &health };
                 for tenant in tenants {
-                    start_scan(&tracker, &running, &store, tenant, tick, &cancel);
+                    scans.start(tenant, tick, &cancel);
                 }
             })
         })
@@ -85,43 +95,47 @@ impl Tick {
     }
 }
 
-fn start_scan(
-    tracker: &TaskTracker,
-    running: &Arc<Mutex<HashSet<String>>>,
-    store: &Store,
-    tenant: ScheduledTenant,
-    tick: Tick,
-    cancel: &CancellationToken,
-) {
-    let name = tenant.config.name.clone();
-    if !running.lock().expect("running-set lock is never poisoned").insert(name.clone()) {
-        tracing::warn!(tenant = %name, "Previous scan still running; skipping this tick");
-        return;
-    }
-    let (store, cancel) = (store.clone(), cancel.clone());
-    // Frees the tenant for the next tick however this task ends, a panic included.
-    let guard = Running { set: running.clone(), name: name.clone() };
-    tracker.spawn(async move {
-        let options = ScanOptions {
-            trigger: Trigger::Schedule,
-            deadline: tick.deadline,
-            scheduled_for: tick.at,
-            ..ScanOptions::default()
-        };
-        let result = scan::scan_tenant(
-            &store,
-            &tenant.config,
-            tenant.client,
-            &options,
-            Arc::new(Progress::default()),
-            &cancel,
-        )
-        .await;
-        if let Err(e) = result {
-            tracing::error!(tenant = %name, error = format!("{e:#}"), "Scan failed");
+/// What starting a scan needs from the scheduler.
+struct Scans<'a> {
+    tracker: &'a TaskTracker,
+    running: &'a Arc<Mutex<HashSet<String>>>,
+    store: &'a Store,
+    health: &'a Arc<Health>,
+}
+
+impl Scans<'_> {
+    fn start(&self, tenant: ScheduledTenant, tick: Tick, cancel: &CancellationToken) {
+        let name = tenant.config.name.clone();
+        if !self.running.lock().expect("running-set lock is never poisoned").insert(name.clone()) {
+            tracing::warn!(tenant = %name, "Previous scan still running; skipping this tick");
+            return;
         }
-        drop(guard);
-    });
+        let (store, health, cancel) = (self.store.clone(), self.health.clone(), cancel.clone());
+        // Frees the tenant for the next tick however this task ends, a panic included.
+        let guard = Running { set: self.running.clone(), name: name.clone() };
+        self.tracker.spawn(async move {
+            let options = ScanOptions {
+                trigger: Trigger::Schedule,
+                deadline: tick.deadline,
+                scheduled_for: tick.at,
+                ..ScanOptions::default()
+            };
+            let result = scan::scan_tenant(
+                &store,
+                &tenant.config,
+                tenant.client,
+                &options,
+                Arc::new(Progress::default()),
+                &cancel,
+            )
+            .await;
+            if let Err(e) = result {
+                health.record(&e);
+                tracing::error!(tenant = %name, error = format!("{e:#}"), "Scan failed");
+            }
+            drop(guard);
+        });
+    }
 }
 
 /// A tenant's place in the set of running scans, left when dropped.

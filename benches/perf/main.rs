@@ -1,17 +1,18 @@
 //! `cargo bench`: the measured targets of DESIGN §9, printed as one table.
 //!
 //! Every row starts the private PostgreSQL (or uses `DATABASE_URL`'s server) and the simulator over
-//! real HTTP in this process. Rows are chosen by name: `cargo bench -- quota e2e memory storage`
-//! (all four when none is named). With `KBWATCH_LOG` set (e.g. `info`), the scans log;
+//! real HTTP in this process. Rows are chosen by name:
+//! `cargo bench -- quota throttled e2e memory storage` (all five when none is named). With `KBWATCH_LOG` set (e.g. `info`), the scans log;
 //! with `KBWATCH_BENCH_KEEP` set, the databases are kept for a look with psql. `KBWATCH_BENCH_QUOTA_SECS` shortens the quota window while
 //! developing (default 210 s).
 //!
 //! `cargo test --all-targets` also runs this program, without `--bench`: it then runs a smoke
-//! version of the e2e, memory and storage rows on small fleets, so that the benchmark cannot rot.
+//! version of the e2e, memory, storage and throttled rows on small fleets, so that the benchmark
+//! cannot rot.
 //!
 //! # Layout
 //! `setup` starts what a row needs, `table` prints, `cpu` reads CPU times, and each row has its
-//! module: `quota`, `throughput` (e2e), `memory` (a `kbwatch scan` process of its own), `storage`
+//! module: `quota`, `throttled` (stray 429s, a server at half the quota), `throughput` (e2e), `memory` (a `kbwatch scan` process of its own), `storage`
 //! (size and `fleet_daily`).
 
 mod cpu;
@@ -20,12 +21,13 @@ mod quota;
 mod setup;
 mod storage;
 mod table;
+mod throttled;
 mod throughput;
 
 use table::Row;
 
 /// The rows, in the order of DESIGN §9.
-const ROWS: [&str; 4] = ["quota", "e2e", "memory", "storage"];
+const ROWS: [&str; 5] = ["quota", "throttled", "e2e", "memory", "storage"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -54,6 +56,7 @@ async fn run_full(selected: &[&str]) -> Vec<Row> {
         eprintln!("bench: {name} …");
         match *name {
             "quota" => rows.extend(quota::run(quota_window()).await),
+            "throttled" => rows.extend(throttled::run(&throttled::FULL).await),
             "e2e" => rows.extend(throughput::run(10_000).await),
             "memory" => rows.extend(memory::run(10_000, 100_000).await),
             "storage" => rows.extend(storage::run(&storage::FULL).await),
@@ -69,6 +72,9 @@ async fn run_smoke() -> Vec<Row> {
     let mut rows = throughput::run(300).await;
     rows.extend(memory::run(100, 300).await);
     rows.extend(storage::run(&storage::Plan { devices: 200, days: 3, query_runs: 1 }).await);
+    let quota = kbwatch::sim::SimQuota { per_minute: 120, per_hour: 1800 };
+    let window = std::time::Duration::from_secs(5);
+    rows.extend(throttled::run(&throttled::Plan { quota, devices: 120, stray: 2, window }).await);
     rows
 }
 

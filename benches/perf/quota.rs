@@ -26,15 +26,20 @@ const QUOTA: SimQuota = SimQuota { per_minute: 1200, per_hour: 18_000 };
 const CONCURRENCY: u32 = 8;
 
 /// What one pacer achieved within the window.
-struct Spent {
-    admitted: u64,
-    throttled: u64,
+pub struct Spent {
+    pub admitted: u64,
+    pub throttled: u64,
 }
 
 /// The most calls the windows admit in `window` from a cold start (see the module doc).
 fn admissible(window: Duration) -> u64 {
+    admissible_at(QUOTA, window)
+}
+
+/// The most calls `quota`'s windows admit in `window` from a cold start.
+pub fn admissible_at(quota: SimQuota, window: Duration) -> u64 {
     let minutes = window.as_secs_f64() / 60.0;
-    (u64::from(QUOTA.per_minute) * minutes.ceil() as u64).min(u64::from(QUOTA.per_hour))
+    (u64::from(quota.per_minute) * minutes.ceil() as u64).min(u64::from(quota.per_hour))
 }
 
 pub async fn run(window: Duration) -> Vec<Row> {
@@ -63,7 +68,7 @@ pub async fn run(window: Duration) -> Vec<Row> {
 }
 
 /// Drives `pacer` until the window after its first getmissingkbs request has passed, then stops it.
-async fn spend<F, Fut>(sim: &Sim, window: Duration, pacer: F) -> Spent
+pub async fn spend<F, Fut>(sim: &Sim, window: Duration, pacer: F) -> Spent
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = ()>,
@@ -83,7 +88,7 @@ where
     spent
 }
 
-async fn scan_until(bench: &Bench, stop: CancellationToken) {
+pub async fn scan_until(bench: &Bench, stop: CancellationToken) {
     bench.scan(bench.client(), &stop).await;
 }
 

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::database::open_store;
 use crate::config::Config;
 use crate::defender::client_for;
+use crate::scan::Health;
 use crate::schedule::{self, ScheduledTenant};
 
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
@@ -25,12 +26,19 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Ex
             Ok(ScheduledTenant { config: t.clone(), client: Arc::new(client) })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let server =
-        crate::serve::serve(config.serve.listen, db.store.clone(), Some(metrics), cancel.clone());
+    let health = Arc::new(Health::default());
+    let server = crate::serve::serve(
+        config.serve.listen,
+        db.store.clone(),
+        Some(metrics),
+        health.clone(),
+        cancel.clone(),
+    );
     let scheduler = schedule::run(
         &config.schedule.cron,
         tenants,
         db.store.clone(),
+        health,
         cancel.clone(),
         config.schedule.drain_timeout,
     );

@@ -9,7 +9,7 @@ mod list;
 mod panicked;
 mod writer;
 
-pub use panicked::panicked_scans;
+pub use panicked::{Health, ScanPanicked};
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! A scan that panicked: a bug, not an API or database fault. Its run is closed `failed` with the
-//! panic's message, the tenant stays free for the next tick, and the process says so in
-//! `/healthz` and in `kbwatch_scan_panics_total`, so that an operator (or a liveness probe) acts.
+//! panic's message, the tenant stays free for the next tick, and the daemon says so in `/healthz`
+//! ([`Health`]) and in `kbwatch_scan_panics_total`, so that an operator (or a liveness probe) acts.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,11 +9,30 @@ use crate::defender::Client;
 use crate::pacer::Endpoint;
 use crate::store::{RunEnd, RunStatus, Store};
 
-static PANICKED_SCANS: AtomicU64 = AtomicU64::new(0);
+/// The error of a scan that panicked.
+#[derive(Debug, thiserror::Error)]
+#[error("internal error: the scan panicked: {message}")]
+pub struct ScanPanicked {
+    pub message: String,
+}
 
-/// Scans that panicked since the process started.
-pub fn panicked_scans() -> u64 {
-    PANICKED_SCANS.load(Ordering::Relaxed)
+/// What the daemon's liveness probe reports: scans that panicked since it started.
+#[derive(Debug, Default)]
+pub struct Health {
+    panicked_scans: AtomicU64,
+}
+
+impl Health {
+    /// Notes a scan's error; only a panic counts.
+    pub fn record(&self, error: &anyhow::Error) {
+        if error.chain().any(|e| e.is::<ScanPanicked>()) {
+            self.panicked_scans.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn panicked_scans(&self) -> u64 {
+        self.panicked_scans.load(Ordering::Relaxed)
+    }
 }
 
 /// Closes run `run_id` as failed after its scan panicked; returns the error that reports it.
@@ -24,14 +43,14 @@ pub(super) async fn close_run(
     client: &Client,
     panic: Box<dyn Any + Send>,
 ) -> anyhow::Error {
-    PANICKED_SCANS.fetch_add(1, Ordering::Relaxed);
     crate::metrics::scan_panicked(tenant);
     let message = panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".to_owned());
-    let error = format!("internal error: the scan panicked: {message}");
+    let panicked = ScanPanicked { message };
+    let error = panicked.to_string();
     let calls = client.counters();
     let end = RunEnd {
         status: RunStatus::Failed,
@@ -42,7 +61,7 @@ pub(super) async fn close_run(
         error: Some(&error),
     };
     match store.finish_run(run_id, &end).await {
-        Ok(()) => anyhow::anyhow!(error),
-        Err(e) => anyhow::anyhow!("{error}; closing its run failed too: {e:#}"),
+        Ok(()) => panicked.into(),
+        Err(e) => anyhow::Error::from(panicked).context(format!("closing its run failed: {e:#}")),
     }
 }

@@ -39,6 +39,10 @@ pub enum DeviceFault {
     ServerError,
     /// getmissingkbs answers 200 and starts a body that never finishes.
     Hang,
+    /// The first getmissingkbs request answers 429 whose message says only "You can send
+    /// requests again in N seconds" (no quota, no `Retry-After`), as Defender does when it
+    /// throttles by CPU rather than by call count; the fault is then gone.
+    ThrottleOnce { seconds: u32 },
 }
 
 /// What to do with one request instead of answering it normally.
@@ -49,6 +53,7 @@ pub(crate) enum Injected {
     NotFound,
     Malformed,
     Hang,
+    Throttle { seconds: u32 },
 }
 
 /// The fault settings and the generator that rolls them.
@@ -87,7 +92,7 @@ impl FaultState {
 
     /// The fault for a getmissingkbs request of `id`, if any: a device fault first, then the rates.
     pub(crate) fn for_device(&mut self, id: &str) -> Option<Injected> {
-        if let Some(f) = self.devices.get(id) {
+        if let Some(f) = self.devices.get(id).copied() {
             return Some(match f {
                 DeviceFault::AlwaysNotFound => Injected::NotFound,
                 DeviceFault::Malformed => Injected::Malformed,
@@ -95,6 +100,10 @@ impl FaultState {
                     Injected::ServerError(StatusCode::INTERNAL_SERVER_ERROR)
                 }
                 DeviceFault::Hang => Injected::Hang,
+                DeviceFault::ThrottleOnce { seconds } => {
+                    self.devices.remove(id);
+                    Injected::Throttle { seconds }
+                }
             });
         }
         let f = self.faults.clone();
@@ -130,6 +139,14 @@ pub(crate) fn server_error(status: StatusCode) -> Response {
         ("InternalServerError", "An unexpected error occurred. Retry the operation.")
     };
     error_response(status, code, message, &correlation_id())
+}
+
+/// A 429 that states no quota: only when to come back, in its message.
+pub(crate) fn throttled_without_quota(seconds: u32, target: &str) -> Response {
+    let message = format!(
+        "Too many requests; the service is busy. You can send requests again in {seconds} seconds."
+    );
+    error_response(StatusCode::TOO_MANY_REQUESTS, "429", &message, target)
 }
 
 /// A 200 whose JSON body is cut in the middle of the first item.

@@ -91,6 +91,7 @@ fn injected(f: Injected, id: &str, context: &str) -> Response {
         Injected::NotFound => machine_not_found(id),
         Injected::Malformed => faults::malformed(context),
         Injected::Hang => faults::hang(),
+        Injected::Throttle { seconds } => faults::throttled_without_quota(seconds, id),
     }
 }
 
@@ -263,6 +264,9 @@ async fn missing_kbs(
         shared.base_url
     );
     if let Some(f) = lock(&shared.faults).for_device(&id) {
+        if let Injected::Throttle { .. } = f {
+            shared.stats.count_throttled(false);
+        }
         return injected(f, &id, &context);
     }
     let fleet = read(&shared.fleet);

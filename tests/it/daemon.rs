@@ -26,6 +26,7 @@ async fn a_fast_cron_runs_scans_one_at_a_time() {
         "*/2 * * * * *",
         tenants,
         app.store.clone(),
+        Default::default(),
         cancel.clone(),
         Duration::from_secs(10),
     ));

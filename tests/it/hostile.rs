@@ -299,7 +299,6 @@ async fn a_panicking_scan_is_closed_failed_and_frees_the_tenant() {
         pacer,
         kbwatch::defender::ClientOptions::default(),
     );
-    let panics_before = kbwatch::scan::panicked_scans();
     let error = scan_tenant(
         &app.store,
         tenant,
@@ -311,7 +310,19 @@ async fn a_panicking_scan_is_closed_failed_and_frees_the_tenant() {
     .await
     .expect_err("the panic is reported as an error");
     assert!(format!("{error:#}").contains("panicked: a bug in the token source"), "{error:#}");
-    assert!(kbwatch::scan::panicked_scans() > panics_before);
+
+    // The daemon notes it, and its liveness probe says so.
+    let health = Arc::new(kbwatch::scan::Health::default());
+    health.record(&anyhow::anyhow!("an ordinary failure"));
+    assert_eq!(health.panicked_scans(), 0);
+    health.record(&error);
+    assert_eq!(health.panicked_scans(), 1);
+    let (addr, cancel) =
+        crate::serve::start_server_with(app.store.clone(), None, health.clone()).await;
+    let (status, body) = crate::serve::get(addr, "/healthz").await;
+    assert_eq!(status, axum::http::StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(body.contains("1 scans panicked"), "{body}");
+    cancel.cancel();
 
     let (status, stored): (String, Option<String>) = sqlx::query_as(
         "SELECT status, error FROM kbwatch.scan_run ORDER BY scan_run_id DESC LIMIT 1",

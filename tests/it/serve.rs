@@ -22,14 +22,23 @@ async fn start_server(
     store: Store,
     metrics: Option<PrometheusHandle>,
 ) -> (SocketAddr, CancellationToken) {
+    start_server_with(store, metrics, Default::default()).await
+}
+
+/// [`start_server`] with the daemon's health.
+pub async fn start_server_with(
+    store: Store,
+    metrics: Option<PrometheusHandle>,
+    health: std::sync::Arc<kbwatch::scan::Health>,
+) -> (SocketAddr, CancellationToken) {
     let listener = kbwatch::serve::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();
-    tokio::spawn(kbwatch::serve::serve_on(listener, store, metrics, cancel.clone()));
+    tokio::spawn(kbwatch::serve::serve_on(listener, store, metrics, health, cancel.clone()));
     (addr, cancel)
 }
 
-async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
     let response = reqwest::Client::new()
         .get(format!("http://{addr}{path}"))
         .timeout(Duration::from_secs(30))

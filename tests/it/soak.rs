@@ -64,6 +64,7 @@ async fn two_hundred_scheduled_scans_of_an_evolving_fleet_stay_exact() {
         "*/2 * * * * *",
         tenants,
         app.store.clone(),
+        Default::default(),
         cancel.clone(),
         Duration::from_secs(10),
     ));
