@@ -5,20 +5,9 @@ use std::time::{Duration, Instant};
 use kbwatch::sim::{DeviceFault, Faults, SimConfig};
 use kbwatch::store::RunStatus;
 
-use crate::helpers::{Auth, spawn_app};
+use crate::helpers::{Auth, device_outcome, spawn_app};
 
 const FAST: &str = "[tenant.quota]\nper_minute = 1000000\nper_hour = 10000000\nconcurrency = 8\n";
-
-async fn outcome_of(app: &crate::helpers::TestApp, machine_id: &str) -> (String, Option<String>) {
-    sqlx::query_as(
-        "SELECT s.outcome, s.error FROM kbwatch.device_scan s JOIN kbwatch.device d USING (device_id)
-         WHERE d.machine_id = $1",
-    )
-    .bind(machine_id)
-    .fetch_one(app.store.pool())
-    .await
-    .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_refreshed_once_and_the_scan_goes_on() {
@@ -74,7 +63,7 @@ async fn intermittent_404s_are_retried_and_an_unknown_device_ends_not_found() {
     app.sim.set_device_fault(&gone, Some(DeviceFault::AlwaysNotFound));
     let summary = app.scan().await;
     assert_eq!(summary.status, RunStatus::Completed);
-    assert_eq!(outcome_of(&app, &gone).await.0, "not_found");
+    assert_eq!(device_outcome(&app, &gone).await.0, "not_found");
     assert!(summary.devices.ok >= 190, "retries recover intermittent 404s: {summary:?}");
     assert_eq!(summary.devices.ok + summary.devices.not_found, 200);
     assert!(app.sim.stats().kbs_requests > 200 + 2, "404s were retried");
@@ -99,10 +88,10 @@ async fn server_errors_are_retried_and_a_broken_device_fails_alone() {
     assert_eq!(summary.status, RunStatus::Completed);
     assert_eq!(summary.devices.failed, 2, "{summary:?}");
     assert_eq!(summary.devices.ok, 198);
-    let (outcome, error) = outcome_of(&app, &ids[1]).await;
+    let (outcome, error) = device_outcome(&app, &ids[1]).await;
     assert_eq!(outcome, "failed");
     assert!(error.unwrap().contains("server error"));
-    let (outcome, error) = outcome_of(&app, &ids[2]).await;
+    let (outcome, error) = device_outcome(&app, &ids[2]).await;
     assert_eq!(outcome, "failed");
     assert!(error.unwrap().contains("decode"), "malformed JSON is a decode failure");
 }

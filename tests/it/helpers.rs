@@ -210,6 +210,18 @@ impl TestApp {
     }
 }
 
+/// (outcome, error) of the one stored scan of device `machine_id`.
+pub async fn device_outcome(app: &TestApp, machine_id: &str) -> (String, Option<String>) {
+    sqlx::query_as(
+        "SELECT s.outcome, s.error FROM kbwatch.device_scan s JOIN kbwatch.device d USING (device_id)
+         WHERE d.machine_id = $1",
+    )
+    .bind(machine_id)
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap()
+}
+
 pub fn triples(
     truth: &BTreeMap<String, Vec<kbwatch::sim::TruthKb>>,
 ) -> BTreeSet<(String, String, i64)> {

@@ -15,7 +15,7 @@ use kbwatch::store::RunStatus;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Auth, TestApp, spawn_app};
+use crate::helpers::{Auth, TestApp, device_outcome, spawn_app};
 use crate::hostile_server::Hostile;
 
 const MACHINE: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -39,16 +39,14 @@ async fn app_against(api: &Hostile) -> TestApp {
     app
 }
 
-/// (outcome, error) of the device's scans.
-async fn device_scans(app: &TestApp) -> Vec<(String, Option<String>)> {
-    sqlx::query_as(
-        "SELECT s.outcome, s.error FROM kbwatch.device_scan s JOIN kbwatch.device d USING (device_id)
-         WHERE d.machine_id = $1",
-    )
-    .bind(MACHINE)
-    .fetch_all(app.store.pool())
-    .await
-    .unwrap()
+/// An app whose `client_secret` credential asks `authority` (served with `tls`) for tokens.
+async fn app_with_authority(authority: &Hostile, tls: &kbwatch::sim::TestTls) -> TestApp {
+    let mut app = spawn_app(SimConfig::default(), Auth::ClientSecret, "").await;
+    let ca = app.dir.path().join("hostile-ca.pem");
+    std::fs::write(&ca, &tls.ca_pem).unwrap();
+    app.config.tls.ca_file = Some(ca);
+    app.config.tenants[0].auth.authority = authority.url.clone();
+    app
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,8 +73,8 @@ async fn a_redirected_getmissingkbs_stores_nothing_from_the_other_origin() {
         elsewhere.received()
     );
     assert_eq!(summary.devices.failed, 1, "{summary:?}");
-    let scans = device_scans(&app).await;
-    let error = scans[0].1.as_deref().unwrap_or_default();
+    let (_, error) = device_outcome(&app, MACHINE).await;
+    let error = error.unwrap_or_default();
     assert!(
         error.contains("redirected (307) to") && error.contains(elsewhere.url.as_str()),
         "{error}"
@@ -96,12 +94,7 @@ async fn a_token_endpoint_redirect_never_sends_the_secret_to_the_second_origin()
         Some(&tls),
     )
     .await;
-    let mut app = spawn_app(SimConfig::default(), Auth::ClientSecret, "").await;
-    let ca = app.dir.path().join("hostile-ca.pem");
-    std::fs::write(&ca, &tls.ca_pem).unwrap();
-    app.config.tls.ca_file = Some(ca);
-    app.config.tenants[0].auth.authority = first.url.clone();
-    let summary = app.scan().await;
+    let summary = app_with_authority(&first, &tls).await.scan().await;
 
     assert_eq!(summary.status, RunStatus::Failed, "{summary:?}");
     let error = summary.error.unwrap_or_default();
@@ -119,12 +112,7 @@ async fn an_oversized_token_response_is_refused() {
     let token =
         Hostile::start(Router::new().fallback(post(|| async { "x".repeat(4 << 20) })), Some(&tls))
             .await;
-    let mut app = spawn_app(SimConfig::default(), Auth::ClientSecret, "").await;
-    let ca = app.dir.path().join("hostile-ca.pem");
-    std::fs::write(&ca, &tls.ca_pem).unwrap();
-    app.config.tls.ca_file = Some(ca);
-    app.config.tenants[0].auth.authority = token.url.clone();
-    let summary = app.scan().await;
+    let summary = app_with_authority(&token, &tls).await.scan().await;
 
     assert_eq!(summary.status, RunStatus::Failed, "{summary:?}");
     let error = summary.error.unwrap_or_default();
@@ -215,7 +203,7 @@ async fn api_text_is_cut_before_it_is_stored() {
     let app = app_against(&api).await;
     let summary = app.scan().await;
     assert_eq!(summary.devices.failed, 1, "{summary:?}");
-    let error = device_scans(&app).await[0].1.clone().unwrap_or_default();
+    let error = device_outcome(&app, MACHINE).await.1.unwrap_or_default();
     assert!(error.starts_with("server error 500: ") && error.contains("mmm"), "{}", &error[..60]);
     assert!(error.len() < 4096, "device_scan.error holds {} bytes", error.len());
 
@@ -266,7 +254,7 @@ async fn a_kb_list_past_the_bound_fails_the_device() {
     let app = app_against(&api).await;
     let summary = app.scan().await;
     assert_eq!(summary.devices.failed, 1, "{summary:?}");
-    let error = device_scans(&app).await[0].1.clone().unwrap_or_default();
+    let error = device_outcome(&app, MACHINE).await.1.unwrap_or_default();
     assert!(error.contains("more than 10000 items"), "{error}");
     let pages = api.received().iter().filter(|r| r.path.ends_with("getmissingkbs")).count();
     assert!(pages <= 11, "{pages} pages requested");

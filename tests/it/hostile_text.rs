@@ -8,7 +8,6 @@ use chrono::Utc;
 use kbwatch::defender::{Machine, MissingKb};
 use kbwatch::store::{DeviceOutcome, DeviceResult, ListedDevice, Store};
 use secrecy::SecretString;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::helpers::{fresh_database, write_private};
 
@@ -210,31 +209,12 @@ async fn reports_neutralise_formulas_in_csv_and_escape_controls_in_tables() {
 
 /// An API that answers every request with 403 and `message` in the Defender error envelope.
 async fn forbidding_api(message: &str) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let body = serde_json::json!({"error": {"code": "Forbidden", "message": message}}).to_string();
-    let response = format!(
-        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    );
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let response = response.clone();
-            tokio::spawn(async move {
-                let (mut request, mut buf) = (Vec::new(), [0; 4096]);
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = stream.write_all(response.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
+    let router = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move { (axum::http::StatusCode::FORBIDDEN, body) }
     });
-    format!("http://{addr}")
+    crate::hostile_server::Hostile::start(router, None).await.url.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
