@@ -248,3 +248,23 @@ async fn the_socket_dir_is_private_at_every_start() {
     assert_eq!(snapshot(&socket).mode & 0o7777, 0o700, "reset at a restart");
     pg.stop().await.expect("stop");
 }
+
+/// As root in a checkout `postgres` cannot reach (a `mktemp -d` clone), the scratch cluster moves to
+/// a directory under the system temp dir, which passes the same checks.
+#[tokio::test]
+async fn the_scratch_fallback_is_a_safe_state_dir() {
+    if !is_root() {
+        return;
+    }
+    let private = fresh_dir();
+    chmod(private.path(), 0o700);
+    let preferred = private.path().join("kbwatch-test-pg");
+    let fallback = scratch_fallback(&preferred).expect("fallback path");
+    let _guard = KillOnDrop::new(&fallback);
+    let pg = EmbeddedPg::start_scratch(&preferred).await.expect("the scratch cluster starts");
+    let snap = snapshot(&fallback);
+    assert_eq!((snap.uid, snap.mode & 0o7777), (0, 0o755), "made by us, traversable, not writable");
+    assert_eq!(pg.socket_dir(), Some(fallback.join("socket").as_path()));
+    pg.stop().await.expect("stop");
+    std::fs::remove_dir_all(&fallback).expect("remove the fallback");
+}
