@@ -6,10 +6,14 @@
 //! - `dir/socket`: the Unix socket directory;
 //! - `dir/postgres.log`: the server log (`pg_ctl -l`);
 //! - `dir/postgres.port`: the loopback port chosen on first use, reused by later starts;
-//! - `dir/postgres.lock`: an exclusive `flock` held while a process initialises, starts or stops the cluster.
+//! - `dir/postgres.lock`: an exclusive `flock` held while a process initialises, starts or stops the cluster;
+//! - `dir/postgres.password`: the superuser's password for TCP logins (0600).
 //!
 //! PostgreSQL refuses to run as root: as root the binaries run as the `postgres` system user, and the
 //! directories they use are handed to that user.
+//!
+//! The state directory is trusted with a superuser (the socket logs in without a password): it must be
+//! ours and writable by no one else, and no symbolic link in it is followed (see `state_dir`).
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -21,11 +25,17 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 
 mod binaries;
 mod cluster;
+mod password;
+mod state_dir;
+#[cfg(test)]
+mod state_dir_tests;
 #[cfg(test)]
 mod tests;
 
 use binaries::Runner;
-use cluster::Layout;
+use secrecy::{ExposeSecret as _, SecretString};
+use state_dir::Layout;
+pub use state_dir::prepare_state_dir;
 
 /// The state directory: `$STATE_DIRECTORY` (first path if colon-separated), else
 /// `$XDG_STATE_HOME/kbwatch`, else `./.kbwatch`.
@@ -48,26 +58,15 @@ fn state_dir_from(state_directory: Option<OsString>, xdg_state_home: Option<OsSt
     PathBuf::from(".kbwatch")
 }
 
-/// `<temp>/<name of dir>-<hash of dir>`, created with mode 0755: one per preferred directory, so
-/// that two checkouts never share a scratch cluster.
+/// `<temp>/<name of dir>-<hash of dir>`, created with mode 0755 (as root; 0700 otherwise): one per
+/// preferred directory, so that two checkouts never share a scratch cluster. Another user's directory
+/// of that name is refused, as any unsafe state directory is.
 fn scratch_fallback(dir: &Path) -> Result<PathBuf, EmbeddedPgError> {
     use std::hash::{Hash as _, Hasher as _};
-    use std::os::unix::fs::DirBuilderExt as _;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     dir.hash(&mut hasher);
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let fallback = std::env::temp_dir().join(format!("{name}-{:016x}", hasher.finish()));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(&fallback)
-        .and_then(|()| {
-            use std::os::unix::fs::PermissionsExt as _;
-            // Whatever the umask left: the server's user must traverse it.
-            std::fs::set_permissions(&fallback, std::fs::Permissions::from_mode(0o755))
-        })
-        .map_err(|e| EmbeddedPgError::io(format!("creating {}", fallback.display()), e))?;
-    Ok(fallback)
+    prepare_state_dir(&std::env::temp_dir().join(format!("{name}-{:016x}", hasher.finish())))
 }
 
 /// Why the private PostgreSQL could not be used.
@@ -90,6 +89,19 @@ pub enum EmbeddedPgError {
     NotReachable {
         /// The directory or file `postgres` cannot reach.
         path: PathBuf,
+    },
+    /// The state directory, a directory it would be created in, or an entry in it, could have been
+    /// prepared or replaced by another local user (DESIGN §7).
+    #[error(
+        "refusing {path}: {problem}; {fix} (the private PostgreSQL trusts its state directory with a superuser)"
+    )]
+    Unsafe {
+        /// The directory or entry refused.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// What the operator can do.
+        fix: String,
     },
     /// A file-system or process error.
     #[error("{what}: {source}")]
@@ -143,7 +155,8 @@ pub struct EmbeddedPg {
     runner: Runner,
     port: AtomicU16,
     started_here: AtomicBool,
-    password: Option<String>,
+    /// Redacted in Debug output.
+    password: Option<SecretString>,
 }
 
 impl EmbeddedPg {
@@ -153,11 +166,19 @@ impl EmbeddedPg {
     /// 127.0.0.1:<port>, the port being chosen free on first use and kept in `dir/postgres.port` (another
     /// one is chosen if something else has taken it). Returns once the server accepts connections, or
     /// fails after about 30 s with the tail of `dir/postgres.log`.
+    ///
+    /// `dir` is created (with its missing parents) by [`prepare_state_dir`], which refuses one that
+    /// another user owns or can write to. A cluster whose TCP logins needed no password gets one.
     pub async fn start(dir: &Path) -> Result<EmbeddedPg, EmbeddedPgError> {
         let runner = Runner::discover()?;
-        let layout = Layout::new(dir)?;
+        let dir = dir.to_owned();
+        let dir =
+            tokio::task::spawn_blocking(move || prepare_state_dir(&dir)).await.map_err(|e| {
+                EmbeddedPgError::io("preparing the state directory", std::io::Error::other(e))
+            })??;
+        let layout = Layout::new(&dir)?;
         let (port, started_here) = cluster::start_or_attach(&layout, &runner).await?;
-        let password = layout.read_password();
+        let password = layout.read_password().map(SecretString::from);
         Ok(EmbeddedPg {
             layout,
             runner,
@@ -186,9 +207,10 @@ impl EmbeddedPg {
         self.port.load(Ordering::Acquire)
     }
 
-    /// `postgres://postgres@127.0.0.1:PORT/DB` (TCP loopback; trust auth).
+    /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/DB` (TCP loopback).
     pub fn url(&self, database: &str) -> String {
-        let password = self.password.as_deref().map(|p| format!(":{p}")).unwrap_or_default();
+        let password =
+            self.password.as_ref().map(|p| format!(":{}", p.expose_secret())).unwrap_or_default();
         let (port, db) = (self.port(), percent_encode(database));
         format!("postgres://postgres{password}@127.0.0.1:{port}/{db}")
     }
@@ -213,7 +235,7 @@ impl EmbeddedPg {
         let mut conn = PgConnection::connect_with(&connect_options(
             self.port(),
             "postgres",
-            self.password.as_deref(),
+            self.password.as_ref().map(|p| p.expose_secret()),
         ))
         .await?;
         let result = create_database(&mut conn, name).await;

@@ -11,7 +11,7 @@ use super::database::open_store;
 use super::report::{ReportArgs, render};
 use super::scan::scan_with_progress;
 use crate::config::{self, Config};
-use crate::embedded_pg::default_state_dir;
+use crate::embedded_pg::{default_state_dir, prepare_state_dir};
 use crate::scan::Trigger;
 use crate::sim::{Evolution, Sim, SimConfig};
 
@@ -32,9 +32,9 @@ pub struct DemoArgs {
 }
 
 pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
-    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("creating {}", state_dir.display()))?;
+    // The state directory holds a superuser's keys: refuse one another user could have prepared.
+    let state_dir = prepare_state_dir(&args.state_dir.clone().unwrap_or_else(default_state_dir))
+        .context("preparing the demo's state directory")?;
     let sim_config =
         SimConfig { seed: 42, devices: args.devices, tls: true, ..SimConfig::default() };
     let secret = sim_config.client_secret.clone();
@@ -100,8 +100,10 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<Ex
 /// The demo's configuration, written as an operator would write it and loaded the same way.
 fn demo_config(state_dir: &Path, sim: &Sim, secret: &str) -> anyhow::Result<Config> {
     let ca = state_dir.join("demo-sim-ca.pem");
-    std::fs::write(&ca, sim.ca_pem().context("the demo simulator serves TLS")?)
-        .context("writing the demo CA")?;
+    let ca_pem = sim.ca_pem().context("the demo simulator serves TLS")?;
+    // Follows no symbolic link placed there.
+    config::write_private(&ca, ca_pem.as_bytes())
+        .with_context(|| format!("writing {}", ca.display()))?;
     let secret_file = state_dir.join("demo-client-secret");
     config::write_private(&secret_file, secret.as_bytes())
         .with_context(|| format!("writing {}", secret_file.display()))?;

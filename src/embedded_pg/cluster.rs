@@ -4,75 +4,30 @@ use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
-use super::binaries::{Runner, output_text};
+use super::binaries::{PgUser, Runner, output_text};
+use super::password;
+use super::state_dir::{self, Layout};
 use super::{EmbeddedPgError, connect_options};
 
 /// How long a start may take, and how long we wait for a running server to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// A log larger than this is moved to `postgres.log.old` before the next start.
 const LOG_ROTATE_BYTES: u64 = 16 << 20;
-/// `sizeof(sockaddr_un.sun_path)` on Linux, counting the final NUL.
-const SUN_PATH_MAX: usize = 108;
-/// The longest socket file name PostgreSQL puts in the socket directory, with its slash.
-const SOCKET_FILE_MAX: &str = "/.s.PGSQL.65535";
 
-/// The paths of one cluster.
-#[derive(Debug, Clone)]
-pub(super) struct Layout {
-    pub(super) dir: PathBuf,
-    pub(super) data: PathBuf,
-    pub(super) socket: PathBuf,
-    pub(super) log: PathBuf,
-    /// The superuser's password for TCP logins (0600, the kbwatch user's); absent for clusters
-    /// made before passwords were set, which still trust loopback.
-    pub(super) password: PathBuf,
-    port_file: PathBuf,
-    lock_file: PathBuf,
-}
-
-impl Layout {
-    pub(super) fn new(dir: &Path) -> Result<Layout, EmbeddedPgError> {
-        let dir = std::path::absolute(dir)
-            .map_err(|e| EmbeddedPgError::io(format!("resolving {}", dir.display()), e))?;
-        Ok(Layout {
-            data: dir.join("data"),
-            socket: dir.join("socket"),
-            log: dir.join("postgres.log"),
-            password: dir.join("postgres.password"),
-            port_file: dir.join("postgres.port"),
-            lock_file: dir.join("postgres.lock"),
-            dir,
-        })
-    }
-
-    /// The superuser's password, when the cluster has one.
-    pub(super) fn read_password(&self) -> Option<String> {
-        let text = std::fs::read_to_string(&self.password).ok()?;
-        Some(text.trim().to_owned()).filter(|p| !p.is_empty())
-    }
-
-    /// Whether a socket in `socket` fits in `sun_path`; if not, the server listens on TCP only.
-    pub(super) fn socket_usable(&self) -> bool {
-        self.socket.as_os_str().len() + SOCKET_FILE_MAX.len() < SUN_PATH_MAX
-    }
-}
-
-/// Starts the cluster (initialising it first if needed) or attaches to the running one. Returns its port
-/// and whether we started it.
+/// Starts the cluster (initialising it first if needed) or attaches to the running one, and makes
+/// sure TCP logins need the password. Returns its port and whether we started it.
 pub(super) async fn start_or_attach(
     layout: &Layout,
     runner: &Runner,
 ) -> Result<(u16, bool), EmbeddedPgError> {
-    std::fs::create_dir_all(&layout.dir)
-        .map_err(|e| EmbeddedPgError::io(format!("creating {}", layout.dir.display()), e))?;
     let _lock = lock(layout).await?;
 
     prepare_dirs(layout, runner).await?;
@@ -80,15 +35,23 @@ pub(super) async fn start_or_attach(
         initdb(layout, runner).await?;
     }
 
-    if let Some(port) = running_port(layout, runner).await? {
-        tracing::info!(data = %layout.data.display(), port, "attaching to the running PostgreSQL");
-        if stored_port(layout) != Some(port) {
-            store_port(layout, port)?;
+    let (port, started_here) = match running_port(layout, runner).await? {
+        Some(port) => {
+            tracing::info!(data = %layout.data.display(), port, "attaching to the running PostgreSQL");
+            if stored_port(layout) != Some(port) {
+                store_port(layout, port)?;
+            }
+            wait_ready(layout, port, None).await?;
+            (port, false)
         }
-        wait_ready(layout, port, None).await?;
-        return Ok((port, false));
-    }
+        None => (start_server(layout, runner).await?, true),
+    };
+    password::require_on_tcp(layout, port).await?;
+    Ok((port, started_here))
+}
 
+/// Starts the stopped server on the stored port, or on a free one if that is taken.
+async fn start_server(layout: &Layout, runner: &Runner) -> Result<u16, EmbeddedPgError> {
     prepare_log(layout, runner)?;
     if !layout.socket_usable() {
         tracing::warn!(
@@ -109,7 +72,7 @@ pub(super) async fn start_or_attach(
     };
     const ATTEMPTS: u32 = 3;
     for attempt in 1..=ATTEMPTS {
-        let log_offset = std::fs::metadata(&layout.log).map_or(0, |m| m.len());
+        let log_offset = std::fs::symlink_metadata(&layout.log).map_or(0, |m| m.len());
         let began = Instant::now();
         match pg_ctl_start(layout, runner, port, log_offset).await {
             Ok(()) => {
@@ -120,7 +83,7 @@ pub(super) async fn start_or_attach(
                     elapsed_ms = began.elapsed().as_millis() as u64,
                     "started PostgreSQL"
                 );
-                return Ok((port, true));
+                return Ok(port);
             }
             Err(err)
                 if attempt < ATTEMPTS
@@ -157,33 +120,26 @@ async fn lock(layout: &Layout) -> Result<Flock<File>, EmbeddedPgError> {
     let path = layout.lock_file.clone();
     let what = format!("locking {}", path.display());
     tokio::task::spawn_blocking(move || {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)?;
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| std::io::Error::from(errno))
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false).mode(0o600);
+        let file = state_dir::open(&path, &mut options)?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| EmbeddedPgError::io(what, std::io::Error::from(errno)))
     })
     .await
-    .map_err(|e| EmbeddedPgError::io(what.clone(), std::io::Error::other(e)))?
-    .map_err(|e| EmbeddedPgError::io(what, e))
+    .map_err(|e| EmbeddedPgError::io("locking the state directory", std::io::Error::other(e)))?
 }
 
-/// Creates `data` and `socket`; as root hands them to `postgres` and checks that user can reach them.
+/// Checks the state directory and its entries, creates `data` and `socket`, and makes `socket` 0700
+/// at every start; as root hands both to `postgres` and checks that user can reach them.
 async fn prepare_dirs(layout: &Layout, runner: &Runner) -> Result<(), EmbeddedPgError> {
-    let data_created = create_dir(&layout.data, 0o700)?;
-    // The socket trusts whoever reaches it: only the server's user (and root) may.
-    create_dir(&layout.socket, 0o700)?;
-    let Some(user) = &runner.as_user else {
+    let (checked, user) = (layout.clone(), runner.as_user.clone());
+    tokio::task::spawn_blocking(move || make_dirs(&checked, user.as_ref())).await.map_err(
+        |e| EmbeddedPgError::io("preparing the state directory", std::io::Error::other(e)),
+    )??;
+    if runner.as_user.is_none() {
         return Ok(());
-    };
-    // An initialised data directory is never re-owned: PostgreSQL itself refuses a wrong owner, clearly.
-    if data_created || !layout.data.join("PG_VERSION").exists() {
-        chown_to(&layout.data, user.uid, user.gid)?;
     }
-    chown_to(&layout.socket, user.uid, user.gid)?;
     let mut cmd = runner.command("/usr/bin/env");
     cmd.arg("test").arg("-w").arg(&layout.data).arg("-a").arg("-w").arg(&layout.socket);
     let status = cmd
@@ -196,62 +152,52 @@ async fn prepare_dirs(layout: &Layout, runner: &Runner) -> Result<(), EmbeddedPg
     Ok(())
 }
 
-/// Moves a large log aside, and as root creates the log owned by `postgres` (pg_ctl opens it as that user).
-fn prepare_log(layout: &Layout, runner: &Runner) -> Result<(), EmbeddedPgError> {
-    if std::fs::metadata(&layout.log).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
-        let old = layout.log.with_extension("log.old");
-        std::fs::rename(&layout.log, &old).map_err(|e| {
-            EmbeddedPgError::io(format!("moving {} aside", layout.log.display()), e)
-        })?;
-    }
-    if let Some(user) = &runner.as_user {
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&layout.log)
-            .map_err(|e| EmbeddedPgError::io(format!("creating {}", layout.log.display()), e))?;
-        chown_to(&layout.log, user.uid, user.gid)?;
+/// The file-system half of [`prepare_dirs`].
+fn make_dirs(layout: &Layout, user: Option<&PgUser>) -> Result<(), EmbeddedPgError> {
+    layout.check(user.map(|u| u.uid))?;
+    let data_created = state_dir::make_dir(&layout.data, 0o700)?;
+    state_dir::make_dir(&layout.socket, 0o700)?;
+    // The socket trusts whoever reaches it: only the server's user (and root) may, whatever mode the
+    // directory had.
+    let socket = state_dir::open_dir(&layout.socket)?;
+    socket
+        .set_permissions(std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| EmbeddedPgError::io(format!("chmod 0700 {}", layout.socket.display()), e))?;
+    let Some(user) = user else {
+        return Ok(());
+    };
+    state_dir::hand_over(&socket, &layout.socket, user.uid, user.gid)?;
+    // An initialised data directory is never re-owned: PostgreSQL itself refuses a wrong owner.
+    if data_created || !layout.data.join("PG_VERSION").exists() {
+        let data = state_dir::open_dir(&layout.data)?;
+        state_dir::hand_over(&data, &layout.data, user.uid, user.gid)?;
     }
     Ok(())
 }
 
-/// Creates a directory with `mode` if missing; returns whether it did.
-fn create_dir(path: &Path, mode: u32) -> Result<bool, EmbeddedPgError> {
-    match std::fs::create_dir(path) {
-        Ok(()) => {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| EmbeddedPgError::io(format!("chmod {}", path.display()), e))?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(EmbeddedPgError::io(format!("creating {}", path.display()), e)),
+/// Moves a large log aside, and as root creates the log owned by `postgres` (pg_ctl opens it as that user).
+fn prepare_log(layout: &Layout, runner: &Runner) -> Result<(), EmbeddedPgError> {
+    if std::fs::symlink_metadata(&layout.log).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
+        // rename replaces a symbolic link at the old name itself, never its target.
+        std::fs::rename(&layout.log, &layout.old_log).map_err(|e| {
+            EmbeddedPgError::io(format!("moving {} aside", layout.log.display()), e)
+        })?;
     }
-}
-
-fn chown_to(
-    path: &Path,
-    uid: nix::unistd::Uid,
-    gid: nix::unistd::Gid,
-) -> Result<(), EmbeddedPgError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| EmbeddedPgError::io(format!("reading {}", path.display()), e))?;
-    if meta.uid() == uid.as_raw() && meta.gid() == gid.as_raw() {
-        return Ok(());
+    if let Some(user) = &runner.as_user {
+        let mut options = OpenOptions::new();
+        options.append(true).create(true).mode(0o600);
+        let log = state_dir::open(&layout.log, &mut options)?;
+        state_dir::hand_over(&log, &layout.log, user.uid, user.gid)?;
     }
-    nix::unistd::chown(path, Some(uid), Some(gid)).map_err(|e| {
-        EmbeddedPgError::io(
-            format!("handing {} to the postgres user", path.display()),
-            std::io::Error::from(e),
-        )
-    })
+    Ok(())
 }
 
 /// `initdb` in UTF-8 with the C.UTF-8 locale, or the C locale where C.UTF-8 does not exist.
 async fn initdb(layout: &Layout, runner: &Runner) -> Result<(), EmbeddedPgError> {
     let began = Instant::now();
     let what = format!("initdb -D {}", layout.data.display());
-    let pwfile = write_password(layout, runner)?;
+    password::write_for_initdb(layout, runner)?;
+    let pwfile = &layout.pwfile;
     let mut result = Ok(());
     for locale in ["C.UTF-8", "C"] {
         let mut cmd = runner.command("initdb");
@@ -282,31 +228,8 @@ async fn initdb(layout: &Layout, runner: &Runner) -> Result<(), EmbeddedPgError>
             }
         }
     }
-    let _ = std::fs::remove_file(&pwfile);
+    let _ = std::fs::remove_file(pwfile);
     result
-}
-
-/// A new random superuser password, kept in `layout.password` for kbwatch, and a copy that the
-/// server's user can read for `initdb --pwfile` (removed after initdb).
-fn write_password(layout: &Layout, runner: &Runner) -> Result<PathBuf, EmbeddedPgError> {
-    use rand::Rng as _;
-    let bytes: [u8; 24] = rand::rng().random();
-    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let pwfile = layout.dir.join("initdb.pwfile");
-    for path in [&layout.password, &pwfile] {
-        let _ = std::fs::remove_file(path);
-        let write = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, password.as_bytes()));
-        write.map_err(|e| EmbeddedPgError::io(format!("writing {}", path.display()), e))?;
-    }
-    if let Some(user) = &runner.as_user {
-        chown_to(&pwfile, user.uid, user.gid)?;
-    }
-    Ok(pwfile)
 }
 
 /// `Some(port)` when a server runs on the data directory (`pg_ctl status` exits 0), the port read from
@@ -328,7 +251,7 @@ async fn running_port(layout: &Layout, runner: &Runner) -> Result<Option<u16>, E
         }
     }
     let pid_file = layout.data.join("postmaster.pid");
-    let text = std::fs::read_to_string(&pid_file)
+    let text = state_dir::read_to_string(&pid_file)
         .map_err(|e| EmbeddedPgError::io(format!("reading {}", pid_file.display()), e))?;
     text.lines().nth(3).and_then(|line| line.trim().parse().ok()).map(Some).ok_or_else(|| {
         EmbeddedPgError::io(
@@ -419,7 +342,7 @@ async fn wait_ready(
         };
         if Instant::now() >= deadline {
             let offset = log_offset.unwrap_or_else(|| {
-                std::fs::metadata(&layout.log).map_or(0, |m| m.len().saturating_sub(8192))
+                std::fs::symlink_metadata(&layout.log).map_or(0, |m| m.len().saturating_sub(8192))
             });
             return Err(EmbeddedPgError::Start {
                 data: layout.data.clone(),
@@ -438,7 +361,7 @@ async fn wait_ready(
 /// What the log holds after `offset` (at most its last 64 KiB).
 fn log_since(log: &Path, offset: u64) -> String {
     let read = || -> std::io::Result<String> {
-        let mut file = File::open(log)?;
+        let mut file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(log)?;
         let len = file.metadata()?.len();
         let start = offset.max(len.saturating_sub(64 << 10)).min(len);
         file.seek(SeekFrom::Start(start))?;
@@ -458,11 +381,11 @@ fn log_tail(log: &Path, offset: u64) -> String {
 }
 
 fn stored_port(layout: &Layout) -> Option<u16> {
-    std::fs::read_to_string(&layout.port_file).ok()?.trim().parse().ok().filter(|port| *port != 0)
+    state_dir::read_to_string(&layout.port_file).ok()?.trim().parse().ok().filter(|port| *port != 0)
 }
 
 fn store_port(layout: &Layout, port: u16) -> Result<(), EmbeddedPgError> {
-    std::fs::write(&layout.port_file, format!("{port}\n"))
+    crate::config::write_private(&layout.port_file, format!("{port}\n").as_bytes())
         .map_err(|e| EmbeddedPgError::io(format!("writing {}", layout.port_file.display()), e))
 }
 

@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::binaries::{Runner, find_bin_dir};
-use super::cluster::{Layout, server_options};
+use super::cluster::server_options;
+use super::state_dir::Layout;
 use super::*;
 
 /// A fresh state directory under the temp dir, traversable by the `postgres` user when we are root.
-fn fresh_dir() -> tempfile::TempDir {
+pub(super) fn fresh_dir() -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix("kbwatch-pg-")
         .tempdir_in(std::env::temp_dir())
@@ -19,13 +20,13 @@ fn fresh_dir() -> tempfile::TempDir {
 
 /// Stops the cluster with `pg_ctl stop -m immediate` when a test ends early, so that a failed test does
 /// not leave a server running on a deleted directory.
-struct KillOnDrop {
+pub(super) struct KillOnDrop {
     data: PathBuf,
     runner: Runner,
 }
 
 impl KillOnDrop {
-    fn new(dir: &Path) -> KillOnDrop {
+    pub(super) fn new(dir: &Path) -> KillOnDrop {
         KillOnDrop {
             data: dir.join("data"),
             runner: Runner::discover().expect("PostgreSQL binaries"),
@@ -46,7 +47,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-async fn select_one(url: &str) -> Result<i32, sqlx::Error> {
+pub(super) async fn select_one(url: &str) -> Result<i32, sqlx::Error> {
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await?;
     let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await?;
     pool.close().await;
@@ -54,7 +55,7 @@ async fn select_one(url: &str) -> Result<i32, sqlx::Error> {
 }
 
 /// Whether a single connection attempt succeeds (a pool would retry until its acquire timeout).
-async fn can_connect(url: &str) -> bool {
+pub(super) async fn can_connect(url: &str) -> bool {
     match PgConnection::connect(url).await {
         Ok(conn) => {
             let _ = conn.close().await;
@@ -82,6 +83,8 @@ async fn start_attach_restart_stop() {
         std::fs::metadata(dir.path().join("postgres.password")).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "the password file is private");
     assert!(!dir.path().join("initdb.pwfile").exists(), "initdb's copy is removed");
+    let debug = format!("{pg:?}");
+    assert!(!debug.contains(password.trim()), "Debug hides the password: {debug}");
 
     pg.ensure_database("t1").await.expect("create t1");
     assert!(
@@ -235,6 +238,63 @@ async fn root_needs_a_directory_postgres_can_reach() {
         .expect_err("postgres cannot traverse a 0700 root directory");
     assert!(matches!(err, EmbeddedPgError::NotReachable { .. }), "unexpected error: {err}");
     eprintln!("{err}");
+}
+
+/// A cluster made before kbwatch set a password (initdb --auth-host=trust, no postgres.password)
+/// gets one at its next start, and TCP logins then need it.
+#[tokio::test]
+async fn a_cluster_that_trusted_tcp_gets_a_password() {
+    let dir = fresh_dir();
+    let _guard = KillOnDrop::new(dir.path());
+    let runner = Runner::discover().expect("PostgreSQL binaries");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir data");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    if let Some(user) = &runner.as_user {
+        std::os::unix::fs::chown(&data, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+            .expect("chown");
+    }
+    let old_way = runner
+        .std_command("initdb")
+        .arg("-D")
+        .arg(&data)
+        .args(["-U", "postgres", "-E", "UTF8", "--locale=C"])
+        .args(["--auth-local=trust", "--auth-host=trust"])
+        .output()
+        .expect("initdb runs");
+    assert!(old_way.status.success(), "initdb: {old_way:?}");
+
+    let pg = EmbeddedPg::start(dir.path()).await.expect("start upgrades the cluster");
+    assert!(dir.path().join("postgres.password").exists(), "a password is kept");
+    assert!(!can_connect(&pg.display_url("postgres")).await, "TCP without a password is refused");
+    assert_eq!(select_one(&pg.url("postgres")).await.expect("with the password"), 1);
+    let hba = std::fs::read_to_string(data.join("pg_hba.conf")).expect("pg_hba.conf");
+    assert_eq!(password::without_host_trust(&hba), None, "no host line trusts: {hba}");
+
+    // After a restart the password still holds, and still works.
+    pg.stop().await.expect("stop");
+    let pg = EmbeddedPg::start(dir.path()).await.expect("second start");
+    assert!(!can_connect(&pg.display_url("postgres")).await, "still refused");
+    assert_eq!(select_one(&pg.url("postgres")).await.expect("with the password"), 1);
+    pg.stop().await.expect("stop");
+}
+
+#[test]
+fn host_trust_lines_are_found_and_replaced() {
+    let hba = "# host all all 0.0.0.0/0 trust\n\
+               local all all trust\n\
+               host all all 127.0.0.1/32 trust\n\
+               host all all ::1 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff trust\n\
+               hostssl trust trust 10.0.0.0/8 scram-sha-256\n";
+    assert_eq!(
+        password::without_host_trust(hba).expect("two host lines trust"),
+        "# host all all 0.0.0.0/0 trust\n\
+         local all all trust\n\
+         host all all 127.0.0.1/32 scram-sha-256\n\
+         host all all ::1 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff scram-sha-256\n\
+         hostssl trust trust 10.0.0.0/8 scram-sha-256\n"
+    );
+    assert_eq!(password::without_host_trust("local all all trust\n"), None);
 }
 
 /// The daemon spawns these on a multi-threaded runtime.
