@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-build-deps.sh
 bash scripts/ensure-postgres.sh
+bash scripts/ensure-test-tools.sh
 # Before the tests: it installs systemd-analyze, which tests/it/deploy.rs also uses.
 bash scripts/validate-deploy.sh
 cargo test --all-targets "$@"

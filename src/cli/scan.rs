@@ -64,36 +64,57 @@ pub async fn scan_with_progress(
     let options = ScanOptions { trigger, ..ScanOptions::default() };
     let summary = scan_tenant(store, tenant, client, &options, progress, cancel).await;
     reporter.abort();
+    crate::telemetry::hide_progress();
     summary
 }
 
+/// On a terminal, one bar below the log lines, shown once the plan is known; elsewhere a log
+/// line every 5 s.
 async fn report_progress(progress: Arc<Progress>) {
     let terminal = std::io::stderr().is_terminal();
-    let bar = indicatif::ProgressBar::hidden();
-    if terminal {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {pos}/{len} devices  {per_sec}  eta {eta}  {wide_bar}",
-            )
-            .expect("constant template parses"),
-        );
-    }
     let mut tick = tokio::time::interval(if terminal {
         Duration::from_millis(200)
     } else {
         Duration::from_secs(5)
     });
+    let mut bar: Option<indicatif::ProgressBar> = None;
     loop {
         tick.tick().await;
         let (done, planned) =
             (progress.done.load(Ordering::Relaxed), progress.planned.load(Ordering::Relaxed));
-        if terminal {
-            bar.set_length(planned);
-            bar.set_position(done);
-        } else if planned > 0 {
-            tracing::info!(done, planned, "Scan progress");
+        if planned == 0 {
+            continue;
         }
+        if !terminal {
+            tracing::info!(done, planned, "Scan progress");
+            continue;
+        }
+        let bar = bar.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::new(planned).with_style(bar_style());
+            crate::telemetry::show_progress(bar.clone());
+            bar
+        });
+        bar.set_length(planned);
+        bar.set_position(done);
+    }
+}
+
+fn bar_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(
+        "{spinner} {pos}/{len} devices  {rate}  eta {eta}  {wide_bar}",
+    )
+    .expect("constant template parses")
+    .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = w.write_str(&rate(state.per_sec()));
+    })
+}
+
+/// Devices a second as a reader wants it: whole numbers from 10 up, one decimal below.
+fn rate(per_sec: f64) -> String {
+    match per_sec {
+        r if !r.is_finite() => "-/s".to_owned(),
+        r if r >= 10.0 => format!("{r:.0}/s"),
+        r => format!("{r:.1}/s"),
     }
 }
 
@@ -147,6 +168,14 @@ mod tests {
         let line = summary_line("t1", &summary);
         assert!(line.ends_with(&format!("(forbidden: {SHOWN})")), "{line}");
         assert!(!line.contains(['\x1b', '\x07', '\u{202e}']), "{line:?}");
+    }
+
+    #[test]
+    fn the_rate_has_a_sensible_precision() {
+        assert_eq!(rate(12.0927), "12/s");
+        assert_eq!(rate(1234.56), "1235/s");
+        assert_eq!(rate(0.4567), "0.5/s");
+        assert_eq!(rate(f64::NAN), "-/s");
     }
 
     #[test]

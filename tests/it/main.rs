@@ -27,3 +27,4 @@ mod serve;
 mod shutdown;
 mod simulator;
 mod soak;
+mod terminal;
