@@ -7,15 +7,12 @@ mod auth;
 mod azure;
 mod client;
 mod error;
-mod machine_id;
 mod model;
 
 pub use auth::{TokenFile, TokenSource, build_http_client, token_source};
 pub use azure::AzureToken;
 pub use client::{Client, ClientOptions, MachinePager};
 pub use error::ApiError;
-pub use machine_id::{MachineId, validate_machine_id};
-pub use model::{Machine, MissingKb};
 
 use std::sync::Arc;
 

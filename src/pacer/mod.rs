@@ -60,6 +60,14 @@ pub struct Pacer {
 /// Held while a request is in flight; dropping it frees the concurrency slot.
 pub struct Admission {
     _permit: OwnedSemaphorePermit,
+    waited: Duration,
+}
+
+impl Admission {
+    /// How long the call waited for its slot and for room in the windows (for the metrics).
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
 }
 
 impl Pacer {
@@ -81,8 +89,7 @@ impl Pacer {
         self.window(endpoint).admit().await;
         let waited = started.elapsed();
         self.waited_micros.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
-        crate::metrics::pacer_waited(&self.tenant, endpoint, waited);
-        Admission { _permit: permit }
+        Admission { _permit: permit, waited }
     }
 
     /// After a 429: stops every call to `endpoint` for `delay` (its `Retry-After`, at most an

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Scan, writer};
 use crate::defender::{ApiError, Client};
-use crate::store::{DeviceOutcome, DeviceResult, PlannedDevice, RunCounters, RunStatus};
+use crate::model::{DeviceOutcome, DeviceResult, PlannedDevice, RunCounters, RunStatus};
 
 /// Why the fan-out ended.
 pub(super) struct Fanned {

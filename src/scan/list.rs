@@ -15,9 +15,9 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use tokio::sync::mpsc;
 
 use super::Scan;
-use crate::defender::validate_machine_id;
+use crate::model::{PlannedDevice, validate_machine_id};
 use crate::pacer::Endpoint;
-use crate::store::{HandedOver, ListedDevice, PlannedDevice};
+use crate::store::{HandedOver, ListedDevice};
 
 /// Devices per upsert statement.
 const UPSERT_ROWS: usize = 1000;

@@ -25,8 +25,9 @@ use tracing::Instrument as _;
 
 use crate::config::TenantConfig;
 use crate::defender::Client;
+use crate::model::{RunCounters, RunStatus};
 use crate::pacer::Endpoint;
-use crate::store::{RunCounters, RunEnd, RunStatus, Store};
+use crate::store::{RunEnd, Store};
 
 /// What starts a scan (stored in `scan_run.trigger`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +217,9 @@ impl Scan<'_> {
     /// The scan's metrics; after a completed scan, the fleet totals as the store now has them.
     async fn record_metrics(&self, summary: &ScanSummary) {
         let tenant = self.tenant.name.as_str();
-        crate::metrics::scan_finished(tenant, summary);
+        let d = &summary.devices;
+        let status = summary.status.as_str();
+        crate::metrics::scan_finished(tenant, status, summary.elapsed, d.ok, d.not_found, d.failed);
         if summary.status != RunStatus::Completed {
             return;
         }
