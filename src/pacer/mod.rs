@@ -15,19 +15,10 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+pub use window::ServerQuota;
 use window::Window;
 
 use crate::config::QuotaConfig;
-
-const MINUTE: Duration = Duration::from_secs(60);
-const HOUR: Duration = Duration::from_secs(3600);
-
-/// A quota the server stated in a 429's message ("Maximum allowed 30 per 00:01:00").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerQuota {
-    pub calls: u32,
-    pub window: Duration,
-}
 
 /// The endpoints that have their own quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +133,7 @@ impl Pacer {
 
 #[cfg(test)]
 mod tests {
+    use super::window::{HOUR, MINUTE};
     use super::*;
 
     fn quota(per_minute: u32, per_hour: u32) -> QuotaConfig {
