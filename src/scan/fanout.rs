@@ -8,7 +8,8 @@ use futures::StreamExt as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Scan, writer};
+use super::run::Scan;
+use super::writer;
 use crate::defender::{ApiError, Client};
 use crate::model::{DeviceOutcome, DeviceResult, PlannedDevice, RunCounters, RunStatus};
 
