@@ -52,6 +52,14 @@ def may_use(a, b):
     return FLOOR[b] < FLOOR[a]
 
 
+# Cycles known and owned elsewhere: reported, not failed on. Each entry is the exact set of files; a cycle
+# that grows or changes fails. embedded_pg.rs calls its children and they use its EmbeddedPgError and
+# connect_options: moving those two into a file of their own breaks it (that file was being edited on another
+# branch when this check landed). Remove the entry then.
+KNOWN_CYCLES = [
+    {"src/embedded_pg.rs", "src/embedded_pg/binaries.rs", "src/embedded_pg/cluster.rs"},
+]
+
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
@@ -360,8 +368,9 @@ def main():
     graph = {f: set(ts) for f, ts in file_edges.items()}
     cycles = find_cycles(graph)
     for comp in cycles:
-        failed = True
-        print(f"cycle between {len(comp)} files:")
+        known = set(comp) in KNOWN_CYCLES
+        failed |= not known
+        print(f"{'known (not failed on) ' if known else ''}cycle between {len(comp)} files:")
         members = set(comp)
         for f in comp:
             for t in sorted(graph.get(f, ())):
