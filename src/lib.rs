@@ -4,6 +4,18 @@
 //! # Layout
 //! Data flows one way: [`schedule`] → [`scan`] (which calls [`defender`] through [`pacer`]) → a bounded
 //! channel of device results → [`store`]. Nothing in `defender` knows SQL; nothing in `store` knows HTTP.
+//!
+//! Imports go one way too, from the top floor down, never back up and never in a circle (DESIGN.md §2;
+//! `scripts/import-graph.py` checks it, file by file):
+//! - top: [`cli`] (and `main.rs`);
+//! - 5: [`schedule`], [`serve`];
+//! - 4: [`scan`];
+//! - 3: [`store`], [`defender`] (only `defender` uses `pacer`; neither uses the other);
+//! - 2: [`pacer`], [`metrics`] (a leaf: it takes names, labels and numbers), [`telemetry`];
+//! - 1: [`config`], [`model`] (the pipeline's own types).
+//!
+//! [`sim`] and [`embedded_pg`] stand beside the floors: they use `config` and `model` at most, and only
+//! `cli`, the tests and the benchmarks use them.
 
 /// Command-line subcommands: the edge where config, database and scans are wired together.
 pub mod cli;
@@ -15,6 +27,10 @@ pub mod defender;
 pub mod embedded_pg;
 /// Prometheus metrics: names, bounded labels, the recorder and its upkeep.
 pub mod metrics;
+/// The pipeline's own types (machine ids, listed machines, missing KBs, planned devices, device
+/// results, run status and counters): the bottom floor, so `defender` and `store` share them
+/// without knowing each other.
+pub mod model;
 /// Sliding-window quotas per tenant and endpoint, concurrency cap, tenant-wide pause on 429.
 pub mod pacer;
 /// One scan of one tenant: list, plan, fan out, hand results to the store.

@@ -16,6 +16,9 @@
 //! | `kbwatch_fleet_cve_addressed` | gauge | tenant |
 //! | `kbwatch_last_success_timestamp_seconds` | gauge | tenant |
 //!
+//! The functions take plain values (names, labels, numbers), never another module's types: this
+//! module is a leaf that every floor may call.
+//!
 //! `metrics` counters hold integers, so the pacer's seconds are summed in a gauge (exposed with
 //! `# TYPE gauge`); it only grows, and `rate()` works on it as on a counter.
 
@@ -28,9 +31,6 @@ use ::metrics::{
 use anyhow::Context as _;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
-
-use crate::pacer::Endpoint;
-use crate::scan::ScanSummary;
 
 const SCANS: &str = "kbwatch_scans_total";
 const SCAN_PANICS: &str = "kbwatch_scan_panics_total";
@@ -104,31 +104,37 @@ pub async fn upkeep(handle: PrometheusHandle, cancel: CancellationToken) {
 }
 
 /// One HTTP request to the Defender API; `status` is `None` when no complete response arrived.
-pub(crate) fn api_request(tenant: &Arc<str>, endpoint: Endpoint, status: Option<u16>) {
+/// `endpoint` is the endpoint's label (`machines`, `missing_kbs`).
+pub(crate) fn api_request(tenant: &Arc<str>, endpoint: &'static str, status: Option<u16>) {
     let status = status.map_or_else(|| "transport".to_owned(), |s| s.to_string());
-    counter!(API_REQUESTS, "tenant" => tenant.clone(), "endpoint" => endpoint.as_str(), "status" => status)
+    counter!(API_REQUESTS, "tenant" => tenant.clone(), "endpoint" => endpoint, "status" => status)
         .increment(1);
 }
 
 /// One 429 from the Defender API.
-pub(crate) fn api_throttled(tenant: &Arc<str>, endpoint: Endpoint) {
-    counter!(API_THROTTLED, "tenant" => tenant.clone(), "endpoint" => endpoint.as_str())
-        .increment(1);
+pub(crate) fn api_throttled(tenant: &Arc<str>, endpoint: &'static str) {
+    counter!(API_THROTTLED, "tenant" => tenant.clone(), "endpoint" => endpoint).increment(1);
 }
 
 /// Time one request waited for the pacer's admission.
-pub(crate) fn pacer_waited(tenant: &Arc<str>, endpoint: Endpoint, waited: Duration) {
-    gauge!(PACER_WAIT, "tenant" => tenant.clone(), "endpoint" => endpoint.as_str())
+pub(crate) fn pacer_waited(tenant: &Arc<str>, endpoint: &'static str, waited: Duration) {
+    gauge!(PACER_WAIT, "tenant" => tenant.clone(), "endpoint" => endpoint)
         .increment(waited.as_secs_f64());
 }
 
-/// The end of one scan: its status, duration and device outcomes.
-pub(crate) fn scan_finished(tenant: &str, summary: &ScanSummary) {
+/// The end of one scan: its run status (`completed`, `partial`, ...), duration and device outcomes.
+pub(crate) fn scan_finished(
+    tenant: &str,
+    status: &'static str,
+    elapsed: Duration,
+    ok: i32,
+    not_found: i32,
+    failed: i32,
+) {
     let tenant = tenant.to_owned();
-    counter!(SCANS, "tenant" => tenant.clone(), "status" => summary.status.as_str()).increment(1);
-    histogram!(SCAN_DURATION, "tenant" => tenant.clone()).record(summary.elapsed.as_secs_f64());
-    let d = &summary.devices;
-    for (outcome, n) in [("ok", d.ok), ("not_found", d.not_found), ("failed", d.failed)] {
+    counter!(SCANS, "tenant" => tenant.clone(), "status" => status).increment(1);
+    histogram!(SCAN_DURATION, "tenant" => tenant.clone()).record(elapsed.as_secs_f64());
+    for (outcome, n) in [("ok", ok), ("not_found", not_found), ("failed", failed)] {
         counter!(DEVICES_SCANNED, "tenant" => tenant.clone(), "outcome" => outcome)
             .increment(u64::try_from(n).unwrap_or(0));
     }

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use kbwatch::model::RunStatus;
 use kbwatch::sim::Evolution;
-use kbwatch::store::RunStatus;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 

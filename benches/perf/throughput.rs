@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
+use kbwatch::model::RunStatus;
 use kbwatch::scan::ScanSummary;
-use kbwatch::store::RunStatus;
 use tokio_util::sync::CancellationToken;
 
 use crate::cpu::{CpuClock, CpuTimes};

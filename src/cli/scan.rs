@@ -13,8 +13,9 @@ use super::database::open_store;
 use super::escape;
 use crate::config::{Config, TenantConfig};
 use crate::defender::client_for;
+use crate::model::RunStatus;
 use crate::scan::{Progress, ScanOptions, ScanSummary, Trigger, scan_tenant};
-use crate::store::{RunStatus, Store};
+use crate::store::Store;
 
 pub async fn run(
     config: Config,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use toml::{Table, Value};
 
-use super::Problem;
+use crate::config::Problem;
 
 const PREFIX: &str = "KBWATCH_";
 

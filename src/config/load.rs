@@ -5,12 +5,11 @@
 //! key path); then the semantic checks (`validate.rs`). Every problem found is returned at once, sorted
 //! by key path. No message carries a secret value.
 
-use std::fmt;
 use std::path::Path;
 
 use toml::{Table, Value};
 
-use super::Config;
+use super::{Config, Problem};
 
 #[path = "env.rs"]
 mod env;
@@ -18,25 +17,6 @@ mod env;
 mod validate;
 
 pub use validate::parse_cron;
-
-/// One problem found in the configuration, with the key path it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Dotted key path, e.g. `tenant[0].quota.per_minute`; empty for the file as a whole.
-    pub path: String,
-    /// What is wrong, for a person.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

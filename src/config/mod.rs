@@ -6,6 +6,7 @@
 mod load;
 mod presets;
 mod private_file;
+mod problem;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,9 +15,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-pub use load::{ConfigError, Problem, load, load_str, load_with_env, parse_cron};
+pub use load::{ConfigError, load, load_str, load_with_env, parse_cron};
 pub use presets::Cloud;
 pub use private_file::write_private;
+pub use problem::Problem;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]

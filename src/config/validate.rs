@@ -11,8 +11,7 @@ use secrecy::ExposeSecret;
 use toml::{Table, Value};
 use url::{Host, Url};
 
-use super::Problem;
-use crate::config::{AuthConfig, AuthKind, Config, DatabaseConfig, TenantConfig};
+use crate::config::{AuthConfig, AuthKind, Config, DatabaseConfig, Problem, TenantConfig};
 
 /// What validation knows beyond the config itself.
 #[derive(Debug, Default)]

@@ -24,8 +24,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
 use super::ApiError;
-use super::auth::{TokenSource, read_secret};
 use super::error::{cut_text, error_chain};
+use super::token::{TokenSource, read_secret};
 use crate::config::{AuthConfig, AuthKind};
 
 /// A token source over an `azure_identity` credential, rebuilt on [`TokenSource::refresh`].

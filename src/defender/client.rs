@@ -13,7 +13,8 @@ use url::Url;
 
 use super::error::{cut_text, error_chain, error_message, stated_quota, throttle_delay};
 use super::model::Page;
-use super::{ApiError, Machine, MachineId, MissingKb, TokenSource};
+use super::{ApiError, TokenSource};
+use crate::model::{Machine, MachineId, MissingKb};
 use crate::pacer::{Endpoint, Pacer};
 
 /// The most items a device's KB list may have: real devices miss tens, rarely hundreds.
@@ -176,6 +177,11 @@ impl Client {
         loop {
             let token = self.tokens.token().await?;
             let admission = self.pacer.admit(endpoint).await;
+            crate::metrics::pacer_waited(
+                self.pacer.tenant(),
+                endpoint.as_str(),
+                admission.waited(),
+            );
             self.counters.api_calls.fetch_add(1, Ordering::Relaxed);
             let sent = self.http.get(url.clone()).bearer_auth(token.expose_secret()).send().await;
             let (outcome, status) = match sent {
@@ -249,9 +255,9 @@ impl Client {
         // A body cut off mid-way is a transport failure, whatever the status line said.
         let status =
             status.filter(|_| !matches!(outcome, Err(ApiError::Transport(_)))).map(|s| s.as_u16());
-        crate::metrics::api_request(tenant, endpoint, status);
+        crate::metrics::api_request(tenant, endpoint.as_str(), status);
         if status == Some(429) {
-            crate::metrics::api_throttled(tenant, endpoint);
+            crate::metrics::api_throttled(tenant, endpoint.as_str());
         }
     }
 
@@ -401,7 +407,7 @@ impl MachinePager<'_> {
     fn fresh(&mut self, rows: Vec<Box<serde_json::value::RawValue>>) -> Vec<Machine> {
         rows.into_iter()
             .map(Machine::from_raw)
-            .filter(|m| match super::validate_machine_id(&m.id) {
+            .filter(|m| match crate::model::validate_machine_id(&m.id) {
                 Some(id) => self.seen.insert(id.to_bytes()),
                 None => self.seen_invalid.insert(m.id.clone()),
             })

@@ -1,21 +1,21 @@
 //! The typed Defender for Endpoint API client.
 //!
 //! Every call goes through one private `request` that paces it, authenticates it and classifies the
-//! response the same way (DESIGN §3). Wire shapes stay here; callers get [`Machine`] and [`MissingKb`].
+//! response the same way (DESIGN §3). Wire shapes stay here; callers get
+//! [`Machine`](crate::model::Machine) and [`MissingKb`](crate::model::MissingKb).
 
 mod auth;
 mod azure;
 mod client;
 mod error;
-mod machine_id;
 mod model;
+mod token;
 
-pub use auth::{TokenFile, TokenSource, build_http_client, token_source};
+pub use auth::{build_http_client, token_source};
 pub use azure::AzureToken;
 pub use client::{Client, ClientOptions, MachinePager};
 pub use error::ApiError;
-pub use machine_id::{MachineId, validate_machine_id};
-pub use model::{Machine, MissingKb};
+pub use token::{TokenFile, TokenSource};
 
 use std::sync::Arc;
 

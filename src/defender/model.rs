@@ -8,28 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-/// One device as listed, with the documented fields typed and the whole entity kept in `raw`.
-#[derive(Debug, Clone)]
-pub struct Machine {
-    /// The id exactly as listed (validated separately before any URL is built).
-    pub id: String,
-    pub computer_dns_name: Option<String>,
-    pub os_platform: Option<String>,
-    pub os_version: Option<String>,
-    pub os_build: Option<i64>,
-    pub health_status: Option<String>,
-    pub onboarding_status: Option<String>,
-    /// A number on the wire although documented as a string: kept as text either way.
-    pub rbac_group_id: Option<String>,
-    pub rbac_group_name: Option<String>,
-    pub machine_tags: Vec<String>,
-    pub first_seen: Option<DateTime<Utc>>,
-    pub last_seen: Option<DateTime<Utc>>,
-    pub is_potential_duplication: Option<bool>,
-    pub merged_into_machine_id: Option<String>,
-    /// The entity exactly as received (its JSON text), unknown fields included.
-    pub raw: Box<RawValue>,
-}
+use crate::model::{Machine, as_json_string, storable};
 
 impl Machine {
     /// Maps one element of a machines page. An element that is not an object with a string `id`
@@ -133,53 +112,6 @@ struct Fields<'a> {
     merged_into_machine_id: Option<&'a RawValue>,
 }
 
-/// Containers nested deeper than this are refused, as serde_json refuses them.
-const MAX_DEPTH: usize = 128;
-
-/// Whether PostgreSQL's json input takes `text`, a JSON document: no half of a surrogate pair
-/// escaped alone, no nesting deeper than [`MAX_DEPTH`].
-fn storable(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let (mut i, mut depth, mut in_string, mut high_surrogate) = (0, 0usize, false, false);
-    while i < bytes.len() {
-        match (in_string, bytes[i]) {
-            (true, b'\\') if bytes.get(i + 1) == Some(&b'u') => {
-                let Some(unit) =
-                    text.get(i + 2..i + 6).and_then(|h| u16::from_str_radix(h, 16).ok())
-                else {
-                    return false;
-                };
-                // A low half must follow a high half at once, and only then.
-                if (0xDC00..0xE000).contains(&unit) != high_surrogate {
-                    return false;
-                }
-                high_surrogate = (0xD800..0xDC00).contains(&unit);
-                i += 6;
-                continue;
-            }
-            _ if high_surrogate => return false,
-            (true, b'\\') => i += 1,
-            (true, b'"') => in_string = false,
-            (false, b'"') => in_string = true,
-            (false, b'[' | b'{') => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return false;
-                }
-            }
-            (false, b']' | b'}') => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        i += 1;
-    }
-    !high_surrogate
-}
-
-fn as_json_string(text: &str) -> Box<RawValue> {
-    let quoted = Value::String(text.to_owned()).to_string();
-    RawValue::from_string(quoted).expect("a serialised string is valid JSON")
-}
-
 /// A string field, or a number rendered as text; `None` for null, absent or other types.
 fn text(value: Option<&Value>) -> Option<String> {
     match value? {
@@ -199,20 +131,6 @@ fn tags(value: Option<&Value>) -> Vec<String> {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
-}
-
-/// One missing KB of one device: the six fields of a `PublicProductFixDto`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MissingKb {
-    /// KB number without the "KB" prefix.
-    pub id: String,
-    pub name: Option<String>,
-    #[serde(default)]
-    pub products_names: Option<Vec<String>>,
-    pub url: Option<String>,
-    pub machine_missed_on: Option<i64>,
-    pub cve_addressed: Option<i32>,
 }
 
 /// A page of an OData collection.
@@ -262,7 +180,8 @@ mod properties {
     use serde_json::Value;
 
     use super::tests::machine;
-    use super::{MAX_DEPTH, MissingKb, Page, RawValue};
+    use super::{Page, RawValue};
+    use crate::model::{MAX_DEPTH, MissingKb};
 
     fn json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
@@ -324,7 +243,7 @@ mod properties {
 
         #[test]
         fn only_forty_hex_digits_are_valid_ids(id in ".{0,60}") {
-            if let Some(valid) = crate::defender::validate_machine_id(&id) {
+            if let Some(valid) = crate::model::validate_machine_id(&id) {
                 prop_assert_eq!(valid.as_str().len(), 40);
                 prop_assert!(valid.as_str().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
             }

@@ -15,19 +15,10 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+pub use window::ServerQuota;
 use window::Window;
 
 use crate::config::QuotaConfig;
-
-const MINUTE: Duration = Duration::from_secs(60);
-const HOUR: Duration = Duration::from_secs(3600);
-
-/// A quota the server stated in a 429's message ("Maximum allowed 30 per 00:01:00").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerQuota {
-    pub calls: u32,
-    pub window: Duration,
-}
 
 /// The endpoints that have their own quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +51,14 @@ pub struct Pacer {
 /// Held while a request is in flight; dropping it frees the concurrency slot.
 pub struct Admission {
     _permit: OwnedSemaphorePermit,
+    waited: Duration,
+}
+
+impl Admission {
+    /// How long the call waited for its slot and for room in the windows (for the metrics).
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
 }
 
 impl Pacer {
@@ -81,8 +80,7 @@ impl Pacer {
         self.window(endpoint).admit().await;
         let waited = started.elapsed();
         self.waited_micros.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
-        crate::metrics::pacer_waited(&self.tenant, endpoint, waited);
-        Admission { _permit: permit }
+        Admission { _permit: permit, waited }
     }
 
     /// After a 429: stops every call to `endpoint` for `delay` (its `Retry-After`, at most an
@@ -135,6 +133,7 @@ impl Pacer {
 
 #[cfg(test)]
 mod tests {
+    use super::window::{HOUR, MINUTE};
     use super::*;
 
     fn quota(per_minute: u32, per_hour: u32) -> QuotaConfig {

@@ -15,8 +15,17 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::{HOUR, MINUTE, ServerQuota};
 use crate::config::QuotaConfig;
+
+pub(super) const MINUTE: Duration = Duration::from_secs(60);
+pub(super) const HOUR: Duration = Duration::from_secs(3600);
+
+/// A quota the server stated in a 429's message ("Maximum allowed 30 per 00:01:00").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerQuota {
+    pub calls: u32,
+    pub window: Duration,
+}
 
 /// The longest pause a 429 can impose, whatever it asked for.
 pub(super) const MAX_PAUSE: Duration = HOUR;

@@ -8,9 +8,10 @@ use futures::StreamExt as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Scan, writer};
+use super::run::Scan;
+use super::writer;
 use crate::defender::{ApiError, Client};
-use crate::store::{DeviceOutcome, DeviceResult, PlannedDevice, RunCounters, RunStatus};
+use crate::model::{DeviceOutcome, DeviceResult, PlannedDevice, RunCounters, RunStatus};
 
 /// Why the fan-out ended.
 pub(super) struct Fanned {

@@ -14,10 +14,10 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
 use tokio::sync::mpsc;
 
-use super::Scan;
-use crate::defender::validate_machine_id;
+use super::run::{Scan, until};
+use crate::model::{PlannedDevice, validate_machine_id};
 use crate::pacer::Endpoint;
-use crate::store::{HandedOver, ListedDevice, PlannedDevice};
+use crate::store::{HandedOver, ListedDevice};
 
 /// Devices per upsert statement.
 const UPSERT_ROWS: usize = 1000;
@@ -54,7 +54,7 @@ pub(super) async fn list_devices(
     loop {
         let page = tokio::select! {
             _ = scan.cancel.cancelled() => return Ok(Listed::Shutdown),
-            () = super::until(scan.options.deadline) => return Ok(Listed::Deadline),
+            () = until(scan.options.deadline) => return Ok(Listed::Deadline),
             page = pager.next_page() => page.context("listing devices")?,
         };
         let Some(machines) = page else { break };

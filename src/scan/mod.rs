@@ -7,14 +7,15 @@
 mod fanout;
 mod list;
 mod panicked;
+mod run;
 mod writer;
 
 pub use panicked::{Health, ScanPanicked};
+pub use run::{Progress, ScanOptions, ScanSummary, Trigger};
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use futures::FutureExt as _;
@@ -23,78 +24,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use run::Scan;
+
 use crate::config::TenantConfig;
 use crate::defender::Client;
+use crate::model::{RunCounters, RunStatus};
 use crate::pacer::Endpoint;
-use crate::store::{RunCounters, RunEnd, RunStatus, Store};
-
-/// What starts a scan (stored in `scan_run.trigger`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Schedule,
-    Manual,
-    Demo,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Schedule => "schedule",
-            Trigger::Manual => "manual",
-            Trigger::Demo => "demo",
-        }
-    }
-}
-
-/// Knobs of one scan.
-#[derive(Debug, Clone)]
-pub struct ScanOptions {
-    pub trigger: Trigger,
-    /// Stop starting new devices at this instant (the next tick); the run ends `partial`.
-    pub deadline: Option<Instant>,
-    /// The cron tick this run belongs to: a tick another replica already scanned is skipped.
-    pub scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
-    /// Devices per committed batch.
-    pub batch_size: usize,
-    /// Longest time a finished result waits before it is committed.
-    pub flush_every: Duration,
-}
-
-impl Default for ScanOptions {
-    fn default() -> Self {
-        Self {
-            trigger: Trigger::Manual,
-            deadline: None,
-            scheduled_for: None,
-            batch_size: 500,
-            flush_every: Duration::from_secs(1),
-        }
-    }
-}
-
-/// Live counts for a progress display.
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub planned: AtomicU64,
-    pub done: AtomicU64,
-}
-
-/// How a scan ended.
-#[derive(Debug, Clone)]
-pub struct ScanSummary {
-    pub scan_run_id: i64,
-    pub status: RunStatus,
-    pub listed: u64,
-    pub planned: u64,
-    pub rejected: u64,
-    pub devices: RunCounters,
-    pub api_calls: u64,
-    pub throttled: u64,
-    /// The per-minute rate getmissingkbs was paced at when the run ended.
-    pub effective_per_minute: u32,
-    pub error: Option<String>,
-    pub elapsed: Duration,
-}
+use crate::store::{RunEnd, Store};
 
 /// Scans `tenant` once. `Ok(None)` when another process holds the tenant's lock, or has already
 /// scanned the cron tick of `options.scheduled_for`. The client's
@@ -157,17 +93,6 @@ fn runner_name() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-struct Scan<'a> {
-    store: &'a Store,
-    tenant: &'a TenantConfig,
-    tenant_id: i32,
-    run_id: i64,
-    client: Arc<Client>,
-    options: &'a ScanOptions,
-    progress: Arc<Progress>,
-    cancel: &'a CancellationToken,
-}
-
 /// How the work of a run ended, before the run row is closed.
 struct Ending {
     status: RunStatus,
@@ -216,7 +141,9 @@ impl Scan<'_> {
     /// The scan's metrics; after a completed scan, the fleet totals as the store now has them.
     async fn record_metrics(&self, summary: &ScanSummary) {
         let tenant = self.tenant.name.as_str();
-        crate::metrics::scan_finished(tenant, summary);
+        let d = &summary.devices;
+        let status = summary.status.as_str();
+        crate::metrics::scan_finished(tenant, status, summary.elapsed, d.ok, d.not_found, d.failed);
         if summary.status != RunStatus::Completed {
             return;
         }
@@ -275,14 +202,6 @@ impl Scan<'_> {
             Err(e) => ending.error = Some(format!("{e:#}")),
         }
         ending
-    }
-}
-
-/// Waits until `deadline`; forever when there is none.
-async fn until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -6,8 +6,9 @@ use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::defender::Client;
+use crate::model::RunStatus;
 use crate::pacer::Endpoint;
-use crate::store::{RunEnd, RunStatus, Store};
+use crate::store::{RunEnd, Store};
 
 /// The error of a scan that panicked.
 #[derive(Debug, thiserror::Error)]

@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::defender::Client;
-use crate::defender::MissingKb;
-use crate::store::{DeviceResult, RunCounters, Store, kbs_to_store};
+use crate::model::{DeviceResult, MissingKb, RunCounters};
+use crate::store::{Store, kbs_to_store};
 
 /// Commit attempts for one batch before the scan gives up on storing (about a minute in all).
 const WRITE_ATTEMPTS: u32 = 12;

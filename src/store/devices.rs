@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt as _;
 
 use super::{Store, pg_json, pg_text};
-use crate::defender::{Machine, MachineId, validate_machine_id};
+use crate::model::{Machine, PlannedDevice, validate_machine_id};
 
 /// A listed device ready to store: the entity and the id it is known by.
 pub struct ListedDevice<'a> {
@@ -15,18 +15,6 @@ pub struct ListedDevice<'a> {
     pub machine_id: String,
     pub id_valid: bool,
     pub machine: &'a Machine,
-}
-
-/// A device the run will request.
-#[derive(Debug, Clone)]
-pub struct PlannedDevice {
-    pub device_id: i64,
-    pub machine_id: MachineId,
-    /// `lastSeen` as this run listed it: kept with the device's scan, for the next plans.
-    pub last_seen: Option<DateTime<Utc>>,
-    /// First listed by this run, so nothing of it is stored yet: its result has no open
-    /// intervals to compare with.
-    pub first_scan: bool,
 }
 
 /// The devices a run's listing handed to the fan-out as it stored them: those it saw first (at

@@ -17,11 +17,13 @@ use sqlx::PgPool;
 use sqlx::migrate::MigrateError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-pub use devices::{HandedOver, ListedDevice, PlannedDevice};
+/// Kept for `cli/demo.rs`, which names it here; everything else uses [`crate::model::RunStatus`].
+pub use crate::model::RunStatus;
+pub use devices::{HandedOver, ListedDevice};
 pub use lock::TenantLock;
 pub use report::{DeviceRow, FleetSummary, KbRow, RunSummary, TrendRow};
-pub use results::{DeviceOutcome, DeviceResult, kbs_to_store};
-pub use runs::{RunCounters, RunEnd, RunStatus};
+pub use results::kbs_to_store;
+pub use runs::RunEnd;
 
 /// The migrations embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

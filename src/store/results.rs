@@ -17,38 +17,8 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use sqlx::{Connection as _, PgConnection};
 
-use super::{RunCounters, Store, pg_json, pg_text};
-use crate::defender::MissingKb;
-
-/// What one device's request ended with.
-#[derive(Debug, Clone)]
-pub enum DeviceOutcome {
-    Ok(Vec<MissingKb>),
-    NotFound,
-    Failed(String),
-}
-
-impl DeviceOutcome {
-    fn as_str(&self) -> &'static str {
-        match self {
-            DeviceOutcome::Ok(_) => "ok",
-            DeviceOutcome::NotFound => "not_found",
-            DeviceOutcome::Failed(_) => "failed",
-        }
-    }
-}
-
-/// One device's result in a run.
-#[derive(Debug, Clone)]
-pub struct DeviceResult {
-    pub device_id: i64,
-    pub scanned_at: DateTime<Utc>,
-    /// The device's `lastSeen` as the run listed it.
-    pub last_seen: Option<DateTime<Utc>>,
-    /// The device's first scan: nothing of it is stored yet (see the module docs).
-    pub first_scan: bool,
-    pub outcome: DeviceOutcome,
-}
+use super::{Store, pg_json, pg_text};
+use crate::model::{DeviceOutcome, DeviceResult, MissingKb, RunCounters};
 
 /// The current missing set of the batch's good devices, as columns.
 #[derive(Default)]

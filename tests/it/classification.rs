@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use kbwatch::model::RunStatus;
 use kbwatch::sim::{DeviceFault, Faults, SimConfig};
-use kbwatch::store::RunStatus;
 
 use crate::helpers::{Auth, device_outcome, spawn_app};
 

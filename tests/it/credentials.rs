@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
+use kbwatch::model::RunStatus;
 use kbwatch::sim::{IDENTITY_HEADER, SimConfig};
-use kbwatch::store::RunStatus;
 use openssl::asn1::Asn1Time;
 use openssl::hash::MessageDigest;
 use openssl::pkcs12::Pkcs12;

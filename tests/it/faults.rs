@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use kbwatch::model::RunStatus;
 use kbwatch::sim::{DeviceFault, Faults, SimConfig};
-use kbwatch::store::RunStatus;
 
 use crate::helpers::{Auth, TestApp, spawn_app};
 

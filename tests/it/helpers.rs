@@ -243,7 +243,7 @@ pub async fn app_with_two_scans() -> TestApp {
     .await;
     let client = app.client();
     let first = app.scan_with(client.clone()).await;
-    assert_eq!(first.status, kbwatch::store::RunStatus::Completed, "{first:?}");
+    assert_eq!(first.status, kbwatch::model::RunStatus::Completed, "{first:?}");
     app.sim.evolve(kbwatch::sim::Evolution {
         install_updates: 0.3,
         new_monthly_kb: true,
@@ -252,7 +252,7 @@ pub async fn app_with_two_scans() -> TestApp {
         ..kbwatch::sim::Evolution::default()
     });
     let second = app.scan_with(client).await;
-    assert_eq!(second.status, kbwatch::store::RunStatus::Completed, "{second:?}");
+    assert_eq!(second.status, kbwatch::model::RunStatus::Completed, "{second:?}");
     app
 }
 

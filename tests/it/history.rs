@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use kbwatch::model::RunStatus;
 use kbwatch::sim::{Evolution, SimConfig};
-use kbwatch::store::RunStatus;
 
 use crate::helpers::{Auth, spawn_app, triples};
 

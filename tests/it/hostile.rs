@@ -9,9 +9,9 @@ use axum::Router;
 use axum::extract::RawQuery;
 use axum::http::{StatusCode, header};
 use axum::routing::{get, post};
+use kbwatch::model::RunStatus;
 use kbwatch::scan::{Progress, ScanOptions, scan_tenant};
 use kbwatch::sim::SimConfig;
-use kbwatch::store::RunStatus;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 

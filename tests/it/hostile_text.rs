@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use kbwatch::defender::{Machine, MissingKb};
-use kbwatch::store::{DeviceOutcome, DeviceResult, ListedDevice, Store};
+use kbwatch::model::{DeviceOutcome, DeviceResult, Machine, MissingKb};
+use kbwatch::store::{ListedDevice, Store};
 use secrecy::SecretString;
 
 use crate::helpers::{fresh_database, write_private};

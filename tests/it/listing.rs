@@ -28,7 +28,7 @@ async fn an_empty_fleet_is_a_completed_scan_of_nothing() {
     let app =
         spawn_app(SimConfig { devices: 0, ..SimConfig::default() }, Auth::TokenFile, "").await;
     let summary = app.scan().await;
-    assert_eq!(summary.status, kbwatch::store::RunStatus::Completed);
+    assert_eq!(summary.status, kbwatch::model::RunStatus::Completed);
     assert_eq!((summary.listed, summary.planned), (0, 0));
 }
 
@@ -43,7 +43,7 @@ async fn new_devices_are_requested_once_whether_handed_over_while_listing_or_pla
     // pages, so the later pages' new devices are planned from the store once the listing ends.
     app.config.tenants[0].page_size = 100;
     let summary = app.scan().await;
-    assert_eq!(summary.status, kbwatch::store::RunStatus::Completed, "{summary:?}");
+    assert_eq!(summary.status, kbwatch::model::RunStatus::Completed, "{summary:?}");
     assert_eq!((summary.listed, summary.planned, summary.devices.ok), (500, 500, 500));
     assert_eq!(app.sim.stats().kbs_requests, 500, "each device requested once");
     let scanned: i64 =

@@ -6,8 +6,9 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, DurationRound as _, TimeDelta, TimeZone as _, Utc};
+use kbwatch::model::RunStatus;
 use kbwatch::sim::{Sim, SimConfig, TruthKb};
-use kbwatch::store::{MIGRATOR, RunStatus, Store};
+use kbwatch::store::{MIGRATOR, Store};
 use secrecy::SecretString;
 use sqlx::PgPool;
 

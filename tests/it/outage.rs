@@ -5,8 +5,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
 use kbwatch::embedded_pg::EmbeddedPg;
+use kbwatch::model::RunStatus;
 use kbwatch::sim::{Faults, SimConfig};
-use kbwatch::store::RunStatus;
 
 use crate::helpers::{Auth, spawn_app_on};
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use kbwatch::defender::Machine;
+use kbwatch::model::Machine;
 use kbwatch::store::{HandedOver, ListedDevice, Store};
 
 use crate::helpers::fixture_store;
@@ -36,7 +36,7 @@ async fn plan_of(
     tenant: i32,
     run: i64,
     listed_at: chrono::DateTime<Utc>,
-) -> Vec<kbwatch::store::PlannedDevice> {
+) -> Vec<kbwatch::model::PlannedDevice> {
     let handed_over = HandedOver { listed_at, through: 0 };
     let rescan_after = Duration::from_secs(20 * 3600);
     store.plan_devices(tenant, run, handed_over, Utc::now(), rescan_after).await.unwrap()
@@ -130,7 +130,7 @@ async fn a_run_plans_only_what_the_quota_reaches_before_the_next_tick() {
             .unwrap()
             .unwrap();
     assert_eq!((summary.listed, summary.planned, summary.devices.ok), (50, 10, 10), "{summary:?}");
-    assert_eq!(summary.status, kbwatch::store::RunStatus::Completed);
+    assert_eq!(summary.status, kbwatch::model::RunStatus::Completed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,7 +172,7 @@ async fn a_scan_remembers_the_last_seen_it_saw_so_only_moved_devices_come_first(
         .plan_devices(tenant, run, handed_none(), Utc::now(), Duration::ZERO)
         .await
         .unwrap();
-    let ids = |plan: &[kbwatch::store::PlannedDevice]| -> Vec<i64> {
+    let ids = |plan: &[kbwatch::model::PlannedDevice]| -> Vec<i64> {
         plan.iter().map(|p| p.device_id).collect()
     };
     assert_ne!(before[0].machine_id.as_str(), moved, "unmoved, it was not first");

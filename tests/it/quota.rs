@@ -4,8 +4,8 @@
 //! Nothing here depends on how fast the machine is: the assertions are on what the simulator
 //! counted (429s, requests before a `Retry-After` passed) and what the run stored.
 
+use kbwatch::model::RunStatus;
 use kbwatch::sim::{SimConfig, SimQuota};
-use kbwatch::store::RunStatus;
 
 use crate::helpers::{Auth, spawn_app};
 

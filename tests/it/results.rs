@@ -1,8 +1,8 @@
 //! Writing results: a first scan skips the look for open intervals, and a retry of it is harmless.
 
 use chrono::Utc;
-use kbwatch::defender::MissingKb;
-use kbwatch::store::{DeviceOutcome, DeviceResult, Store};
+use kbwatch::model::{DeviceOutcome, DeviceResult, MissingKb};
+use kbwatch::store::Store;
 
 use crate::helpers::fixture_store;
 

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use kbwatch::model::RunStatus;
 use kbwatch::sim::{Faults, SimConfig};
-use kbwatch::store::{RunStatus, Store};
+use kbwatch::store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use reqwest::StatusCode;
 use secrecy::SecretString;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use kbwatch::model::RunStatus;
 use kbwatch::sim::{Faults, SimConfig};
-use kbwatch::store::RunStatus;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 

@@ -1,0 +1,15 @@
+//! The pipeline's own types: what `scan` hands from `defender` to `store`, so that neither of those
+//! two needs the other's. They hold data and check it (a machine id's form), nothing more: no I/O,
+//! no SQL, no HTTP.
+
+mod device;
+mod json;
+mod machine;
+mod machine_id;
+mod run;
+
+pub use device::{DeviceOutcome, DeviceResult, PlannedDevice};
+pub use json::{MAX_DEPTH, as_json_string, storable};
+pub use machine::{Machine, MissingKb};
+pub use machine_id::{MachineId, validate_machine_id};
+pub use run::{RunCounters, RunStatus};
