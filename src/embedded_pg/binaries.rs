@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Uid, User};
 
-use super::EmbeddedPgError;
+use super::error::EmbeddedPgError;
 
 /// The programs a usable binary directory must hold.
 const REQUIRED: [&str; 3] = ["pg_ctl", "initdb", "postgres"];

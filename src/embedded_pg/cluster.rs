@@ -13,9 +13,10 @@ use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
 use super::binaries::{PgUser, Runner, output_text};
+use super::connect::connect_options;
+use super::error::EmbeddedPgError;
 use super::password;
 use super::state_dir::{self, Layout};
-use super::{EmbeddedPgError, connect_options};
 
 /// How long a start may take, and how long we wait for a running server to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(30);

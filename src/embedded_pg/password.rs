@@ -11,8 +11,9 @@ use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
 use super::binaries::Runner;
+use super::connect::connect_options;
+use super::error::EmbeddedPgError;
 use super::state_dir::{self, Layout};
-use super::{EmbeddedPgError, connect_options};
 
 /// The host-based connection types of `pg_hba.conf` (every one but `local`).
 const HOST_TYPES: [&str; 5] = ["host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"];

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Uid};
 
-use super::EmbeddedPgError;
+use super::error::EmbeddedPgError;
 
 /// `sizeof(sockaddr_un.sun_path)` on Linux, counting the final NUL.
 const SUN_PATH_MAX: usize = 108;
