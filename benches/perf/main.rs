@@ -73,7 +73,7 @@ async fn run_smoke() -> Vec<Row> {
     rows.extend(memory::run(100, 300).await);
     rows.extend(storage::run(&storage::Plan { devices: 200, days: 3, query_runs: 1 }).await);
     let quota = kbwatch::sim::SimQuota { per_minute: 120, per_hour: 1800 };
-    let window = std::time::Duration::from_secs(5);
+    let window = std::time::Duration::from_secs(10);
     rows.extend(throttled::run(&throttled::Plan { quota, devices: 120, stray: 2, window }).await);
     rows
 }
