@@ -145,14 +145,14 @@ async fn scan_until(app: &TestApp, after: Duration) -> kbwatch::scan::ScanSummar
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absurd_retry_after_values_neither_panic_nor_stall_the_scan() {
     for retry_after in ["18446744073709551615", "1000000000"] {
+        let throttle = move || async move {
+            (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, retry_after)], "{}")
+        };
         // On getmissingkbs: the fan-out stops at the deadline.
         let api = Hostile::start(
-            Router::new().route("/api/machines", get(one_machine)).route(
-                "/api/machines/{id}/getmissingkbs",
-                get(move || async move {
-                    (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, retry_after)], "{}")
-                }),
-            ),
+            Router::new()
+                .route("/api/machines", get(one_machine))
+                .route("/api/machines/{id}/getmissingkbs", get(throttle)),
             None,
         )
         .await;
@@ -162,16 +162,7 @@ async fn absurd_retry_after_values_neither_panic_nor_stall_the_scan() {
         assert!(summary.elapsed < Duration::from_secs(30), "{:?}", summary.elapsed);
 
         // On the listing: it honours the deadline too.
-        let list = Hostile::start(
-            Router::new().route(
-                "/api/machines",
-                get(move || async move {
-                    (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, retry_after)], "{}")
-                }),
-            ),
-            None,
-        )
-        .await;
+        let list = Hostile::start(Router::new().route("/api/machines", get(throttle)), None).await;
         let app = app_against(&list).await;
         let summary = scan_until(&app, Duration::from_secs(3)).await;
         assert_eq!(summary.status, RunStatus::Partial, "{retry_after}: {summary:?}");
