@@ -264,8 +264,12 @@ impl kbwatch::defender::TokenSource for Panicking {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Single-threaded, so that the scan records into this test's own metrics recorder.
+#[tokio::test]
 async fn a_panicking_scan_is_closed_failed_and_frees_the_tenant() {
+    let recorder = kbwatch::metrics::builder().build_recorder();
+    let metrics = recorder.handle();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
     let app =
         spawn_app(SimConfig { devices: 5, ..SimConfig::default() }, Auth::TokenFile, "").await;
     let tenant = app.tenant();
@@ -289,6 +293,12 @@ async fn a_panicking_scan_is_closed_failed_and_frees_the_tenant() {
     .await
     .expect_err("the panic is reported as an error");
     assert!(format!("{error:#}").contains("panicked: a bug in the token source"), "{error:#}");
+    let rendered = metrics.render();
+    assert!(rendered.contains("kbwatch_scan_panics_total{tenant=\"t1\"} 1"), "{rendered}");
+    assert!(
+        rendered.contains("kbwatch_scans_total{tenant=\"t1\",status=\"failed\"} 1"),
+        "{rendered}"
+    );
 
     // The daemon notes it, and its liveness probe says so.
     let health = Arc::new(kbwatch::scan::Health::default());
