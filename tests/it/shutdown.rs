@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use chrono::Timelike as _;
+
 use kbwatch::model::RunStatus;
 use kbwatch::sim::{Faults, SimConfig};
 use nix::sys::signal::{Signal, kill};
@@ -115,11 +117,14 @@ async fn after_sigkill_the_next_scan_marks_the_run_interrupted_and_skips_finishe
     assert_eq!(scanned_devices(&app).await, 800);
 }
 
-/// Starts `kbwatch run` on a 2-second cron with the app's config.
+/// Starts `kbwatch run` with the app's config on a cron that ticks a few seconds from now and
+/// then a minute later: the run under way is not cut short by the next tick (a 2-second cron made
+/// it end `partial` whenever the machine was slow enough that the test saw 50 devices late).
 fn daemon(app: &TestApp) -> tokio::process::Child {
     let config = app.dir.path().join("kbwatch-run.toml");
+    let second = (chrono::Utc::now() + chrono::Duration::seconds(4)).second();
     let text = format!(
-        "[schedule]\ncron = \"*/2 * * * * *\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\n\n{}",
+        "[schedule]\ncron = \"{second} * * * * *\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\n\n{}",
         std::fs::read_to_string(app.dir.path().join("kbwatch.toml")).unwrap()
     );
     write_private(&config, &text);
@@ -133,6 +138,18 @@ fn daemon(app: &TestApp) -> tokio::process::Child {
         .expect("kbwatch run starts")
 }
 
+/// Waits until `n` devices are stored: within the first tick's run, or the next one's a minute
+/// later if the daemon started too late for the first.
+async fn wait_for_devices(app: &TestApp, n: i64) {
+    for _ in 0..1800 {
+        if scanned_devices(app).await >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the daemon stored fewer than {n} devices in 90 s");
+}
+
 fn signal(child: &tokio::process::Child, sig: Signal) {
     kill(Pid::from_raw(child.id().expect("running") as i32), sig).unwrap();
 }
@@ -141,12 +158,7 @@ fn signal(child: &tokio::process::Child, sig: Signal) {
 async fn the_daemon_drains_on_sigterm_mid_scan_and_exits_0() {
     let app = slow_app("0s").await;
     let mut child = daemon(&app);
-    for _ in 0..300 {
-        if scanned_devices(&app).await >= 50 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_devices(&app, 50).await;
     signal(&child, Signal::SIGTERM);
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
         .await
@@ -170,12 +182,7 @@ async fn the_daemon_drains_on_sigterm_mid_scan_and_exits_0() {
 async fn a_second_signal_exits_at_once() {
     let app = slow_app("0s").await;
     let mut child = daemon(&app);
-    for _ in 0..300 {
-        if scanned_devices(&app).await >= 50 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_devices(&app, 50).await;
     // Hold the running run's row: the drain's last writes wait on it, so the drain cannot end.
     let mut tx = app.store.pool().begin().await.unwrap();
     let held: Vec<i64> = sqlx::query_scalar(
