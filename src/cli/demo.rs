@@ -39,7 +39,7 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<Ex
         SimConfig { seed: 42, devices: args.devices, tls: true, ..SimConfig::default() };
     let secret = sim_config.client_secret.clone();
     let sim = Sim::start(sim_config).await.context("starting the simulator")?;
-    let config = demo_config(&state_dir, &sim, &secret)?;
+    let (config, config_file) = demo_config(&state_dir, &sim, &secret)?;
     println!("kbwatch demo: simulated tenant at {} with {} devices", sim.base_url(), args.devices);
     let db = open_store(&config).await?;
     db.store.migrate().await?;
@@ -80,13 +80,16 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<Ex
     }
     println!("\n{}", render(&db.store, &ReportArgs::default()).await?);
     println!(
-        "The history is in the `reporting` views, e.g.:\n  SELECT * FROM reporting.fleet_daily;\n  SELECT * FROM reporting.current_missing_kbs LIMIT 20;"
+        "The history is in the `reporting` views. This prints its daily totals again (starting the \
+         demo's PostgreSQL for as long as it runs); `report --help` lists the other reports:\n  {}",
+        report_command(&config_file)?
     );
     if args.keep_running {
         let pg = state_dir.join("postgres");
         println!(
             "PostgreSQL keeps running; its data is under {0}. Connect with\n  psql -h {1} -U postgres kbwatch\n\
-             or over TCP as postgres with the password in {0}/postgres.password.",
+             or over TCP as postgres with the password in {0}/postgres.password, and try\n  \
+             SELECT * FROM reporting.fleet_daily;\n  SELECT * FROM reporting.current_missing_kbs LIMIT 20;",
             pg.display(),
             pg.join("socket").display()
         );
@@ -97,8 +100,9 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<Ex
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// The demo's configuration, written as an operator would write it and loaded the same way.
-fn demo_config(state_dir: &Path, sim: &Sim, secret: &str) -> anyhow::Result<Config> {
+/// The demo's configuration, written as an operator would write it (to `demo.toml` in the state
+/// directory, for the command printed at the end) and loaded the same way.
+fn demo_config(state_dir: &Path, sim: &Sim, secret: &str) -> anyhow::Result<(Config, PathBuf)> {
     let ca = state_dir.join("demo-sim-ca.pem");
     let ca_pem = sim.ca_pem().context("the demo simulator serves TLS")?;
     // Follows no symbolic link placed there.
@@ -135,5 +139,42 @@ concurrency = 16
         api = sim.base_url(),
         authority = sim.authority(),
     );
-    Ok(config::load_str(&toml, std::iter::empty())?)
+    let file = state_dir.join("demo.toml");
+    config::write_private(&file, toml.as_bytes())
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok((config::load_str(&toml, std::iter::empty())?, file))
+}
+
+/// `kbwatch --config FILE report trend` for a shell, naming this very binary: it works after the
+/// demo has exited, without kbwatch on the PATH. `report` starts (or attaches to) the private
+/// PostgreSQL of the `state_dir` the file names, and stops it again if it started it.
+fn report_command(config_file: &Path) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("finding the kbwatch binary")?;
+    Ok(format!("{} --config {} report trend", shell_word(&exe), shell_word(config_file)))
+}
+
+/// `path` as one shell word: as is when it holds only characters no shell treats specially, else
+/// in single quotes.
+fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        return text.into_owned();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_word_quotes_only_paths_a_shell_would_split() {
+        assert_eq!(
+            shell_word(Path::new("/var/lib/kbwatch-demo/demo.toml")),
+            "/var/lib/kbwatch-demo/demo.toml"
+        );
+        assert_eq!(shell_word(Path::new("/home/a b/it's")), r"'/home/a b/it'\''s'");
+        assert_eq!(shell_word(Path::new("/x/$HOME")), "'/x/$HOME'");
+    }
 }

@@ -206,7 +206,7 @@ impl Client {
                 }
                 Err(err) => err,
             };
-            match err {
+            match &err {
                 ApiError::Unauthorized(_) if !refreshed => {
                     refreshed = true;
                     self.tokens.refresh().await?;
@@ -218,28 +218,25 @@ impl Client {
                     not_found += 1;
                     tokio::time::sleep(self.backoff(not_found)).await;
                 }
-                ApiError::Throttled { delay, .. } if throttled < self.options.max_throttled => {
-                    throttled += 1;
+                // Waited out in the pacer above, on a budget of its own rather than `failures`.
+                ApiError::Throttled { delay, .. } => {
                     self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    if throttled >= self.options.max_throttled {
+                        return Err(err);
+                    }
+                    throttled += 1;
                     tracing::warn!(
                         endpoint = endpoint.as_str(),
                         delay_s = delay.as_secs_f64(),
                         "Throttled; pausing the endpoint"
                     );
                 }
-                ApiError::Server { .. } | ApiError::Transport(_)
-                    if failures + 1 < self.options.max_attempts =>
-                {
+                _ if err.is_retryable() && failures + 1 < self.options.max_attempts => {
                     failures += 1;
                     tracing::debug!(error = %err, attempt = failures, "Retrying");
                     tokio::time::sleep(self.backoff(failures)).await;
                 }
-                err => {
-                    if let ApiError::Throttled { .. } = err {
-                        self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return Err(err);
-                }
+                _ => return Err(err),
             }
         }
     }

@@ -41,13 +41,11 @@ pub enum ApiError {
     /// 2xx with invalid JSON or the wrong shape.
     #[error("cannot decode response: {0}")]
     Decode(String),
-    /// The call was cancelled by shutdown.
-    #[error("cancelled")]
-    Cancelled,
 }
 
 impl ApiError {
-    /// Whether the same request may succeed if sent again later.
+    /// Whether the same request may succeed if sent again later: the client sends it again, after
+    /// a backoff (5xx, transport) or the wait a 429 asked for, until its attempts run out.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Server { .. } | Self::Transport(_) | Self::Throttled { .. })
     }

@@ -1,18 +1,27 @@
 //! Init, start, attach and stop of the cluster in one state directory, under its lock.
+//!
+//! Layout: this file runs `pg_ctl` and waits for the server; `init` prepares the directories and
+//! runs `initdb`; `port` keeps the TCP port; `server_log` rotates the log and reads its tail.
+//!
+//! Blocking calls: taking the lock, preparing the directories and the log (chown, rename) run in
+//! `spawn_blocking`; what stays inline are single `stat`s, reads and writes of files of a few bytes
+//! in the state directory (port, pid, password) and loopback `bind`s, which return at once.
+
+mod init;
+mod port;
+mod server_log;
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
-use super::binaries::{PgUser, Runner, output_text};
+use super::binaries::{Runner, output_text};
 use super::connect::connect_options;
 use super::error::EmbeddedPgError;
 use super::password;
@@ -20,8 +29,6 @@ use super::state_dir::{self, Layout};
 
 /// How long a start may take, and how long we wait for a running server to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// A log larger than this is moved to `postgres.log.old` before the next start.
-const LOG_ROTATE_BYTES: u64 = 16 << 20;
 
 /// Starts the cluster (initialising it first if needed) or attaches to the running one, and makes
 /// sure TCP logins need the password. Returns its port and whether we started it.
@@ -31,16 +38,17 @@ pub(super) async fn start_or_attach(
 ) -> Result<(u16, bool), EmbeddedPgError> {
     let _lock = lock(layout).await?;
 
-    prepare_dirs(layout, runner).await?;
+    init::prepare_dirs(layout, runner).await?;
+    // One stat (and below, the few bytes of `postgres.port`): not worth a worker thread.
     if !layout.data.join("PG_VERSION").exists() {
-        initdb(layout, runner).await?;
+        init::initdb(layout, runner).await?;
     }
 
     let (port, started_here) = match running_port(layout, runner).await? {
         Some(port) => {
             tracing::info!(data = %layout.data.display(), port, "attaching to the running PostgreSQL");
-            if stored_port(layout) != Some(port) {
-                store_port(layout, port)?;
+            if port::stored(layout) != Some(port) {
+                port::store(layout, port)?;
             }
             wait_ready(layout, port, None).await?;
             (port, false)
@@ -53,26 +61,31 @@ pub(super) async fn start_or_attach(
 
 /// Starts the stopped server on the stored port, or on a free one if that is taken.
 async fn start_server(layout: &Layout, runner: &Runner) -> Result<u16, EmbeddedPgError> {
-    prepare_log(layout, runner)?;
+    let (log_layout, user) = (layout.clone(), runner.as_user.clone());
+    tokio::task::spawn_blocking(move || server_log::prepare(&log_layout, user.as_ref()))
+        .await
+        .map_err(|e| EmbeddedPgError::io("preparing the server log", std::io::Error::other(e)))??;
     if !layout.socket_usable() {
         tracing::warn!(
             socket = %layout.socket.display(),
             "the state directory's path is too long for a Unix socket; PostgreSQL listens on TCP only"
         );
     }
-    let mut port = match stored_port(layout) {
-        Some(port) if port_is_free(port) => port,
+    // Loopback binds and a file of a few bytes: they return at once.
+    let mut port = match port::stored(layout) {
+        Some(port) if port::is_free(port) => port,
         stored => {
-            let port = pick_free_port()?;
+            let port = port::pick_free()?;
             if let Some(old) = stored {
                 tracing::warn!(old, new = port, "the PostgreSQL port is taken; using another");
             }
-            store_port(layout, port)?;
+            port::store(layout, port)?;
             port
         }
     };
     const ATTEMPTS: u32 = 3;
     for attempt in 1..=ATTEMPTS {
+        // One stat; the log is read (at most 64 KiB) only after a failed start.
         let log_offset = std::fs::symlink_metadata(&layout.log).map_or(0, |m| m.len());
         let began = Instant::now();
         match pg_ctl_start(layout, runner, port, log_offset).await {
@@ -88,13 +101,13 @@ async fn start_server(layout: &Layout, runner: &Runner) -> Result<u16, EmbeddedP
             }
             Err(err)
                 if attempt < ATTEMPTS
-                    && log_since(&layout.log, log_offset).contains("could not bind") =>
+                    && server_log::since(&layout.log, log_offset).contains("could not bind") =>
             {
                 // Someone took the port between our check and the server's bind.
-                let new = pick_free_port()?;
+                let new = port::pick_free()?;
                 tracing::warn!(old = port, new, error = %err, "PostgreSQL could not bind its port; retrying with another");
                 port = new;
-                store_port(layout, port)?;
+                port::store(layout, port)?;
             }
             Err(err) => return Err(err),
         }
@@ -131,108 +144,6 @@ async fn lock(layout: &Layout) -> Result<Flock<File>, EmbeddedPgError> {
     .map_err(|e| EmbeddedPgError::io("locking the state directory", std::io::Error::other(e)))?
 }
 
-/// Checks the state directory and its entries, creates `data` and `socket`, and makes `socket` 0700
-/// at every start; as root hands both to `postgres` and checks that user can reach them.
-async fn prepare_dirs(layout: &Layout, runner: &Runner) -> Result<(), EmbeddedPgError> {
-    let (checked, user) = (layout.clone(), runner.as_user.clone());
-    tokio::task::spawn_blocking(move || make_dirs(&checked, user.as_ref())).await.map_err(
-        |e| EmbeddedPgError::io("preparing the state directory", std::io::Error::other(e)),
-    )??;
-    if runner.as_user.is_none() {
-        return Ok(());
-    }
-    let mut cmd = runner.command("/usr/bin/env");
-    cmd.arg("test").arg("-w").arg(&layout.data).arg("-a").arg("-w").arg(&layout.socket);
-    let status = cmd
-        .status()
-        .await
-        .map_err(|e| EmbeddedPgError::io("running `test` as the postgres user", e))?;
-    if !status.success() {
-        return Err(EmbeddedPgError::NotReachable { path: layout.dir.clone() });
-    }
-    Ok(())
-}
-
-/// The file-system half of [`prepare_dirs`].
-fn make_dirs(layout: &Layout, user: Option<&PgUser>) -> Result<(), EmbeddedPgError> {
-    layout.check(user.map(|u| u.uid))?;
-    let data_created = state_dir::make_dir(&layout.data, 0o700)?;
-    state_dir::make_dir(&layout.socket, 0o700)?;
-    // The socket trusts whoever reaches it: only the server's user (and root) may, whatever mode the
-    // directory had.
-    let socket = state_dir::open_dir(&layout.socket)?;
-    socket
-        .set_permissions(std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| EmbeddedPgError::io(format!("chmod 0700 {}", layout.socket.display()), e))?;
-    let Some(user) = user else {
-        return Ok(());
-    };
-    state_dir::hand_over(&socket, &layout.socket, user.uid, user.gid)?;
-    // An initialised data directory is never re-owned: PostgreSQL itself refuses a wrong owner.
-    if data_created || !layout.data.join("PG_VERSION").exists() {
-        let data = state_dir::open_dir(&layout.data)?;
-        state_dir::hand_over(&data, &layout.data, user.uid, user.gid)?;
-    }
-    Ok(())
-}
-
-/// Moves a large log aside, and as root creates the log owned by `postgres` (pg_ctl opens it as that user).
-fn prepare_log(layout: &Layout, runner: &Runner) -> Result<(), EmbeddedPgError> {
-    if std::fs::symlink_metadata(&layout.log).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
-        // rename replaces a symbolic link at the old name itself, never its target.
-        std::fs::rename(&layout.log, &layout.old_log).map_err(|e| {
-            EmbeddedPgError::io(format!("moving {} aside", layout.log.display()), e)
-        })?;
-    }
-    if let Some(user) = &runner.as_user {
-        let mut options = OpenOptions::new();
-        options.append(true).create(true).mode(0o600);
-        let log = state_dir::open(&layout.log, &mut options)?;
-        state_dir::hand_over(&log, &layout.log, user.uid, user.gid)?;
-    }
-    Ok(())
-}
-
-/// `initdb` in UTF-8 with the C.UTF-8 locale, or the C locale where C.UTF-8 does not exist.
-async fn initdb(layout: &Layout, runner: &Runner) -> Result<(), EmbeddedPgError> {
-    let began = Instant::now();
-    let what = format!("initdb -D {}", layout.data.display());
-    password::write_for_initdb(layout, runner)?;
-    let pwfile = &layout.pwfile;
-    let mut result = Ok(());
-    for locale in ["C.UTF-8", "C"] {
-        let mut cmd = runner.command("initdb");
-        cmd.arg("-D")
-            .arg(&layout.data)
-            .args(["-U", "postgres", "-E", "UTF8"])
-            // Unix socket: its directory is private. TCP: the superuser's password.
-            .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
-            .arg(format!("--pwfile={}", pwfile.display()))
-            .arg(format!("--locale={locale}"));
-        result = runner.run(&what, cmd).await.map(drop);
-        match &result {
-            Ok(()) => {
-                tracing::info!(
-                    data = %layout.data.display(),
-                    locale,
-                    elapsed_ms = began.elapsed().as_millis() as u64,
-                    "initialised the PostgreSQL cluster"
-                );
-                break;
-            }
-            Err(err) => {
-                tracing::warn!(locale, error = %err, "initdb failed");
-                // initdb empties the directory it failed in; make sure, for the next attempt.
-                if layout.data.join("PG_VERSION").exists() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = std::fs::remove_file(pwfile);
-    result
-}
-
 /// `Some(port)` when a server runs on the data directory (`pg_ctl status` exits 0), the port read from
 /// line 4 of `postmaster.pid`.
 async fn running_port(layout: &Layout, runner: &Runner) -> Result<Option<u16>, EmbeddedPgError> {
@@ -252,6 +163,7 @@ async fn running_port(layout: &Layout, runner: &Runner) -> Result<Option<u16>, E
         }
     }
     let pid_file = layout.data.join("postmaster.pid");
+    // A few hundred bytes, just written by the server: not worth a worker thread.
     let text = state_dir::read_to_string(&pid_file)
         .map_err(|e| EmbeddedPgError::io(format!("reading {}", pid_file.display()), e))?;
     text.lines().nth(3).and_then(|line| line.trim().parse().ok()).map(Some).ok_or_else(|| {
@@ -287,7 +199,7 @@ async fn pg_ctl_start(
         data: layout.data.clone(),
         reason: format!("pg_ctl start failed ({}): {}", output.status, output_text(&output)),
         log: layout.log.clone(),
-        tail: log_tail(&layout.log, log_offset),
+        tail: server_log::tail(&layout.log, log_offset),
     })
 }
 
@@ -328,6 +240,7 @@ async fn wait_ready(
     log_offset: Option<u64>,
 ) -> Result<(), EmbeddedPgError> {
     let deadline = Instant::now() + START_TIMEOUT;
+    // The password file holds a few bytes; read once, before the loop.
     let options = connect_options(port, "postgres", layout.read_password().as_deref());
     loop {
         let attempt =
@@ -352,52 +265,9 @@ async fn wait_ready(
                     START_TIMEOUT.as_secs()
                 ),
                 log: layout.log.clone(),
-                tail: log_tail(&layout.log, offset),
+                tail: server_log::tail(&layout.log, offset),
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// What the log holds after `offset` (at most its last 64 KiB).
-fn log_since(log: &Path, offset: u64) -> String {
-    let read = || -> std::io::Result<String> {
-        let mut file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(log)?;
-        let len = file.metadata()?.len();
-        let start = offset.max(len.saturating_sub(64 << 10)).min(len);
-        file.seek(SeekFrom::Start(start))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
-    };
-    read().unwrap_or_default()
-}
-
-/// The last 30 lines the log holds after `offset`.
-fn log_tail(log: &Path, offset: u64) -> String {
-    let text = log_since(log, offset);
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-    if tail.is_empty() { "(empty)".to_owned() } else { tail }
-}
-
-fn stored_port(layout: &Layout) -> Option<u16> {
-    state_dir::read_to_string(&layout.port_file).ok()?.trim().parse().ok().filter(|port| *port != 0)
-}
-
-fn store_port(layout: &Layout, port: u16) -> Result<(), EmbeddedPgError> {
-    crate::config::write_private(&layout.port_file, format!("{port}\n").as_bytes())
-        .map_err(|e| EmbeddedPgError::io(format!("writing {}", layout.port_file.display()), e))
-}
-
-/// A port free on 127.0.0.1 now, as the kernel chooses it.
-fn pick_free_port() -> Result<u16, EmbeddedPgError> {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(|e| EmbeddedPgError::io("finding a free port on 127.0.0.1", e))
-}
-
-fn port_is_free(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }

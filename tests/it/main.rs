@@ -6,6 +6,7 @@ mod classification;
 mod credentials;
 mod daemon;
 mod dashboard;
+mod demo;
 mod deploy;
 mod faults;
 mod helpers;
