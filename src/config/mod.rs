@@ -39,6 +39,21 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
 }
 
+impl Config {
+    /// Every secret that is set, with its key path: the one list of the [`SecretString`] keys, so a
+    /// new one is added here too. The loader refuses one written in a config file that group or
+    /// others can read; no message ever shows a value (of any key that takes a string).
+    fn secrets(&self) -> Vec<(String, &SecretString)> {
+        let mut out: Vec<_> =
+            self.database.url.iter().map(|url| ("database.url".to_owned(), url)).collect();
+        for (i, tenant) in self.tenants.iter().enumerate() {
+            let secret = tenant.auth.client_secret.iter();
+            out.extend(secret.map(|s| (format!("tenant[{i}].auth.client_secret"), s)));
+        }
+        out
+    }
+}
+
 /// `[database]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]

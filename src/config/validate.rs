@@ -11,6 +11,7 @@ use secrecy::ExposeSecret;
 use toml::{Table, Value};
 use url::{Host, Url};
 
+use super::{env, path};
 use crate::config::{AuthConfig, AuthKind, Config, DatabaseConfig, Problem, TenantConfig};
 
 /// What validation knows beyond the config itself.
@@ -18,7 +19,7 @@ use crate::config::{AuthConfig, AuthKind, Config, DatabaseConfig, Problem, Tenan
 pub(super) struct Context {
     /// Permission bits of the config file; `None` when the text did not come from a file.
     pub file_mode: Option<u32>,
-    /// Key paths of secrets written in the file itself (before env overrides).
+    /// Key paths of secrets written in the file itself (before env overrides): [`inline_secrets`].
     pub inline_secrets: Vec<String>,
 }
 
@@ -64,39 +65,26 @@ pub fn parse_cron(expr: &str) -> Result<Cron, String> {
     Ok(cron)
 }
 
-/// Key paths of the secrets written in the file's own table: `tenant[i].auth.client_secret`, and
-/// `database.url` when it holds a password.
-pub(super) fn inline_secrets(file: &Table) -> Vec<String> {
-    let mut paths = Vec::new();
-    if let Some(url) = file.get("database").and_then(|d| d.get("url")).and_then(Value::as_str)
-        && url_has_password(url)
-    {
-        paths.push("database.url".to_owned());
-    }
-    let tenants =
-        file.get("tenant").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    for (i, tenant) in tenants.iter().enumerate() {
-        if tenant.get("auth").and_then(|a| a.get("client_secret")).is_some() {
-            paths.push(format!("tenant[{i}].auth.client_secret"));
-        }
-    }
-    paths
+/// Key paths of the secrets of `cfg` (`Config::secrets`) that the file's own table holds, before
+/// env overrides. A URL counts only when it carries a password.
+pub(super) fn inline_secrets(cfg: &Config, file: &Table) -> Vec<String> {
+    let written = |key: &str| {
+        let text = path::get(file, &path::parse(key)).and_then(Value::as_str);
+        text.is_some_and(|text| !is_url(text) || url_has_password(text))
+    };
+    cfg.secrets().into_iter().map(|(key, _)| key).filter(|key| written(key)).collect()
 }
 
 fn check_permissions(ctx: &Context, out: &mut Vec<Problem>) {
     let Some(mode) = ctx.file_mode.filter(|mode| mode & 0o077 != 0) else { return };
-    for path in &ctx.inline_secrets {
-        let instead = if path == "database.url" {
-            "set KBWATCH_DATABASE__URL in the environment"
-        } else {
-            "use client_secret_file"
-        };
+    for key in &ctx.inline_secrets {
         out.push(problem(
-            path,
+            key,
             format!(
                 "a secret written in the config file is refused because the file is readable by group \
-                 or others (mode {:04o}): chmod 600 the file, or {instead}",
-                mode & 0o777
+                 or others (mode {:04o}): chmod 600 the file, or set {} in the environment",
+                mode & 0o777,
+                env::variable_for(key)
             ),
         ));
     }
@@ -112,6 +100,14 @@ fn check_database(db: &DatabaseConfig, out: &mut Vec<Problem>) {
     if db.max_connections == 0 {
         out.push(problem("database.max_connections", "must be at least 1"));
     }
+}
+
+/// True when `text` starts with a URL scheme (`postgres://`).
+fn is_url(text: &str) -> bool {
+    text.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    })
 }
 
 /// True when a PostgreSQL URL carries a password, in its user info or as a `password` parameter.

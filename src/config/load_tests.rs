@@ -1,0 +1,371 @@
+//! Tests of the loader: the whole pipeline, from TOML text and env pairs to a `Config` or its problems.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use secrecy::ExposeSecret;
+
+use super::*;
+use crate::config::{AuthKind, LogFormat};
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn problems(result: Result<Config, ConfigError>) -> Vec<Problem> {
+    match result {
+        Err(ConfigError::Invalid(problems)) => problems,
+        Err(e) => panic!("expected problems, got {e}"),
+        Ok(_) => panic!("expected problems, the config loaded"),
+    }
+}
+
+/// A token file in a temporary directory, for configs that must validate.
+fn token_file(dir: &tempfile::TempDir) -> PathBuf {
+    let path = dir.path().join("token");
+    fs::write(&path, "eyJ0eXAiOiJKV1QifQ").expect("write token file");
+    path
+}
+
+fn minimal(token: &Path) -> String {
+    format!(
+        "[[tenant]]\nname = \"lab\"\napi_base = \"http://127.0.0.1:8080\"\n\
+         [tenant.auth]\nkind = \"token_file\"\ntoken_file = {:?}\n\
+         authority = \"http://localhost:8081\"\n",
+        token.display().to_string()
+    )
+}
+
+#[test]
+fn cloud_presets_and_workload_identity_environment() {
+    let text = "[[tenant]]\nname = \"gov\"\ncloud = \"usgov-dod\"\n\
+                [tenant.auth]\nkind = \"managed_identity\"\n\
+                [[tenant]]\nname = \"aks\"\n[tenant.auth]\nkind = \"workload_identity\"\n";
+    let missing = problems(load_str(text, vars(&[])));
+    let paths: Vec<&str> = missing.iter().map(|p| p.path.as_str()).collect();
+    assert!(missing[0].message.contains("AZURE_CLIENT_ID"), "{}", missing[0]);
+    assert_eq!(
+        paths,
+        [
+            "tenant[1].auth.client_id",
+            "tenant[1].auth.federated_token_file",
+            "tenant[1].auth.tenant_id"
+        ]
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let federated = token_file(&dir);
+    let env = vars(&[
+        ("AZURE_TENANT_ID", "contoso.onmicrosoft.com"),
+        ("AZURE_CLIENT_ID", "22222222-2222-2222-2222-222222222222"),
+        ("AZURE_FEDERATED_TOKEN_FILE", federated.to_str().expect("utf-8 path")),
+    ]);
+    let config = load_str(text, env).unwrap_or_else(|e| panic!("{e}"));
+    let gov = &config.tenants[0];
+    assert_eq!(gov.api_base.as_str(), "https://api-gov.securitycenter.microsoft.us/");
+    assert_eq!(gov.auth.authority.as_str(), "https://login.microsoftonline.us/");
+    assert_eq!(gov.auth.scope, "https://api-gov.securitycenter.microsoft.us/.default");
+    let aks = &config.tenants[1];
+    assert_eq!(aks.auth.tenant_id.as_deref(), Some("contoso.onmicrosoft.com"));
+    assert_eq!(aks.auth.federated_token_file.as_deref(), Some(federated.as_path()));
+    assert_eq!(aks.api_base.as_str(), "https://api.security.microsoft.com/");
+
+    let bad = problems(load_str(&text.replace("usgov-dod", "mars"), vars(&[])));
+    assert!(bad.iter().any(|p| p.path == "tenant[0].cloud"), "{bad:?}");
+}
+
+/// The example file, and the overrides that point its secret and token files into `dir`.
+fn example(dir: &tempfile::TempDir) -> (PathBuf, Vec<(String, String)>) {
+    let secret = dir.path().join("contoso-secret");
+    fs::write(&secret, "s3cr3t").expect("write secret file");
+    let token = token_file(dir);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kbwatch.example.toml");
+    let env = vars(&[
+        ("KBWATCH_TENANT__CONTOSO__AUTH__CLIENT_SECRET_FILE", secret.to_str().expect("utf-8 path")),
+        ("KBWATCH_TENANT__FABRIKAM_EU__AUTH__TOKEN_FILE", token.to_str().expect("utf-8 path")),
+    ]);
+    (example, env)
+}
+
+#[test]
+fn example_file_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (example, env) = example(&dir);
+    let secret = dir.path().join("contoso-secret");
+    let config = load_with_env(&example, env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.tenants.len(), 2);
+    assert_eq!(config.tenants[0].name, "contoso");
+    assert_eq!(config.tenants[0].auth.client_secret_file.as_deref(), Some(secret.as_path()));
+    assert_eq!(config.tenants[1].auth.kind, AuthKind::TokenFile);
+    assert_eq!(config.tenants[1].quota.per_minute, 50);
+    assert_eq!(config.tenants[1].http.max_attempts, 4, "defaults fill what the tenant leaves out");
+    assert_eq!(config.schedule.cron, "0 0 * * * *");
+    assert!(validate::parse_cron(&config.schedule.cron).is_ok());
+}
+
+#[test]
+fn env_overrides_sections_and_tenants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = token_file(&dir);
+    let text = format!(
+        "{}[[tenant]]\nname = \"Contoso-EU\"\n[tenant.auth]\nkind = \"client_secret\"\n\
+                        tenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"app\"\n",
+        minimal(&token)
+    );
+    let env = vars(&[
+        ("KBWATCH_DATABASE__URL", "postgres://kb:pw@db/kbwatch"),
+        ("KBWATCH_SCHEDULE__CRON", "0 15 * * * *"),
+        ("KBWATCH_SERVE__LISTEN", "0.0.0.0:9000"),
+        ("KBWATCH_LOG__FORMAT", "json"),
+        ("KBWATCH_LOG", "debug"),
+        ("KBWATCH_CONFIG", "/nowhere.toml"),
+        ("KBWATCH_TENANT__0__QUOTA__PER_MINUTE", "30"),
+        ("KBWATCH_TENANT__0__HTTP__MAX_PAGE_BYTES", "1_000_000"),
+        ("KBWATCH_TENANT__CONTOSO_EU__AUTH__CLIENT_SECRET", "123456"),
+    ]);
+    let config = load_str(&text, env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.database.url.as_ref().map(|u| u.expose_secret().to_owned()).as_deref(),
+        Some("postgres://kb:pw@db/kbwatch")
+    );
+    assert_eq!(config.schedule.cron, "0 15 * * * *");
+    assert_eq!(config.serve.listen.port(), 9000);
+    assert_eq!(config.log.format, Some(LogFormat::Json));
+    assert_eq!(config.tenants[0].quota.per_minute, 30);
+    assert_eq!(config.tenants[0].http.max_page_bytes, 1_000_000);
+    let secret = config.tenants[1].auth.client_secret.as_ref().expect("secret set by env");
+    assert_eq!(secret.expose_secret(), "123456", "a numeric-looking secret stays a string");
+}
+
+/// Every integer key of the example file, found by walking the file rather than from a list, set by
+/// its `KBWATCH_*` override gives the same config as the file edited to that value: an override
+/// takes its type from the key it sets, so a new integer key needs no edit to the loader.
+#[test]
+fn every_integer_key_of_the_example_can_be_overridden() {
+    fn integers(value: &toml::Value, at: &str, out: &mut Vec<(String, i64)>) {
+        match value {
+            toml::Value::Integer(n) => out.push((at.to_owned(), *n)),
+            toml::Value::Table(t) => {
+                t.iter().for_each(|(k, v)| integers(v, &path::join(at, k), out))
+            }
+            toml::Value::Array(a) => {
+                a.iter().enumerate().for_each(|(i, v)| integers(v, &format!("{at}[{i}]"), out))
+            }
+            _ => {}
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (example, base_env) = example(&dir);
+    let text = fs::read_to_string(&example).expect("read the example");
+    let file: Table = text.parse().expect("the example parses");
+    let mut found = Vec::new();
+    integers(&toml::Value::Table(file.clone()), "", &mut found);
+    assert!(found.len() >= 8, "{found:?}");
+    let loaded = |text: &str, env: Vec<(String, String)>| {
+        format!("{:?}", load_str(text, env).unwrap_or_else(|e| panic!("{e}")))
+    };
+    let unchanged = loaded(&text, base_env.clone());
+    for (key, value) in found {
+        let mut edited = file.clone();
+        assert!(path::replace(&mut edited, &path::parse(&key), toml::Value::Integer(value - 1)));
+        let by_file = loaded(&toml::to_string(&edited).expect("TOML"), base_env.clone());
+        let mut env = base_env.clone();
+        env.push((env::variable_for(&key), (value - 1).to_string()));
+        assert_ne!(by_file, unchanged, "{key}: the edit shows in the config");
+        assert_eq!(loaded(&text, env), by_file, "{key}: the override equals the edit");
+    }
+}
+
+#[test]
+fn bad_env_number_and_unknown_tenant_are_problems() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = vars(&[
+        ("KBWATCH_TENANT__0__QUOTA__CONCURRENCY", "many"),
+        ("KBWATCH_TENANT__NOSUCH__PAGE_SIZE", "10"),
+        ("KBWATCH_SERVE__LISTN", "0.0.0.0:1"),
+        ("KBWATCH_TENANT__0__QUOTA__PER_HOUR", "s3cr3t"),
+    ]);
+    let found = problems(load_str(&minimal(&token_file(&dir)), env));
+    let text: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 4, "{text:?}");
+    assert!(text.iter().all(|p| !p.contains("s3cr3t")), "{text:?}");
+    assert!(
+        text.contains(
+            &"tenant[0].quota.per_hour: KBWATCH_TENANT__0__QUOTA__PER_HOUR must be an integer"
+                .to_owned()
+        )
+    );
+    assert!(
+        text.iter().any(|p| p.contains("KBWATCH_TENANT__0__QUOTA__CONCURRENCY must be an integer"))
+    );
+    assert!(text.iter().any(|p| p.contains("\"nosuch\", which is not configured")));
+    assert!(
+        text.contains(&"serve.listn: unknown key (set by KBWATCH_SERVE__LISTN)".to_owned()),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn reports_every_problem_at_once_with_paths() {
+    let text = r#"
+        colour = "blue"
+        [schedule]
+        cron = "0 0 61 * * *"
+        [[tenant]]
+        name = "acme"
+        api_base = "http://api.example.com/?x=1"
+        page_size = 0
+        [tenant.auth]
+        kind = "client_secret"
+        client_id = "app"
+        client_secret_file = "/nonexistent/kbwatch-secret"
+        [tenant.quota]
+        per_minit = 5
+        per_minute = "lots"
+        concurrency = 1000
+        [[tenant]]
+        name = "ACME"
+        [tenant.auth]
+        kind = "token_file"
+        tenant_id = 42
+    "#;
+    let found = problems(load_str(text, Vec::new()));
+    let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "colour",
+            "schedule.cron",
+            "tenant[0].api_base",
+            "tenant[0].api_base",
+            "tenant[0].auth.client_secret_file",
+            "tenant[0].auth.tenant_id",
+            "tenant[0].page_size",
+            "tenant[0].quota.concurrency",
+            "tenant[0].quota.per_minit",
+            "tenant[0].quota.per_minute",
+            "tenant[1].auth.tenant_id",
+            "tenant[1].auth.token_file",
+            "tenant[1].name",
+        ],
+        "{found:#?}"
+    );
+    let text = ConfigError::Invalid(found).to_string();
+    assert!(text.contains("tenant[0].quota.per_minit: unknown key"), "{text}");
+    assert!(text.contains("tenant[0].quota.per_minute: invalid type: string \"lots\""), "{text}");
+    assert!(text.contains("duplicate tenant name \"ACME\""), "{text}");
+    assert!(text.contains("http is accepted only for a loopback host"), "{text}");
+}
+
+#[test]
+fn syntax_error_has_line_and_column() {
+    let found = problems(load_str("[schedule]\ncron = \"0 0 * * * *\n", Vec::new()));
+    assert_eq!(found.len(), 1);
+    assert!(found[0].message.contains("line 2, column"), "{}", found[0]);
+}
+
+#[test]
+fn five_field_cron_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!("[schedule]\ncron = \"0 * * * *\"\n{}", minimal(&token_file(&dir)));
+    let found = problems(load_str(&text, Vec::new()));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, "schedule.cron");
+    assert!(found[0].message.contains("seconds first"), "{}", found[0]);
+}
+
+#[test]
+fn loopback_http_is_accepted_and_remote_http_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = token_file(&dir);
+    let config = load_str(&minimal(&token), Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.tenants[0].api_base.as_str(), "http://127.0.0.1:8080/");
+    let env = vars(&[("KBWATCH_TENANT__LAB__AUTH__AUTHORITY", "http://login.example.com")]);
+    let found = problems(load_str(&minimal(&token), env));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, "tenant[0].auth.authority");
+    assert!(
+        found[0].message.ends_with("(set by KBWATCH_TENANT__LAB__AUTH__AUTHORITY)"),
+        "{}",
+        found[0]
+    );
+}
+
+#[test]
+fn inline_secret_needs_a_private_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = r#"
+        [database]
+        url = "postgres://kbwatch:dbpass99@db/kbwatch"
+        [[tenant]]
+        name = "contoso"
+        [tenant.auth]
+        kind = "client_secret"
+        tenant_id = "00000000-0000-0000-0000-000000000000"
+        client_id = "11111111-1111-1111-1111-111111111111"
+        client_secret = "inline-s3cr3t"
+    "#;
+    let path = dir.path().join("kbwatch.toml");
+    fs::write(&path, text).expect("write config");
+
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod 644");
+    let found = problems(load_with_env(&path, Vec::new()));
+    let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["database.url", "tenant[0].auth.client_secret"], "{found:?}");
+    assert!(found.iter().all(|p| p.message.contains("chmod 600") && p.message.contains("0644")));
+    assert!(found[1].message.contains("KBWATCH_TENANT__0__AUTH__CLIENT_SECRET"), "{}", found[1]);
+    let shown = ConfigError::Invalid(found).to_string();
+    assert!(!shown.contains("inline-s3cr3t") && !shown.contains("dbpass99"), "{shown}");
+    let env = vars(&[("KBWATCH_TENANT__0__AUTH__CLIENT_SECRET", "from-env")]);
+    let found = problems(load_with_env(&path, env));
+    assert_eq!(
+        found.len(),
+        2,
+        "an override does not make the file's own secret private: {found:?}"
+    );
+
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    let config = load_with_env(&path, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.tenants[0].auth.client_secret.is_some());
+
+    // The same text from a string, or with the secret moved to the environment, is fine.
+    assert!(load_str(text, Vec::new()).is_ok());
+}
+
+#[test]
+fn env_secret_with_readable_file_is_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kbwatch.toml");
+    fs::write(
+        &path,
+        "[[tenant]]\nname = \"contoso\"\n[tenant.auth]\nkind = \"client_secret\"\n\
+         tenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"app\"\n",
+    )
+    .expect("write config");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod 644");
+    let env = vars(&[
+        ("KBWATCH_TENANT__CONTOSO__AUTH__CLIENT_SECRET", "from-env"),
+        ("KBWATCH_DATABASE__URL", "postgres://kb:pw@db/kbwatch"),
+    ]);
+    load_with_env(&path, env).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn secret_type_errors_do_not_show_the_value() {
+    let text = "[[tenant]]\nname = \"c\"\n[tenant.auth]\nkind = \"client_secret\"\n\
+                tenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"app\"\nclient_secret = 987654\n";
+    let found = problems(load_str(text, Vec::new()));
+    let shown = ConfigError::Invalid(found).to_string();
+    assert!(shown.contains("tenant[0].auth.client_secret: invalid type"), "{shown}");
+    assert!(!shown.contains("987654"), "{shown}");
+}
+
+#[test]
+fn no_tenant_is_a_problem() {
+    let found = problems(load_str("", Vec::new()));
+    assert_eq!(
+        found,
+        [Problem { path: "tenant".into(), message: "at least one [[tenant]] is required".into() }]
+    );
+}
