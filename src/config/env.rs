@@ -115,12 +115,12 @@ fn select_tenant(table: &Table, selector: &str, name: &str) -> Result<usize, Pro
             )),
         };
     }
-    let wanted = normalize(selector);
+    let wanted = tenant_name_key(selector);
     let matches: Vec<usize> = tenants
         .iter()
         .enumerate()
         .filter(|(_, t)| {
-            t.get("name").and_then(Value::as_str).is_some_and(|n| normalize(n) == wanted)
+            t.get("name").and_then(Value::as_str).is_some_and(|n| tenant_name_key(n) == wanted)
         })
         .map(|(i, _)| i)
         .collect();
@@ -139,7 +139,9 @@ fn select_tenant(table: &Table, selector: &str, name: &str) -> Result<usize, Pro
     }
 }
 
-fn normalize(name: &str) -> String {
+/// A tenant name as tenant names are compared, here and for duplicates (`validate.rs`): ignoring
+/// case and `-` versus `_`.
+pub(super) fn tenant_name_key(name: &str) -> String {
     name.to_ascii_lowercase().replace('-', "_")
 }
 

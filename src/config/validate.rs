@@ -12,6 +12,7 @@ use toml::{Table, Value};
 use url::{Host, Url};
 
 use super::{env, path};
+use crate::config::presets::WORKLOAD_IDENTITY_ENV;
 use crate::config::{AuthConfig, AuthKind, Config, DatabaseConfig, Problem, TenantConfig};
 
 /// What validation knows beyond the config itself.
@@ -131,7 +132,7 @@ fn check_tenants(tenants: &[TenantConfig], out: &mut Vec<Problem>) {
     for (i, t) in tenants.iter().enumerate() {
         let p = format!("tenant[{i}]");
         check_name(&p, &t.name, out);
-        if let Some(first) = seen.insert(t.name.to_ascii_lowercase().replace('-', "_"), i) {
+        if let Some(first) = seen.insert(env::tenant_name_key(&t.name), i) {
             out.push(problem(
                 format!("{p}.name"),
                 format!(
@@ -200,17 +201,15 @@ fn check_auth(p: &str, auth: &AuthConfig, out: &mut Vec<Problem>) {
         }
         AuthKind::WorkloadIdentity => {
             check_tenant_id(p, auth.tenant_id.as_deref(), out);
-            for (key, present, var) in [
-                ("tenant_id", auth.tenant_id.is_some(), "AZURE_TENANT_ID"),
-                ("client_id", auth.client_id.is_some(), "AZURE_CLIENT_ID"),
-                (
-                    "federated_token_file",
-                    auth.federated_token_file.is_some(),
-                    "AZURE_FEDERATED_TOKEN_FILE",
-                ),
+            for (key, present) in [
+                ("tenant_id", auth.tenant_id.is_some()),
+                ("client_id", auth.client_id.is_some()),
+                ("federated_token_file", auth.federated_token_file.is_some()),
             ] {
                 if !present {
-                    let message = format!("required for kind workload_identity (or set {var})");
+                    let var = WORKLOAD_IDENTITY_ENV.iter().find(|(k, _)| *k == key);
+                    let or_set = var.map(|(_, v)| format!(" (or set {v})")).unwrap_or_default();
+                    let message = format!("required for kind workload_identity{or_set}");
                     out.push(problem(format!("{p}.{key}"), message));
                 }
             }
