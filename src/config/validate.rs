@@ -2,18 +2,21 @@
 //! secret value.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::Path;
 
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use secrecy::ExposeSecret;
 use toml::{Table, Value};
-use url::{Host, Url};
 
+use self::value_checks::{
+    check_readable, check_url, is_domain, is_guid, is_url, problem, url_has_password,
+};
 use super::{env, path};
 use crate::config::presets::WORKLOAD_IDENTITY_ENV;
 use crate::config::{AuthConfig, AuthKind, Config, DatabaseConfig, Problem, TenantConfig};
+
+#[path = "value_checks.rs"]
+mod value_checks;
 
 /// What validation knows beyond the config itself.
 #[derive(Debug, Default)]
@@ -101,27 +104,6 @@ fn check_database(db: &DatabaseConfig, out: &mut Vec<Problem>) {
     if db.max_connections == 0 {
         out.push(problem("database.max_connections", "must be at least 1"));
     }
-}
-
-/// True when `text` starts with a URL scheme (`postgres://`).
-fn is_url(text: &str) -> bool {
-    text.split_once("://").is_some_and(|(scheme, _)| {
-        !scheme.is_empty()
-            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-    })
-}
-
-/// True when a PostgreSQL URL carries a password, in its user info or as a `password` parameter.
-fn url_has_password(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let (authority, query) = match rest.split_once('?') {
-        Some((before, query)) => (before, query),
-        None => (rest, ""),
-    };
-    let authority = authority.split('/').next().unwrap_or_default();
-    let in_userinfo =
-        authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'));
-    in_userinfo || query.split('&').any(|pair| pair.split('=').next() == Some("password"))
 }
 
 fn check_tenants(tenants: &[TenantConfig], out: &mut Vec<Problem>) {
@@ -275,66 +257,6 @@ fn check_secret_source(p: &str, auth: &AuthConfig, out: &mut Vec<Problem>) {
     }
 }
 
-/// https anywhere, http only for a loopback host.
-fn check_url(path: &str, url: &Url, out: &mut Vec<Problem>) {
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(url) => {}
-        "http" => out.push(problem(
-            path,
-            "must use https; http is accepted only for a loopback host (localhost, 127.0.0.0/8, ::1)",
-        )),
-        other => out.push(problem(path, format!("scheme {other:?} is not supported; use https"))),
-    }
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
-fn check_readable(path: &str, file: &Path, out: &mut Vec<Problem>) {
-    let shown = file.display();
-    match File::open(file).and_then(|f| f.metadata()) {
-        Ok(meta) if meta.is_dir() => {
-            out.push(problem(path, format!("{shown} is a directory, not a file")))
-        }
-        Ok(_) => {}
-        Err(e) => out.push(problem(path, format!("cannot read {shown}: {e}"))),
-    }
-}
-
-fn is_guid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-fn is_domain(s: &str) -> bool {
-    let labels: Vec<&str> = s.split('.').collect();
-    let label_ok = |l: &&str| {
-        (1..=63).contains(&l.len())
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    s.len() <= 253
-        && labels.len() >= 2
-        && labels.iter().all(label_ok)
-        && labels.last().is_some_and(|tld| tld.bytes().any(|b| b.is_ascii_alphabetic()))
-}
-
-fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
-    Problem { path: path.into(), message: message.into() }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,28 +271,5 @@ mod tests {
         assert!(parse_cron("@hourly").is_err());
         assert!(parse_cron("0 0 25 * * *").is_err(), "hour 25");
         assert!(parse_cron("0 0 0 31 2 *").unwrap_err().contains("never fires"));
-    }
-
-    #[test]
-    fn tenant_ids_and_passwords() {
-        assert!(is_guid("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"));
-        assert!(!is_guid("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f"));
-        assert!(is_domain("contoso.onmicrosoft.com"));
-        assert!(!is_domain("contoso"));
-        assert!(!is_domain("-bad.com"));
-        assert!(url_has_password("postgres://kb:pw@db:5432/kbwatch"));
-        assert!(url_has_password("postgresql://kb@db/kbwatch?sslmode=require&password=pw"));
-        assert!(!url_has_password("postgres://kb@db/kbwatch"));
-        assert!(!url_has_password("postgres://db/kbwatch?user=a:b"));
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        for ok in ["http://localhost:8080", "http://127.0.0.2/", "http://[::1]:9/"] {
-            assert!(is_loopback(&Url::parse(ok).unwrap()), "{ok}");
-        }
-        for bad in ["http://10.0.0.1", "http://localhost.example.com", "http://[::2]/"] {
-            assert!(!is_loopback(&Url::parse(bad).unwrap()), "{bad}");
-        }
     }
 }
