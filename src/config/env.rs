@@ -11,15 +11,13 @@ use std::collections::BTreeMap;
 
 use toml::{Table, Value};
 
+use super::typed::sections;
 use crate::config::Problem;
 
 const PREFIX: &str = "KBWATCH_";
 
 /// Variables with the prefix that are not overrides: the config path and the log filter.
 const NOT_OVERRIDES: [&str; 2] = ["KBWATCH_CONFIG", "KBWATCH_LOG"];
-
-/// Sections whose name followed by a single `_` is most likely a mistyped override.
-const SECTIONS: [&str; 6] = ["DATABASE", "SCHEDULE", "SERVE", "LOG", "TLS", "TENANT"];
 
 /// What the overrides did.
 #[derive(Debug, Default)]
@@ -55,7 +53,9 @@ pub(super) fn apply(table: &mut Table, env: impl IntoIterator<Item = (String, St
 fn apply_one(table: &mut Table, name: &str, value: &str) -> Result<Option<String>, Problem> {
     let rest = &name[PREFIX.len()..];
     if !rest.contains("__") {
-        if SECTIONS.iter().any(|s| rest.starts_with(&format!("{s}_"))) {
+        // A section name followed by a single `_` is most likely a mistyped override.
+        let section = |s: &&str| rest.starts_with(&format!("{}_", s.to_ascii_uppercase()));
+        if sections().iter().any(section) {
             return Err(env_problem(
                 "",
                 format!(

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize as _;
 use toml::{Table, Value};
 
 use super::path::{self, Segment};
@@ -75,6 +76,41 @@ pub(super) fn deserialize(mut table: Table, overrides: &BTreeMap<String, String>
     }
     problems.extend(unknown_problems(unknown));
     Typed { config: None, problems, set_aside }
+}
+
+/// The top-level keys of the file (`database`, ..., `tenant`), read from `Config`'s own
+/// `Deserialize` so that no list repeats them.
+pub(super) fn sections() -> &'static [&'static str] {
+    let mut fields = StructFields(&[]);
+    // Fails by design once the names are read; nothing else is wanted.
+    let _ = Config::deserialize(&mut fields);
+    fields.0
+}
+
+/// A deserializer that records the field names of the struct asked of it, and gives no value.
+struct StructFields(&'static [&'static str]);
+
+impl<'de> serde::Deserializer<'de> for &mut StructFields {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("only the field names are read"))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0 = fields;
+        self.deserialize_any(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+        unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
 }
 
 type Attempt = (Result<Config, serde_path_to_error::Error<toml::de::Error>>, Vec<String>);
@@ -170,6 +206,12 @@ fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sections_are_the_top_level_keys() {
+        assert_eq!(sections().first(), Some(&"database"));
+        assert!(sections().contains(&"tenant"), "the serde name, not the field name");
+    }
 
     #[test]
     fn a_value_meant_as_a_string_is_not_echoed() {
