@@ -1,5 +1,6 @@
 //! `KBWATCH_<SECTION>__<KEY>[__<KEY>...]` overrides, applied to the parsed TOML table before it is
-//! deserialized, so that overridden values go through the same checks as the file's.
+//! deserialized, so that overridden values go through the same checks as the file's. A value is set
+//! as a string; `typed.rs` reads it as an integer (or another TOML value) when its key wants one.
 //!
 //! A double underscore separates levels and names are lower-cased: `KBWATCH_DATABASE__URL` sets
 //! `database.url`. Tenants are selected by index or by name: `KBWATCH_TENANT__0__AUTH__CLIENT_SECRET`,
@@ -10,28 +11,13 @@ use std::collections::BTreeMap;
 
 use toml::{Table, Value};
 
+use super::typed::sections;
 use crate::config::Problem;
 
 const PREFIX: &str = "KBWATCH_";
 
 /// Variables with the prefix that are not overrides: the config path and the log filter.
 const NOT_OVERRIDES: [&str; 2] = ["KBWATCH_CONFIG", "KBWATCH_LOG"];
-
-/// Sections whose name followed by a single `_` is most likely a mistyped override.
-const SECTIONS: [&str; 6] = ["DATABASE", "SCHEDULE", "SERVE", "LOG", "TLS", "TENANT"];
-
-/// Keys whose value is an integer in the config structs; every other key stays a string (a secret
-/// `123456` must not become a number). No key of the config is a bool today.
-const INTEGER_KEYS: [&str; 8] = [
-    "per_minute",
-    "per_hour",
-    "concurrency",
-    "page_size",
-    "max_connections",
-    "max_page_bytes",
-    "max_kbs_bytes",
-    "max_attempts",
-];
 
 /// What the overrides did.
 #[derive(Debug, Default)]
@@ -67,7 +53,9 @@ pub(super) fn apply(table: &mut Table, env: impl IntoIterator<Item = (String, St
 fn apply_one(table: &mut Table, name: &str, value: &str) -> Result<Option<String>, Problem> {
     let rest = &name[PREFIX.len()..];
     if !rest.contains("__") {
-        if SECTIONS.iter().any(|s| rest.starts_with(&format!("{s}_"))) {
+        // A section name followed by a single `_` is most likely a mistyped override.
+        let section = |s: &&str| rest.starts_with(&format!("{}_", s.to_ascii_uppercase()));
+        if sections().iter().any(section) {
             return Err(env_problem(
                 "",
                 format!(
@@ -127,12 +115,12 @@ fn select_tenant(table: &Table, selector: &str, name: &str) -> Result<usize, Pro
             )),
         };
     }
-    let wanted = normalize(selector);
+    let wanted = tenant_name_key(selector);
     let matches: Vec<usize> = tenants
         .iter()
         .enumerate()
         .filter(|(_, t)| {
-            t.get("name").and_then(Value::as_str).is_some_and(|n| normalize(n) == wanted)
+            t.get("name").and_then(Value::as_str).is_some_and(|n| tenant_name_key(n) == wanted)
         })
         .map(|(i, _)| i)
         .collect();
@@ -151,7 +139,9 @@ fn select_tenant(table: &Table, selector: &str, name: &str) -> Result<usize, Pro
     }
 }
 
-fn normalize(name: &str) -> String {
+/// A tenant name as tenant names are compared, here and for duplicates (`validate.rs`): ignoring
+/// case and `-` versus `_`.
+pub(super) fn tenant_name_key(name: &str) -> String {
     name.to_ascii_lowercase().replace('-', "_")
 }
 
@@ -182,20 +172,16 @@ fn set_path(
                 )
             })?;
     }
-    current.insert(last.clone(), typed_value(last, raw, name, &full)?);
+    // A string: what it is, the key's type decides when the table is deserialized (`typed.rs`).
+    current.insert(last.clone(), Value::String(raw.to_owned()));
     Ok(full)
 }
 
-/// The TOML value of an override: an integer for integer keys, a string otherwise.
-fn typed_value(key: &str, raw: &str, name: &str, path: &str) -> Result<Value, Problem> {
-    if !INTEGER_KEYS.contains(&key) {
-        return Ok(Value::String(raw.to_owned()));
-    }
-    raw.trim()
-        .replace('_', "")
-        .parse::<i64>()
-        .map(Value::Integer)
-        .map_err(|_| env_problem(path, format!("{name} must be an integer")))
+/// The variable that overrides the key at `path`: `tenant[0].auth.client_secret` is
+/// `KBWATCH_TENANT__0__AUTH__CLIENT_SECRET`.
+pub(super) fn variable_for(path: &str) -> String {
+    let levels = path.replace('[', ".").replace(']', "").to_ascii_uppercase();
+    format!("{PREFIX}{}", levels.split('.').collect::<Vec<_>>().join("__"))
 }
 
 fn env_problem(path: impl Into<String>, message: String) -> Problem {
@@ -237,7 +223,7 @@ mod tests {
         );
         assert!(applied.problems.is_empty(), "{:?}", applied.problems);
         assert_eq!(t["schedule"]["cron"].as_str(), Some("0 30 * * * *"));
-        assert_eq!(t["database"]["max_connections"].as_integer(), Some(4));
+        assert_eq!(t["database"]["max_connections"].as_str(), Some("4"), "typed when deserialized");
         assert_eq!(t.len(), 2, "KBWATCH_CONFIG and KBWATCH_LOG are not keys");
         assert_eq!(
             applied.set.get("schedule.cron").map(String::as_str),
@@ -256,7 +242,7 @@ mod tests {
             ]),
         );
         assert!(applied.problems.is_empty(), "{:?}", applied.problems);
-        assert_eq!(t["tenant"][0]["quota"]["per_minute"].as_integer(), Some(30));
+        assert_eq!(t["tenant"][0]["quota"]["per_minute"].as_str(), Some("30"));
         assert_eq!(t["tenant"][1]["auth"]["client_secret"].as_str(), Some("123456"));
         assert!(applied.set.contains_key("tenant[0].quota.per_minute"));
         assert!(applied.set.contains_key("tenant[1].auth.client_secret"));
@@ -270,18 +256,22 @@ mod tests {
             vars(&[
                 ("KBWATCH_TENANT__NOPE__QUOTA__PER_MINUTE", "30"),
                 ("KBWATCH_TENANT__7__PAGE_SIZE", "30"),
-                ("KBWATCH_TENANT__0__QUOTA__PER_HOUR", "s3cr3t"),
                 ("KBWATCH_DATABASE_URL", "postgres://u:s3cr3t@h/db"),
             ]),
         );
         let text: Vec<String> = applied.problems.iter().map(ToString::to_string).collect();
-        assert_eq!(text.len(), 4, "{text:?}");
+        assert_eq!(text.len(), 3, "{text:?}");
         assert!(text.iter().all(|p| !p.contains("s3cr3t")), "{text:?}");
-        assert!(
-            text.iter()
-                .any(|p| p.contains("KBWATCH_TENANT__0__QUOTA__PER_HOUR must be an integer"))
-        );
         assert!(text.iter().any(|p| p.contains("\"nope\", which is not configured")));
         assert!(text.iter().any(|p| p.contains("double underscore")));
+    }
+
+    #[test]
+    fn variable_for_inverts_the_override_names() {
+        assert_eq!(variable_for("database.url"), "KBWATCH_DATABASE__URL");
+        assert_eq!(
+            variable_for("tenant[0].auth.client_secret"),
+            "KBWATCH_TENANT__0__AUTH__CLIENT_SECRET"
+        );
     }
 }

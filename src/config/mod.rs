@@ -20,63 +20,93 @@ pub use presets::Cloud;
 pub use private_file::write_private;
 pub use problem::Problem;
 
-/// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+/// The whole configuration file. Every section but `[[tenant]]` may be left out.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Config {
     /// Where results are stored. Default: the private PostgreSQL under the state directory.
-    #[serde(default)]
     pub database: DatabaseConfig,
     /// When scans run. Default: every hour on the hour (UTC).
-    #[serde(default)]
     pub schedule: ScheduleConfig,
     /// The metrics and health listener. Default: `127.0.0.1:9464`.
-    #[serde(default)]
     pub serve: ServeConfig,
     /// Logging. Default: text on a terminal, JSON lines otherwise.
-    #[serde(default)]
     pub log: LogConfig,
     /// Extra trust for TLS (a private CA, for tests and proxies). Default: the OS store only.
-    #[serde(default)]
     pub tls: TlsConfig,
     /// The tenants to scan; at least one.
-    #[serde(default, rename = "tenant")]
+    #[serde(rename = "tenant")]
     pub tenants: Vec<TenantConfig>,
+}
+
+impl Config {
+    /// Every secret that is set, with its key path: the one list of the [`SecretString`] keys, so a
+    /// new one is added here too. The loader refuses one written in a config file that group or
+    /// others can read; no message ever shows a value (of any key that takes a string).
+    fn secrets(&self) -> Vec<(String, &SecretString)> {
+        let mut out: Vec<_> =
+            self.database.url.iter().map(|url| ("database.url".to_owned(), url)).collect();
+        for (i, tenant) in self.tenants.iter().enumerate() {
+            let secret = tenant.auth.client_secret.iter();
+            out.extend(secret.map(|s| (format!("tenant[{i}].auth.client_secret"), s)));
+        }
+        out
+    }
 }
 
 /// `[database]`
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct DatabaseConfig {
     /// PostgreSQL URL. Default: none, which starts the private PostgreSQL (DESIGN §7).
     pub url: Option<SecretString>,
     /// Maximum pool connections. Default: 8.
-    #[serde(default = "default_max_connections")]
     pub max_connections: u32,
     /// Directory of the private PostgreSQL and other state. Default: `$STATE_DIRECTORY`, else
     /// `$XDG_STATE_HOME/kbwatch`, else `./.kbwatch`.
     pub state_dir: Option<PathBuf>,
 }
 
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: None, max_connections: 8, state_dir: None }
+    }
+}
+
 /// `[schedule]`
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct ScheduleConfig {
     /// Cron expression with 6 fields, seconds first, in UTC. Default: `"0 0 * * * *"`.
-    #[serde(default = "default_cron")]
     pub cron: String,
     /// How long a shutdown waits for in-flight requests and the final flush. Default: `"25s"`.
-    #[serde(default = "default_drain", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self { cron: "0 0 * * * *".into(), drain_timeout: Duration::from_secs(25) }
+    }
 }
 
 /// `[serve]`
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct ServeConfig {
     /// Listen address of `/metrics`, `/healthz` and `/readyz`. Default: `127.0.0.1:9464`.
-    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9464)) }
+    }
 }
 
 /// `[log]`
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct LogConfig {
     /// `"text"`, `"json"`, or unset for text on a terminal and JSON otherwise.
     pub format: Option<LogFormat>,
@@ -92,6 +122,7 @@ pub enum LogFormat {
 
 /// `[tls]`
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct TlsConfig {
     /// PEM file of extra CA certificates trusted for the API and the authority. Default: none.
     pub ca_file: Option<PathBuf>,
@@ -106,16 +137,17 @@ pub struct TenantConfig {
     /// `auth.scope` (each still overridable). Default: `public`.
     #[serde(default)]
     pub cloud: Cloud,
-    /// API base URL. Default: the cloud's (`https://api.security.microsoft.com` for `public`).
+    /// API base URL. Default: the cloud's (`https://api.security.microsoft.com` for `public`),
+    /// filled in by `presets.rs` before deserialization.
     #[serde(default = "default_api_base")]
     pub api_base: url::Url,
     /// Optional OData `$filter` for the device list. Default: none (every device).
     pub device_filter: Option<String>,
     /// Devices scanned more recently than this are skipped. Default: `"20h"`.
-    #[serde(default = "default_rescan_after", with = "humantime_serde")]
+    #[serde(default = "TenantConfig::default_rescan_after", with = "humantime_serde")]
     pub rescan_after: Duration,
     /// Rows per device-list page (`$top`), at most 10,000. Default: 10,000.
-    #[serde(default = "default_page_size")]
+    #[serde(default = "TenantConfig::default_page_size")]
     pub page_size: u32,
     /// Credentials.
     pub auth: AuthConfig,
@@ -153,11 +185,12 @@ pub struct AuthConfig {
     pub federated_token_file: Option<PathBuf>,
     /// File holding a bearer token, re-read on every refresh; required for `token_file`.
     pub token_file: Option<PathBuf>,
-    /// Authority host. Default: the cloud's (`https://login.microsoftonline.com` for `public`).
+    /// Authority host. Default: the cloud's (`https://login.microsoftonline.com` for `public`),
+    /// filled in by `presets.rs` before deserialization.
     #[serde(default = "default_authority")]
     pub authority: url::Url,
     /// Token scope. Default: the cloud's (`https://api.securitycenter.microsoft.com/.default` for
-    /// `public`, whatever host is called).
+    /// `public`, whatever host is called), filled in by `presets.rs` before deserialization.
     #[serde(default = "default_scope")]
     pub scope: String,
 }
@@ -190,140 +223,78 @@ impl AuthKind {
 
 /// `[tenant.quota]`
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct QuotaConfig {
     /// Calls admitted per sliding 60 s, per endpoint. Default: 100.
-    #[serde(default = "default_per_minute")]
     pub per_minute: u32,
     /// Calls admitted per sliding 3,600 s, per endpoint. Default: 1,500.
-    #[serde(default = "default_per_hour")]
     pub per_hour: u32,
     /// Requests in flight at once. Default: 8.
-    #[serde(default = "default_concurrency")]
     pub concurrency: u32,
     /// Added to each window, to absorb clock and network skew. Default: `"500ms"`.
-    #[serde(default = "default_margin", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub margin: Duration,
-}
-
-/// `[tenant.http]`
-#[derive(Debug, Clone, Deserialize)]
-pub struct HttpConfig {
-    /// Connect timeout. Default: `"10s"`.
-    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    /// Whole-request timeout. Default: `"60s"`.
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
-    pub request_timeout: Duration,
-    /// Largest machines page accepted, bytes. Default: 64 MiB.
-    #[serde(default = "default_max_page_bytes")]
-    pub max_page_bytes: u64,
-    /// Largest getmissingkbs response accepted, bytes. Default: 4 MiB.
-    #[serde(default = "default_max_kbs_bytes")]
-    pub max_kbs_bytes: u64,
-    /// Attempts for a retryable failure (5xx, timeout, connection). Default: 4.
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-    /// First retry backoff, doubled per attempt (jittered, capped at 30 s). Default: `"500ms"`.
-    #[serde(default = "default_retry_base", with = "humantime_serde")]
-    pub retry_base: Duration,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self { url: None, max_connections: default_max_connections(), state_dir: None }
-    }
-}
-
-impl Default for ScheduleConfig {
-    fn default() -> Self {
-        Self { cron: default_cron(), drain_timeout: default_drain() }
-    }
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        Self { listen: default_listen() }
-    }
 }
 
 impl Default for QuotaConfig {
     fn default() -> Self {
-        Self {
-            per_minute: default_per_minute(),
-            per_hour: default_per_hour(),
-            concurrency: default_concurrency(),
-            margin: default_margin(),
-        }
+        Self { per_minute: 100, per_hour: 1500, concurrency: 8, margin: Duration::from_millis(500) }
     }
+}
+
+/// `[tenant.http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Connect timeout. Default: `"10s"`.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Whole-request timeout. Default: `"60s"`.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Largest machines page accepted, bytes. Default: 64 MiB.
+    pub max_page_bytes: u64,
+    /// Largest getmissingkbs response accepted, bytes. Default: 4 MiB.
+    pub max_kbs_bytes: u64,
+    /// Attempts for a retryable failure (5xx, timeout, connection). Default: 4.
+    pub max_attempts: u32,
+    /// First retry backoff, doubled per attempt (jittered, capped at 30 s). Default: `"500ms"`.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
-            connect_timeout: default_connect_timeout(),
-            request_timeout: default_request_timeout(),
-            max_page_bytes: default_max_page_bytes(),
-            max_kbs_bytes: default_max_kbs_bytes(),
-            max_attempts: default_max_attempts(),
-            retry_base: default_retry_base(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_page_bytes: 64 << 20,
+            max_kbs_bytes: 4 << 20,
+            max_attempts: 4,
+            retry_base: Duration::from_millis(500),
         }
     }
 }
 
-fn default_max_connections() -> u32 {
-    8
+impl TenantConfig {
+    fn default_rescan_after() -> Duration {
+        Duration::from_secs(20 * 3600)
+    }
+
+    fn default_page_size() -> u32 {
+        10_000
+    }
 }
-fn default_cron() -> String {
-    "0 0 * * * *".into()
-}
-fn default_drain() -> Duration {
-    Duration::from_secs(25)
-}
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9464))
-}
+
+// The cloud-derived keys are filled in from the tenant's `cloud` before deserialization
+// (`presets.rs`); these serde defaults, the default cloud's, only apply when a key with a type error
+// was set aside so that the other keys can still be checked.
 fn default_api_base() -> url::Url {
-    Cloud::Public.api_base()
+    Cloud::default().api_base()
 }
 fn default_authority() -> url::Url {
-    Cloud::Public.authority()
+    Cloud::default().authority()
 }
 fn default_scope() -> String {
-    Cloud::Public.scope().to_owned()
-}
-fn default_rescan_after() -> Duration {
-    Duration::from_secs(20 * 3600)
-}
-fn default_page_size() -> u32 {
-    10_000
-}
-fn default_per_minute() -> u32 {
-    100
-}
-fn default_per_hour() -> u32 {
-    1500
-}
-fn default_concurrency() -> u32 {
-    8
-}
-fn default_margin() -> Duration {
-    Duration::from_millis(500)
-}
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_max_page_bytes() -> u64 {
-    64 << 20
-}
-fn default_max_kbs_bytes() -> u64 {
-    4 << 20
-}
-fn default_max_attempts() -> u32 {
-    4
-}
-fn default_retry_base() -> Duration {
-    Duration::from_millis(500)
+    Cloud::default().scope().to_owned()
 }

@@ -64,6 +64,13 @@ impl Cloud {
     }
 }
 
+/// The keys of `workload_identity` that default from the variables its webhook injects.
+pub(super) const WORKLOAD_IDENTITY_ENV: [(&str, &str); 3] = [
+    ("tenant_id", "AZURE_TENANT_ID"),
+    ("client_id", "AZURE_CLIENT_ID"),
+    ("federated_token_file", "AZURE_FEDERATED_TOKEN_FILE"),
+];
+
 /// Fills the keys each tenant leaves out from its cloud and, for `workload_identity`, from `env`.
 /// A `cloud` name that does not parse is left for deserialization to report.
 pub(super) fn apply(table: &mut Table, env: &[(String, String)]) {
@@ -78,11 +85,7 @@ pub(super) fn apply(table: &mut Table, env: &[(String, String)]) {
         insert_missing(auth, "authority", cloud.authority_host());
         insert_missing(auth, "scope", cloud.scope());
         if auth.get("kind").and_then(Value::as_str) == Some("workload_identity") {
-            for (key, var) in [
-                ("tenant_id", "AZURE_TENANT_ID"),
-                ("client_id", "AZURE_CLIENT_ID"),
-                ("federated_token_file", "AZURE_FEDERATED_TOKEN_FILE"),
-            ] {
+            for (key, var) in WORKLOAD_IDENTITY_ENV {
                 if let Some((_, value)) = env.iter().find(|(k, v)| k == var && !v.is_empty()) {
                     insert_missing(auth, key, value);
                 }

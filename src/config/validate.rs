@@ -2,23 +2,28 @@
 //! secret value.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::Path;
 
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use secrecy::ExposeSecret;
 use toml::{Table, Value};
-use url::{Host, Url};
 
+use self::value_checks::{
+    check_readable, check_url, is_domain, is_guid, is_url, problem, url_has_password,
+};
+use super::{env, path};
+use crate::config::presets::WORKLOAD_IDENTITY_ENV;
 use crate::config::{AuthConfig, AuthKind, Config, DatabaseConfig, Problem, TenantConfig};
+
+#[path = "value_checks.rs"]
+mod value_checks;
 
 /// What validation knows beyond the config itself.
 #[derive(Debug, Default)]
 pub(super) struct Context {
     /// Permission bits of the config file; `None` when the text did not come from a file.
     pub file_mode: Option<u32>,
-    /// Key paths of secrets written in the file itself (before env overrides).
+    /// Key paths of secrets written in the file itself (before env overrides): [`inline_secrets`].
     pub inline_secrets: Vec<String>,
 }
 
@@ -64,39 +69,26 @@ pub fn parse_cron(expr: &str) -> Result<Cron, String> {
     Ok(cron)
 }
 
-/// Key paths of the secrets written in the file's own table: `tenant[i].auth.client_secret`, and
-/// `database.url` when it holds a password.
-pub(super) fn inline_secrets(file: &Table) -> Vec<String> {
-    let mut paths = Vec::new();
-    if let Some(url) = file.get("database").and_then(|d| d.get("url")).and_then(Value::as_str)
-        && url_has_password(url)
-    {
-        paths.push("database.url".to_owned());
-    }
-    let tenants =
-        file.get("tenant").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    for (i, tenant) in tenants.iter().enumerate() {
-        if tenant.get("auth").and_then(|a| a.get("client_secret")).is_some() {
-            paths.push(format!("tenant[{i}].auth.client_secret"));
-        }
-    }
-    paths
+/// Key paths of the secrets of `cfg` (`Config::secrets`) that the file's own table holds, before
+/// env overrides. A URL counts only when it carries a password.
+pub(super) fn inline_secrets(cfg: &Config, file: &Table) -> Vec<String> {
+    let written = |key: &str| {
+        let text = path::get(file, &path::parse(key)).and_then(Value::as_str);
+        text.is_some_and(|text| !is_url(text) || url_has_password(text))
+    };
+    cfg.secrets().into_iter().map(|(key, _)| key).filter(|key| written(key)).collect()
 }
 
 fn check_permissions(ctx: &Context, out: &mut Vec<Problem>) {
     let Some(mode) = ctx.file_mode.filter(|mode| mode & 0o077 != 0) else { return };
-    for path in &ctx.inline_secrets {
-        let instead = if path == "database.url" {
-            "set KBWATCH_DATABASE__URL in the environment"
-        } else {
-            "use client_secret_file"
-        };
+    for key in &ctx.inline_secrets {
         out.push(problem(
-            path,
+            key,
             format!(
                 "a secret written in the config file is refused because the file is readable by group \
-                 or others (mode {:04o}): chmod 600 the file, or {instead}",
-                mode & 0o777
+                 or others (mode {:04o}): chmod 600 the file, or set {} in the environment",
+                mode & 0o777,
+                env::variable_for(key)
             ),
         ));
     }
@@ -114,19 +106,6 @@ fn check_database(db: &DatabaseConfig, out: &mut Vec<Problem>) {
     }
 }
 
-/// True when a PostgreSQL URL carries a password, in its user info or as a `password` parameter.
-fn url_has_password(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let (authority, query) = match rest.split_once('?') {
-        Some((before, query)) => (before, query),
-        None => (rest, ""),
-    };
-    let authority = authority.split('/').next().unwrap_or_default();
-    let in_userinfo =
-        authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'));
-    in_userinfo || query.split('&').any(|pair| pair.split('=').next() == Some("password"))
-}
-
 fn check_tenants(tenants: &[TenantConfig], out: &mut Vec<Problem>) {
     if tenants.is_empty() {
         out.push(problem("tenant", "at least one [[tenant]] is required"));
@@ -135,7 +114,7 @@ fn check_tenants(tenants: &[TenantConfig], out: &mut Vec<Problem>) {
     for (i, t) in tenants.iter().enumerate() {
         let p = format!("tenant[{i}]");
         check_name(&p, &t.name, out);
-        if let Some(first) = seen.insert(t.name.to_ascii_lowercase().replace('-', "_"), i) {
+        if let Some(first) = seen.insert(env::tenant_name_key(&t.name), i) {
             out.push(problem(
                 format!("{p}.name"),
                 format!(
@@ -204,17 +183,15 @@ fn check_auth(p: &str, auth: &AuthConfig, out: &mut Vec<Problem>) {
         }
         AuthKind::WorkloadIdentity => {
             check_tenant_id(p, auth.tenant_id.as_deref(), out);
-            for (key, present, var) in [
-                ("tenant_id", auth.tenant_id.is_some(), "AZURE_TENANT_ID"),
-                ("client_id", auth.client_id.is_some(), "AZURE_CLIENT_ID"),
-                (
-                    "federated_token_file",
-                    auth.federated_token_file.is_some(),
-                    "AZURE_FEDERATED_TOKEN_FILE",
-                ),
+            for (key, present) in [
+                ("tenant_id", auth.tenant_id.is_some()),
+                ("client_id", auth.client_id.is_some()),
+                ("federated_token_file", auth.federated_token_file.is_some()),
             ] {
                 if !present {
-                    let message = format!("required for kind workload_identity (or set {var})");
+                    let var = WORKLOAD_IDENTITY_ENV.iter().find(|(k, _)| *k == key);
+                    let or_set = var.map(|(_, v)| format!(" (or set {v})")).unwrap_or_default();
+                    let message = format!("required for kind workload_identity{or_set}");
                     out.push(problem(format!("{p}.{key}"), message));
                 }
             }
@@ -280,66 +257,6 @@ fn check_secret_source(p: &str, auth: &AuthConfig, out: &mut Vec<Problem>) {
     }
 }
 
-/// https anywhere, http only for a loopback host.
-fn check_url(path: &str, url: &Url, out: &mut Vec<Problem>) {
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(url) => {}
-        "http" => out.push(problem(
-            path,
-            "must use https; http is accepted only for a loopback host (localhost, 127.0.0.0/8, ::1)",
-        )),
-        other => out.push(problem(path, format!("scheme {other:?} is not supported; use https"))),
-    }
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
-fn check_readable(path: &str, file: &Path, out: &mut Vec<Problem>) {
-    let shown = file.display();
-    match File::open(file).and_then(|f| f.metadata()) {
-        Ok(meta) if meta.is_dir() => {
-            out.push(problem(path, format!("{shown} is a directory, not a file")))
-        }
-        Ok(_) => {}
-        Err(e) => out.push(problem(path, format!("cannot read {shown}: {e}"))),
-    }
-}
-
-fn is_guid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-fn is_domain(s: &str) -> bool {
-    let labels: Vec<&str> = s.split('.').collect();
-    let label_ok = |l: &&str| {
-        (1..=63).contains(&l.len())
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    s.len() <= 253
-        && labels.len() >= 2
-        && labels.iter().all(label_ok)
-        && labels.last().is_some_and(|tld| tld.bytes().any(|b| b.is_ascii_alphabetic()))
-}
-
-fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
-    Problem { path: path.into(), message: message.into() }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,28 +271,5 @@ mod tests {
         assert!(parse_cron("@hourly").is_err());
         assert!(parse_cron("0 0 25 * * *").is_err(), "hour 25");
         assert!(parse_cron("0 0 0 31 2 *").unwrap_err().contains("never fires"));
-    }
-
-    #[test]
-    fn tenant_ids_and_passwords() {
-        assert!(is_guid("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"));
-        assert!(!is_guid("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f"));
-        assert!(is_domain("contoso.onmicrosoft.com"));
-        assert!(!is_domain("contoso"));
-        assert!(!is_domain("-bad.com"));
-        assert!(url_has_password("postgres://kb:pw@db:5432/kbwatch"));
-        assert!(url_has_password("postgresql://kb@db/kbwatch?sslmode=require&password=pw"));
-        assert!(!url_has_password("postgres://kb@db/kbwatch"));
-        assert!(!url_has_password("postgres://db/kbwatch?user=a:b"));
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        for ok in ["http://localhost:8080", "http://127.0.0.2/", "http://[::1]:9/"] {
-            assert!(is_loopback(&Url::parse(ok).unwrap()), "{ok}");
-        }
-        for bad in ["http://10.0.0.1", "http://localhost.example.com", "http://[::2]/"] {
-            assert!(!is_loopback(&Url::parse(bad).unwrap()), "{bad}");
-        }
     }
 }
