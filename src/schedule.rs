@@ -4,15 +4,15 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::TenantConfig;
+use crate::config::{ScheduleConfig, TenantConfig};
 use crate::defender::Client;
 use crate::scan::{self, Health, Progress, ScanOptions, Trigger};
 use crate::store::Store;
@@ -24,36 +24,44 @@ pub struct ScheduledTenant {
     pub client: Arc<Client>,
 }
 
-/// Runs scans on `cron` until `cancel`, then waits up to `drain` for running scans to stop. A
-/// scan that panics is noted in `health`.
+/// Runs scans on `schedule.cron`, at most `schedule.max_concurrent_scans` at once, until
+/// `cancel`; then waits up to `schedule.drain_timeout` for running scans to stop. A scan that
+/// panics is noted in `health`.
 pub async fn run(
-    cron: &str,
+    schedule: ScheduleConfig,
     tenants: Vec<ScheduledTenant>,
     store: Store,
     health: Arc<Health>,
     cancel: CancellationToken,
-    drain: Duration,
 ) -> anyhow::Result<()> {
+    let (cron, drain) = (schedule.cron.as_str(), schedule.drain_timeout);
     let scheduler = JobScheduler::new().await.context("starting the scheduler")?;
     let tracker = TaskTracker::new();
+    let turns = Arc::new(Semaphore::new(schedule.max_concurrent_scans.max(1) as usize));
     let running = Arc::new(Mutex::new(HashSet::<String>::new()));
     let ticks = crate::config::parse_cron(cron)
         .map_err(|e| anyhow::anyhow!("schedule.cron {cron:?} {e}"))?;
     let job = {
         let (tracker, cancel, store) = (tracker.clone(), cancel.clone(), store.clone());
         Job::new_async(cron, move |_, _| {
-            let (tracker, cancel, store, running, tenants, health) = (
+            let (tracker, cancel, store, running, tenants, health, turns) = (
                 tracker.clone(),
                 cancel.clone(),
                 store.clone(),
                 running.clone(),
                 tenants.clone(),
                 health.clone(),
+                turns.clone(),
             );
             let tick = Tick::around(&ticks, Utc::now());
             Box::pin(async move {
-                let scans =
-                    Scans { tracker: &tracker, running: &running, store: &store, health: &health };
+                let scans = Scans {
+                    tracker: &tracker,
+                    running: &running,
+                    store: &store,
+                    health: &health,
+                    turns: &turns,
+                };
                 for tenant in tenants {
                     scans.start(tenant, tick, &cancel);
                 }
@@ -101,6 +109,8 @@ struct Scans<'a> {
     running: &'a Arc<Mutex<HashSet<String>>>,
     store: &'a Store,
     health: &'a Arc<Health>,
+    /// One permit per scan that may run now.
+    turns: &'a Arc<Semaphore>,
 }
 
 impl Scans<'_> {
@@ -111,9 +121,15 @@ impl Scans<'_> {
             return;
         }
         let (store, health, cancel) = (self.store.clone(), self.health.clone(), cancel.clone());
+        let turns = self.turns.clone();
         // Frees the tenant for the next tick however this task ends, a panic included.
         let guard = Running { set: self.running.clone(), name: name.clone() };
         self.tracker.spawn(async move {
+            // Waiting for a turn counts as running: the next tick skips a tenant still waiting.
+            let _turn = tokio::select! {
+                _ = cancel.cancelled() => return,
+                turn = turns.acquire_owned() => turn.expect("the semaphore is never closed"),
+            };
             let options = ScanOptions {
                 trigger: Trigger::Schedule,
                 deadline: tick.deadline,

@@ -53,6 +53,15 @@ pub fn hide_progress() {
     }
 }
 
+/// Runs `print` with the bar (if any) out of the way: for lines printed beside the log.
+pub fn suspend_progress<R>(print: impl FnOnce() -> R) -> R {
+    let bar = PROGRESS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    match bar {
+        Some(bar) => bar.suspend(print),
+        None => print(),
+    }
+}
+
 /// Standard error, with the progress bar (if any) suspended around each write.
 struct AboveProgress;
 
@@ -67,11 +76,7 @@ impl<'a> MakeWriter<'a> for AboveProgress {
 impl Write for AboveProgress {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         // The formatter writes each event with one `write_all`: the bar is suspended per line.
-        let bar = PROGRESS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        match bar {
-            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf)).map(|()| buf.len()),
-            None => std::io::stderr().write(buf),
-        }
+        suspend_progress(|| std::io::stderr().write_all(buf)).map(|()| buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

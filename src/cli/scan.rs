@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::database::open_store;
@@ -29,22 +30,44 @@ pub async fn run(
     }
     let db = open_store(&config).await?;
     db.store.migrate().await?;
-    let mut all_ok = true;
-    for tenant in tenants {
-        let summary =
-            scan_with_progress(&db.store, &config, tenant, Trigger::Manual, &cancel).await;
-        match summary {
-            Ok(Some(s)) => {
-                println!("{}", summary_line(&tenant.name, &s));
-                all_ok &= matches!(s.status, RunStatus::Completed);
+    // Side by side, at most `schedule.max_concurrent_scans` at once, with one bar for them all;
+    // each tenant's line is printed as its scan ends.
+    let progress = Arc::new(Progress::default());
+    let reporter = tokio::spawn(report_progress(progress.clone()));
+    let at_once = config.schedule.max_concurrent_scans.max(1) as usize;
+    let scans = futures::stream::iter(tenants)
+        .map(|tenant| {
+            let progress = progress.clone();
+            let (store, config, cancel) = (&db.store, &config, &cancel);
+            async move {
+                let summary =
+                    scan_one(store, config, tenant, Trigger::Manual, progress, cancel).await;
+                match summary {
+                    Ok(Some(s)) => {
+                        crate::telemetry::suspend_progress(|| {
+                            println!("{}", summary_line(&tenant.name, &s));
+                        });
+                        matches!(s.status, RunStatus::Completed)
+                    }
+                    Ok(None) => {
+                        crate::telemetry::suspend_progress(|| {
+                            println!("{}: skipped, another kbwatch is scanning it", tenant.name);
+                        });
+                        true
+                    }
+                    Err(e) => {
+                        crate::telemetry::suspend_progress(|| {
+                            eprintln!("{}", failure_line(&tenant.name, &e));
+                        });
+                        false
+                    }
+                }
             }
-            Ok(None) => println!("{}: skipped, another kbwatch is scanning it", tenant.name),
-            Err(e) => {
-                eprintln!("{}", failure_line(&tenant.name, &e));
-                all_ok = false;
-            }
-        }
-    }
+        })
+        .buffer_unordered(at_once);
+    let all_ok = scans.fold(true, |all, ok| async move { all && ok }).await;
+    reporter.abort();
+    crate::telemetry::hide_progress();
     db.close().await;
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -57,16 +80,28 @@ pub async fn scan_with_progress(
     trigger: Trigger,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Option<ScanSummary>> {
-    let client = Arc::new(
-        client_for(tenant, &config.tls).with_context(|| format!("tenant {}", tenant.name))?,
-    );
     let progress = Arc::new(Progress::default());
     let reporter = tokio::spawn(report_progress(progress.clone()));
-    let options = ScanOptions { trigger, ..ScanOptions::default() };
-    let summary = scan_tenant(store, tenant, client, &options, progress, cancel).await;
+    let summary = scan_one(store, config, tenant, trigger, progress, cancel).await;
     reporter.abort();
     crate::telemetry::hide_progress();
     summary
+}
+
+/// One scan of `tenant`, counting into `progress`.
+async fn scan_one(
+    store: &Store,
+    config: &Config,
+    tenant: &TenantConfig,
+    trigger: Trigger,
+    progress: Arc<Progress>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<ScanSummary>> {
+    let client = Arc::new(
+        client_for(tenant, &config.tls).with_context(|| format!("tenant {}", tenant.name))?,
+    );
+    let options = ScanOptions { trigger, ..ScanOptions::default() };
+    scan_tenant(store, tenant, client, &options, progress, cancel).await
 }
 
 /// On a terminal, one bar below the log lines, shown once the plan is known; elsewhere a log

@@ -82,11 +82,18 @@ pub struct ScheduleConfig {
     /// How long a shutdown waits for in-flight requests and the final flush. Default: `"25s"`.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Tenants scanned at once, by the daemon at a tick and by `kbwatch scan`; the others wait
+    /// their turn. Default: 32.
+    pub max_concurrent_scans: u32,
 }
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        Self { cron: "0 0 * * * *".into(), drain_timeout: Duration::from_secs(25) }
+        Self {
+            cron: "0 0 * * * *".into(),
+            drain_timeout: Duration::from_secs(25),
+            max_concurrent_scans: 32,
+        }
     }
 }
 

@@ -32,6 +32,9 @@ pub(super) fn validate(cfg: &Config, ctx: &Context) -> Vec<Problem> {
     let mut out = Vec::new();
     check_permissions(ctx, &mut out);
     check_database(&cfg.database, &mut out);
+    if cfg.schedule.max_concurrent_scans == 0 {
+        out.push(problem("schedule.max_concurrent_scans", "must be at least 1"));
+    }
     if let Err(message) = parse_cron(&cfg.schedule.cron) {
         out.push(problem("schedule.cron", message));
     }

@@ -1,8 +1,6 @@
 //! The client: one `reqwest::Client`, one classification of every response (DESIGN §3).
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::Rng as _;
@@ -11,10 +9,11 @@ use secrecy::ExposeSecret as _;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use super::body::{read_capped, read_prefix};
 use super::error::{cut_text, error_chain, error_message, stated_quota, throttle_delay};
 use super::model::Page;
 use super::{ApiError, TokenSource};
-use crate::model::{Machine, MachineId, MissingKb};
+use crate::model::{CallCounters, MachineId, MissingKb};
 use crate::pacer::{Endpoint, Pacer};
 
 /// The most items a device's KB list may have: real devices miss tens, rarely hundreds.
@@ -55,21 +54,14 @@ impl Default for ClientOptions {
     }
 }
 
-/// Calls made and 429s received, for the run's counters.
-#[derive(Debug, Default)]
-pub struct CallCounters {
-    pub api_calls: AtomicU64,
-    pub throttled: AtomicU64,
-}
-
 /// The Defender API of one tenant.
 pub struct Client {
     http: reqwest::Client,
     base: Url,
     tokens: Arc<dyn TokenSource>,
     pacer: Arc<Pacer>,
-    options: ClientOptions,
-    counters: CallCounters,
+    pub(super) options: ClientOptions,
+    counters: Arc<CallCounters>,
 }
 
 impl Client {
@@ -80,7 +72,7 @@ impl Client {
         pacer: Arc<Pacer>,
         options: ClientOptions,
     ) -> Self {
-        Self { http, base, tokens, pacer, options, counters: CallCounters::default() }
+        Self { http, base, tokens, pacer, options, counters: Arc::default() }
     }
 
     /// The same client (HTTP pool, tokens, pacer) with counters at zero: one per scan.
@@ -91,29 +83,17 @@ impl Client {
             tokens: self.tokens.clone(),
             pacer: self.pacer.clone(),
             options: self.options.clone(),
-            counters: CallCounters::default(),
+            counters: Arc::default(),
         }
     }
 
-    pub fn counters(&self) -> &CallCounters {
+    /// The calls this client made and the 429s it received, shared with whoever reports them.
+    pub fn counters(&self) -> &Arc<CallCounters> {
         &self.counters
     }
 
     pub fn pacer(&self) -> &Pacer {
         &self.pacer
-    }
-
-    /// Pages through `GET /api/machines`, optionally filtered.
-    pub fn machines(&self, filter: Option<&str>) -> MachinePager<'_> {
-        MachinePager {
-            client: self,
-            filter: filter.map(str::to_owned),
-            fetched: 0,
-            next_link: None,
-            done: false,
-            seen: HashSet::new(),
-            seen_invalid: HashSet::new(),
-        }
     }
 
     /// `GET /api/machines/{id}/getmissingkbs`, following `@odata.nextLink`. The pages together
@@ -143,7 +123,7 @@ impl Client {
         Err(ApiError::Decode(format!("more than {MAX_KB_PAGES} @odata.nextLink pages")))
     }
 
-    fn url(&self, segments: &[&str]) -> Url {
+    pub(super) fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .expect("api_base is an http(s) URL")
@@ -153,7 +133,7 @@ impl Client {
     }
 
     /// A `@odata.nextLink` is followed only to the configured host, with a query that has no empty keys.
-    fn same_origin(&self, link: &str) -> Option<Url> {
+    pub(super) fn same_origin(&self, link: &str) -> Option<Url> {
         let url = Url::parse(link).ok()?;
         let same = url.scheme() == self.base.scheme()
             && url.host_str() == self.base.host_str()
@@ -164,7 +144,7 @@ impl Client {
 
     /// One logical GET with pacing, auth, retries and classification: the decoded body and its
     /// size in bytes.
-    async fn get_json<T: DeserializeOwned>(
+    pub(super) async fn get_json<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
         url: &Url,
@@ -182,7 +162,7 @@ impl Client {
                 endpoint.as_str(),
                 admission.waited(),
             );
-            self.counters.api_calls.fetch_add(1, Ordering::Relaxed);
+            self.counters.call();
             let sent = self.http.get(url.clone()).bearer_auth(token.expose_secret()).send().await;
             let (outcome, status) = match sent {
                 Ok(response) => {
@@ -220,7 +200,7 @@ impl Client {
                 }
                 // Waited out in the pacer above, on a budget of its own rather than `failures`.
                 ApiError::Throttled { delay, .. } => {
-                    self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    self.counters.throttled();
                     if throttled >= self.options.max_throttled {
                         return Err(err);
                     }
@@ -306,108 +286,5 @@ impl Client {
         let full = self.options.retry_base.saturating_mul(1 << attempt.saturating_sub(1).min(16));
         let full = full.min(Duration::from_secs(30));
         full.mul_f64(rand::rng().random_range(0.5..=1.0))
-    }
-}
-
-/// Reads at most the first `limit` bytes of a body; the rest is never read.
-async fn read_prefix(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut body = Vec::new();
-    while body.len() < limit {
-        let Some(chunk) =
-            response.chunk().await.map_err(|e| ApiError::Transport(cut_text(&error_chain(&e))))?
-        else {
-            break;
-        };
-        let room = limit - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-    }
-    Ok(body)
-}
-
-/// Reads a body, failing as soon as it passes `cap` bytes (after decompression).
-async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Vec<u8>, ApiError> {
-    if response.content_length().is_some_and(|n| n > cap) {
-        return Err(ApiError::TooLarge { limit: cap });
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) =
-        response.chunk().await.map_err(|e| ApiError::Transport(cut_text(&error_chain(&e))))?
-    {
-        if body.len() as u64 + chunk.len() as u64 > cap {
-            return Err(ApiError::TooLarge { limit: cap });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// Pages of the device list: `$top`/`$skip` until a short page, `@odata.nextLink` when given,
-/// duplicates dropped. A 404 on the list is an empty fleet.
-pub struct MachinePager<'a> {
-    client: &'a Client,
-    filter: Option<String>,
-    fetched: u64,
-    next_link: Option<Url>,
-    done: bool,
-    /// Ids listed so far, valid ones as their 20 bytes: for 100,000 devices about 3 MB where
-    /// the strings took about 9.
-    seen: HashSet<[u8; 20]>,
-    seen_invalid: HashSet<String>,
-}
-
-impl MachinePager<'_> {
-    /// The next page's new devices, or `None` when the listing is complete.
-    pub async fn next_page(&mut self) -> Result<Option<Vec<Machine>>, ApiError> {
-        if self.done {
-            return Ok(None);
-        }
-        let top = self.client.options.page_size.clamp(1, 10_000);
-        let url = match self.next_link.take() {
-            Some(link) => link,
-            None => {
-                let mut url = self.client.url(&["api", "machines"]);
-                {
-                    let mut q = url.query_pairs_mut();
-                    q.append_pair("$top", &top.to_string())
-                        .append_pair("$skip", &self.fetched.to_string());
-                    if let Some(f) = &self.filter {
-                        q.append_pair("$filter", f);
-                    }
-                }
-                url
-            }
-        };
-        let (page, _): (Page<Box<serde_json::value::RawValue>>, u64) = match self
-            .client
-            .get_json(Endpoint::Machines, &url, self.client.options.max_page_bytes)
-            .await
-        {
-            Ok(page) => page,
-            Err(ApiError::NotFound) if self.fetched == 0 => {
-                self.done = true;
-                return Ok(Some(Vec::new()));
-            }
-            Err(e) => return Err(e),
-        };
-        let rows = page.value.len() as u64;
-        self.fetched += rows;
-        self.next_link = page.next_link.and_then(|l| self.client.same_origin(&l));
-        let machines = self.fresh(page.value);
-        if self.next_link.is_none() && rows < u64::from(top) || machines.is_empty() {
-            self.done = true;
-        }
-        Ok(Some(machines))
-    }
-
-    /// Maps rows to machines, dropping ids already seen. A valid id is compared in lower case, as
-    /// the store keeps it: two spellings of one id are one device.
-    fn fresh(&mut self, rows: Vec<Box<serde_json::value::RawValue>>) -> Vec<Machine> {
-        rows.into_iter()
-            .map(Machine::from_raw)
-            .filter(|m| match crate::model::validate_machine_id(&m.id) {
-                Some(id) => self.seen.insert(id.to_bytes()),
-                None => self.seen_invalid.insert(m.id.clone()),
-            })
-            .collect()
     }
 }

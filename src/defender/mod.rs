@@ -6,15 +6,18 @@
 
 mod auth;
 mod azure;
+mod body;
 mod client;
 mod error;
 mod model;
+mod pager;
 mod token;
 
 pub use auth::{build_http_client, token_source};
 pub use azure::AzureToken;
-pub use client::{Client, ClientOptions, MachinePager};
+pub use client::{Client, ClientOptions};
 pub use error::ApiError;
+pub use pager::MachinePager;
 pub use token::{TokenFile, TokenSource};
 
 use std::sync::Arc;

@@ -12,4 +12,4 @@ pub use device::{DeviceOutcome, DeviceResult, PlannedDevice};
 pub use json::{MAX_DEPTH, as_json_string, storable};
 pub use machine::{Machine, MissingKb};
 pub use machine_id::{MachineId, validate_machine_id};
-pub use run::{RunCounters, RunStatus};
+pub use run::{CallCount, CallCounters, RunCounters, RunStatus};

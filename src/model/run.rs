@@ -1,4 +1,6 @@
-//! A run's status and device counters.
+//! A run's status, device counters and call counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,4 +34,47 @@ pub struct RunCounters {
     pub ok: i32,
     pub not_found: i32,
     pub failed: i32,
+}
+
+impl RunCounters {
+    /// Adds another batch's counts.
+    pub fn add(&mut self, other: RunCounters) {
+        self.ok += other.ok;
+        self.not_found += other.not_found;
+        self.failed += other.failed;
+    }
+}
+
+/// API calls made and 429s received during one run: the client counts them, the writer stores
+/// them with each batch, and the run's row gets the final figures.
+#[derive(Debug, Default)]
+pub struct CallCounters {
+    api_calls: AtomicU64,
+    throttled: AtomicU64,
+}
+
+/// What [`CallCounters`] held at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallCount {
+    pub api_calls: u64,
+    pub throttled: u64,
+}
+
+impl CallCounters {
+    /// One request sent.
+    pub fn call(&self) {
+        self.api_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One 429 received.
+    pub fn throttled(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn read(&self) -> CallCount {
+        CallCount {
+            api_calls: self.api_calls.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+        }
+    }
 }

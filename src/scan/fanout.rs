@@ -8,51 +8,30 @@ use futures::StreamExt as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::handoff::Pickup;
 use super::run::Scan;
 use super::writer;
 use crate::defender::{ApiError, Client};
-use crate::model::{DeviceOutcome, DeviceResult, PlannedDevice, RunCounters, RunStatus};
+use crate::model::{DeviceOutcome, DeviceResult, PlannedDevice, RunCounters};
 
 /// Why the fan-out ended.
 pub(super) struct Fanned {
     pub devices: RunCounters,
     /// An error that stops the whole tenant (401 after refresh, 403).
-    fatal: Option<ApiError>,
-    write_error: Option<String>,
-    cancelled: bool,
-    deadline_hit: bool,
-}
-
-impl Fanned {
-    pub fn ending(&self) -> (RunStatus, Option<String>) {
-        if let Some(e) = &self.fatal {
-            return (RunStatus::Failed, Some(e.to_string()));
-        }
-        if let Some(e) = &self.write_error {
-            return (RunStatus::Partial, Some(format!("storing results failed: {e}")));
-        }
-        if self.cancelled {
-            return (RunStatus::Interrupted, Some("shutdown during the scan".into()));
-        }
-        if self.deadline_hit {
-            return (RunStatus::Partial, Some("the next scheduled run was due".into()));
-        }
-        (RunStatus::Completed, None)
-    }
+    pub fatal: Option<ApiError>,
+    pub write_error: Option<String>,
+    pub cancelled: bool,
+    pub deadline_hit: bool,
 }
 
 /// Requests the devices `plan` hands over until it closes or `stop` is cancelled.
-pub(super) async fn scan_devices(
-    scan: &Scan<'_>,
-    mut plan: mpsc::UnboundedReceiver<PlannedDevice>,
-    stop: CancellationToken,
-) -> Fanned {
+pub(super) async fn scan_devices(scan: &Scan<'_>, plan: Pickup, stop: CancellationToken) -> Fanned {
     let (tx, rx) = mpsc::channel::<DeviceResult>(scan.options.batch_size * 2);
     let writer = tokio::spawn(writer::write_loop(
         scan.store.clone(),
         scan.run_id,
         rx,
-        scan.client.clone(),
+        scan.client.counters().clone(),
         scan.options.batch_size,
         scan.options.flush_every,
     ));
@@ -62,7 +41,7 @@ pub(super) async fn scan_devices(
     }
     let concurrency = scan.tenant.quota.concurrency.max(1) as usize;
     let mut fatal = None;
-    let results = futures::stream::poll_fn(|cx| plan.poll_recv(cx))
+    let results = plan
         .map(|device| scan_one(&scan.client, device))
         .buffer_unordered(concurrency)
         .take_until(stop.cancelled());

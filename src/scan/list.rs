@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
-use tokio::sync::mpsc;
 
+use super::handoff::Handoff;
 use super::run::{Scan, until};
 use crate::model::{PlannedDevice, validate_machine_id};
 use crate::pacer::Endpoint;
@@ -43,10 +43,7 @@ pub(super) enum Listed {
 /// Lists and stores every device, sending the devices to request to `plan` (see the module
 /// docs), until shutdown or the run's deadline. Unlisted devices are marked gone only after a
 /// complete listing.
-pub(super) async fn list_devices(
-    scan: &Scan<'_>,
-    plan: mpsc::UnboundedSender<PlannedDevice>,
-) -> anyhow::Result<Listed> {
+pub(super) async fn list_devices(scan: &Scan<'_>, plan: Handoff) -> anyhow::Result<Listed> {
     let listed_at = Utc::now();
     let mut plan = Plan::new(scan, plan, listed_at).await;
     let mut pager = scan.client.machines(scan.tenant.device_filter.as_deref());
@@ -111,7 +108,7 @@ pub(super) async fn list_devices(
 /// The plan as it is handed to the fan-out, within what the quota reaches before the next tick.
 struct Plan<'a> {
     scan: &'a Scan<'a>,
-    to_fanout: mpsc::UnboundedSender<PlannedDevice>,
+    to_fanout: Handoff,
     /// Whether new devices are handed over as they are stored.
     streaming: bool,
     handed_over: HandedOver,
@@ -121,11 +118,7 @@ struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    async fn new(
-        scan: &'a Scan<'a>,
-        to_fanout: mpsc::UnboundedSender<PlannedDevice>,
-        listed_at: DateTime<Utc>,
-    ) -> Self {
+    async fn new(scan: &'a Scan<'a>, to_fanout: Handoff, listed_at: DateTime<Utc>) -> Self {
         let budget = match scan.options.deadline {
             Some(deadline) => {
                 let horizon = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -137,15 +130,10 @@ impl<'a> Plan<'a> {
         Plan { scan, to_fanout, streaming: true, handed_over, budget, sent: 0, left_out: 0 }
     }
 
-    /// Devices handed over that the fan-out has not finished.
-    fn backlog(&self) -> u64 {
-        self.sent.saturating_sub(self.scan.progress.done.load(Ordering::Relaxed))
-    }
-
     /// A page is about to be stored: its new devices are handed over as they are stored only if
     /// every earlier page's were and the fan-out is less than a page behind.
     fn page_starts(&mut self) {
-        self.streaming &= self.backlog() <= u64::from(self.scan.tenant.page_size);
+        self.streaming &= self.to_fanout.waiting() <= u64::from(self.scan.tenant.page_size);
     }
 
     /// The new, requestable devices of a stored slice: handed over now, or left in the store for
@@ -168,8 +156,7 @@ impl<'a> Plan<'a> {
             self.budget -= 1;
             self.sent += 1;
             self.scan.progress.planned.fetch_add(1, Ordering::Relaxed);
-            // A closed channel means the fan-out has stopped; it reports why.
-            let _ = self.to_fanout.send(device);
+            self.to_fanout.send(device);
         }
     }
 

@@ -4,7 +4,9 @@
 //! channel to a writer task that commits them in batches ([`writer`]); the run row is closed with
 //! its status whatever happens after it was opened.
 
+mod ending;
 mod fanout;
+mod handoff;
 mod list;
 mod panicked;
 mod run;
@@ -15,11 +17,9 @@ pub use run::{Progress, ScanOptions, ScanSummary, Trigger};
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use futures::FutureExt as _;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -28,7 +28,7 @@ use run::Scan;
 
 use crate::config::TenantConfig;
 use crate::defender::Client;
-use crate::model::{RunCounters, RunStatus};
+use crate::model::{CallCount, RunStatus};
 use crate::pacer::Endpoint;
 use crate::store::{RunEnd, Store};
 
@@ -75,7 +75,7 @@ pub async fn scan_tenant(
     };
     let summary = match AssertUnwindSafe(scan.run().instrument(span)).catch_unwind().await {
         Ok(summary) => summary,
-        Err(panic) => Err(panicked::close_run(store, &tenant.name, run_id, &client, panic).await),
+        Err(panic) => Err(panicked::close_run(&scan, panic).await),
     };
     if let Err(e) = lock.release().await {
         tracing::warn!(
@@ -93,33 +93,17 @@ fn runner_name() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-/// How the work of a run ended, before the run row is closed.
-struct Ending {
-    status: RunStatus,
-    error: Option<String>,
-    listed: u64,
-    planned: u64,
-    rejected: u64,
-    devices: RunCounters,
+/// What the run's row was closed with, besides its status and error.
+pub(super) struct Closed {
+    calls: CallCount,
+    effective_per_minute: u32,
 }
 
 impl Scan<'_> {
-    async fn run(self) -> anyhow::Result<ScanSummary> {
+    async fn run(&self) -> anyhow::Result<ScanSummary> {
         let started = Instant::now();
         let ending = self.work().await;
-        let calls = self.client.counters();
-        let api_calls = calls.api_calls.load(Ordering::Relaxed);
-        let throttled = calls.throttled.load(Ordering::Relaxed);
-        let effective_per_minute =
-            self.client.pacer().effective_per_minute(Endpoint::MissingKbs).await;
-        let end = RunEnd {
-            status: ending.status,
-            api_calls: api_calls as i64,
-            throttled: throttled as i64,
-            effective_per_minute: effective_per_minute as i32,
-            error: ending.error.as_deref(),
-        };
-        self.store.finish_run(self.run_id, &end).await.context("closing the scan run")?;
+        let closed = self.close(ending.status, ending.error.as_deref()).await?;
         let summary = ScanSummary {
             scan_run_id: self.run_id,
             status: ending.status,
@@ -127,15 +111,36 @@ impl Scan<'_> {
             planned: ending.planned,
             rejected: ending.rejected,
             devices: ending.devices,
-            api_calls,
-            throttled,
-            effective_per_minute,
+            api_calls: closed.calls.api_calls,
+            throttled: closed.calls.throttled,
+            effective_per_minute: closed.effective_per_minute,
             error: ending.error,
             elapsed: started.elapsed(),
         };
         log_summary(&summary);
         self.record_metrics(&summary).await;
         Ok(summary)
+    }
+
+    /// Closes the run's row: its status and error, the calls it made and the rate getmissingkbs
+    /// was paced at when it ended. Every run, however it ended, is closed here.
+    pub(super) async fn close(
+        &self,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> anyhow::Result<Closed> {
+        let calls = self.client.counters().read();
+        let effective_per_minute =
+            self.client.pacer().effective_per_minute(Endpoint::MissingKbs).await;
+        let end = RunEnd {
+            status,
+            api_calls: calls.api_calls as i64,
+            throttled: calls.throttled as i64,
+            effective_per_minute: effective_per_minute as i32,
+            error,
+        };
+        self.store.finish_run(self.run_id, &end).await.context("closing the scan run")?;
+        Ok(Closed { calls, effective_per_minute })
     }
 
     /// The scan's metrics; after a completed scan, the fleet totals as the store now has them.
@@ -159,19 +164,11 @@ impl Scan<'_> {
         }
     }
 
-    async fn work(&self) -> Ending {
-        let mut ending = Ending {
-            status: RunStatus::Failed,
-            error: None,
-            listed: 0,
-            planned: 0,
-            rejected: 0,
-            devices: RunCounters::default(),
-        };
-        // The fan-out requests devices as the listing hands them over, and ends when the listing
-        // has handed over its last one. A listing that fails stops it: requests in flight finish
-        // and their results are stored.
-        let (to_fanout, planned) = mpsc::unbounded_channel();
+    /// Lists and requests side by side. The fan-out requests devices as the listing hands them
+    /// over, and ends when the listing has handed over its last one. A listing that fails stops
+    /// it: requests in flight finish and their results are stored.
+    async fn work(&self) -> ending::Ending {
+        let (to_fanout, planned) = handoff::handoff();
         let stop_fanout = self.cancel.child_token();
         let listing = async {
             let listing = list::list_devices(self, to_fanout).await;
@@ -182,26 +179,7 @@ impl Scan<'_> {
         };
         let (listing, fanned) =
             tokio::join!(listing, fanout::scan_devices(self, planned, stop_fanout.clone()));
-        ending.devices = fanned.devices;
-        match listing {
-            Ok(list::Listed::Complete(listing)) => {
-                ending.listed = listing.listed;
-                ending.rejected = listing.rejected;
-                ending.planned = listing.planned;
-                (ending.status, ending.error) = fanned.ending();
-            }
-            Ok(list::Listed::Shutdown) => {
-                ending.status = RunStatus::Interrupted;
-                ending.error = Some("shutdown during the device listing".into());
-            }
-            Ok(list::Listed::Deadline) => {
-                ending.status = RunStatus::Partial;
-                ending.error =
-                    Some("the next scheduled run was due during the device listing".into());
-            }
-            Err(e) => ending.error = Some(format!("{e:#}")),
-        }
-        ending
+        ending::ending(listing, fanned)
     }
 }
 

@@ -5,10 +5,8 @@
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::defender::Client;
+use super::run::Scan;
 use crate::model::RunStatus;
-use crate::pacer::Endpoint;
-use crate::store::{RunEnd, Store};
 
 /// The error of a scan that panicked.
 #[derive(Debug, thiserror::Error)]
@@ -36,15 +34,9 @@ impl Health {
     }
 }
 
-/// Closes run `run_id` as failed after its scan panicked; returns the error that reports it.
-pub(super) async fn close_run(
-    store: &Store,
-    tenant: &str,
-    run_id: i64,
-    client: &Client,
-    panic: Box<dyn Any + Send>,
-) -> anyhow::Error {
-    crate::metrics::scan_panicked(tenant);
+/// Closes the run of `scan` as failed after it panicked; returns the error that reports it.
+pub(super) async fn close_run(scan: &Scan<'_>, panic: Box<dyn Any + Send>) -> anyhow::Error {
+    crate::metrics::scan_panicked(&scan.tenant.name);
     let message = panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -52,17 +44,8 @@ pub(super) async fn close_run(
         .unwrap_or_else(|| "no message".to_owned());
     let panicked = ScanPanicked { message };
     let error = panicked.to_string();
-    let calls = client.counters();
-    let end = RunEnd {
-        status: RunStatus::Failed,
-        api_calls: calls.api_calls.load(Ordering::Relaxed) as i64,
-        throttled: calls.throttled.load(Ordering::Relaxed) as i64,
-        effective_per_minute: client.pacer().effective_per_minute(Endpoint::MissingKbs).await
-            as i32,
-        error: Some(&error),
-    };
-    match store.finish_run(run_id, &end).await {
-        Ok(()) => panicked.into(),
+    match scan.close(RunStatus::Failed, Some(&error)).await {
+        Ok(_) => panicked.into(),
         Err(e) => anyhow::Error::from(panicked).context(format!("closing its run failed: {e:#}")),
     }
 }

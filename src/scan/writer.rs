@@ -11,14 +11,12 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::defender::Client;
-use crate::model::{DeviceResult, MissingKb, RunCounters};
+use crate::model::{CallCounters, DeviceResult, MissingKb, RunCounters};
 use crate::store::{Store, kbs_to_store};
 
 /// Commit attempts for one batch before the scan gives up on storing (about a minute in all).
@@ -41,7 +39,7 @@ pub(super) async fn write_loop(
     store: Store,
     run_id: i64,
     mut rx: mpsc::Receiver<DeviceResult>,
-    client: Arc<Client>,
+    calls: Arc<CallCounters>,
     batch_size: usize,
     flush_every: Duration,
 ) -> Result<RunCounters, (RunCounters, anyhow::Error)> {
@@ -73,7 +71,7 @@ pub(super) async fn write_loop(
             let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
             // A KB that a batch still in flight is storing is stored by this one too.
             let kbs = kbs_to_store(&full, &stored.kbs);
-            commits.spawn(flush(store.clone(), run_id, full, kbs, client.clone()));
+            commits.spawn(flush(store.clone(), run_id, full, kbs, calls.clone()));
         }
         if closed {
             break;
@@ -92,7 +90,7 @@ pub(super) async fn write_loop(
 async fn join_one(commits: &mut JoinSet<Committed>, stored: &mut Stored) -> Option<anyhow::Error> {
     match commits.join_next().await? {
         Ok(Ok((counters, kbs))) => {
-            add(&mut stored.total, counters);
+            stored.total.add(counters);
             stored.kbs.extend(kbs);
             None
         }
@@ -106,13 +104,12 @@ async fn flush(
     run_id: i64,
     mut batch: Vec<DeviceResult>,
     kbs: Vec<MissingKb>,
-    client: Arc<Client>,
+    calls: Arc<CallCounters>,
 ) -> Committed {
     let mut attempt = 0;
     loop {
-        let calls = client.counters();
-        let api_calls = calls.api_calls.load(Ordering::Relaxed) as i64;
-        let throttled = calls.throttled.load(Ordering::Relaxed) as i64;
+        let seen = calls.read();
+        let (api_calls, throttled) = (seen.api_calls as i64, seen.throttled as i64);
         match store.write_results(run_id, &batch, &kbs, api_calls, throttled).await {
             Ok(counters) => return Ok((counters, kbs)),
             Err(e) if attempt + 1 < WRITE_ATTEMPTS => {
@@ -131,10 +128,4 @@ async fn flush(
             Err(e) => return Err(e),
         }
     }
-}
-
-fn add(total: &mut RunCounters, c: RunCounters) {
-    total.ok += c.ok;
-    total.not_found += c.not_found;
-    total.failed += c.failed;
 }

@@ -9,6 +9,7 @@ mod report;
 mod results;
 mod runs;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -32,7 +33,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
-    options: PgConnectOptions,
+    /// This process's tenant locks, on a connection beside the pool.
+    locks: Arc<lock::TenantLocks>,
 }
 
 impl Store {
@@ -47,7 +49,7 @@ impl Store {
             .connect_with(options.clone())
             .await
             .context("connecting to PostgreSQL")?;
-        Ok(Store { pool, options })
+        Ok(Store { pool, locks: Arc::new(lock::TenantLocks::new(options)) })
     }
 
     /// A pool that connects on first use (nothing is checked here): for tests and probes.
@@ -59,7 +61,7 @@ impl Store {
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(15))
             .connect_lazy_with(options.clone());
-        Ok(Store { pool, options })
+        Ok(Store { pool, locks: Arc::new(lock::TenantLocks::new(options)) })
     }
 
     /// Applies the migrations that are not applied yet. A database that holds a migration other
@@ -95,6 +97,11 @@ impl Store {
                 Err(e) => return Err(e).context("reading applied migrations"),
             };
         Ok(MIGRATOR.iter().filter(|m| !applied.contains(&m.version)).count())
+    }
+
+    /// Takes the tenant's lock if no other session holds it (nor a scan of this process).
+    pub async fn try_lock_tenant(&self, tenant_id: i32) -> anyhow::Result<Option<TenantLock>> {
+        self.locks.lock(tenant_id).await
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use kbwatch::config::ScheduleConfig;
 use kbwatch::schedule::{self, ScheduledTenant};
 use kbwatch::sim::{Faults, SimConfig};
 use tokio_util::sync::CancellationToken;
@@ -23,12 +24,15 @@ async fn a_fast_cron_runs_scans_one_at_a_time() {
     let tenants = vec![ScheduledTenant { config: app.tenant().clone(), client: app.client() }];
     let cancel = CancellationToken::new();
     let daemon = tokio::spawn(schedule::run(
-        "*/2 * * * * *",
+        ScheduleConfig {
+            cron: "*/2 * * * * *".into(),
+            drain_timeout: Duration::from_secs(10),
+            ..ScheduleConfig::default()
+        },
         tenants,
         app.store.clone(),
         Default::default(),
         cancel.clone(),
-        Duration::from_secs(10),
     ));
     let mut finished = 0;
     for _ in 0..60 {

@@ -3,6 +3,7 @@
 
 mod access;
 mod classification;
+mod concurrency;
 mod credentials;
 mod daemon;
 mod dashboard;
@@ -28,4 +29,5 @@ mod serve;
 mod shutdown;
 mod simulator;
 mod soak;
+mod tenant_locks;
 mod terminal;

@@ -7,6 +7,7 @@ use std::hash::{Hash as _, Hasher as _};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use kbwatch::config::ScheduleConfig;
 use kbwatch::schedule::{self, ScheduledTenant};
 use kbwatch::sim::{Evolution, SimConfig};
 use tokio_util::sync::CancellationToken;
@@ -61,12 +62,15 @@ async fn two_hundred_scheduled_scans_of_an_evolving_fleet_stay_exact() {
     let tenants = vec![ScheduledTenant { config: app.tenant().clone(), client: app.client() }];
     let cancel = CancellationToken::new();
     let daemon = tokio::spawn(schedule::run(
-        "*/2 * * * * *",
+        ScheduleConfig {
+            cron: "*/2 * * * * *".into(),
+            drain_timeout: Duration::from_secs(10),
+            ..ScheduleConfig::default()
+        },
         tenants,
         app.store.clone(),
         Default::default(),
         cancel.clone(),
-        Duration::from_secs(10),
     ));
 
     // The fleet changes right after each run finishes, well before the next tick; the truth each
