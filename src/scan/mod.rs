@@ -50,6 +50,7 @@ pub async fn scan_tenant(
     };
     let orphans = store.mark_interrupted(tenant_id).await?;
     if orphans > 0 {
+        crate::metrics::scans_orphaned(&tenant.name, orphans);
         tracing::warn!(tenant = %tenant.name, runs = orphans, "Marked runs left running by a stopped process as interrupted");
     }
     let runner = runner_name();
@@ -199,7 +200,12 @@ impl Scan<'_> {
                 ending.error =
                     Some("the next scheduled run was due during the device listing".into());
             }
-            Err(e) => ending.error = Some(format!("{e:#}")),
+            Err(e) => {
+                if let Some(api) = e.chain().find_map(|c| c.downcast_ref()) {
+                    self.stopped_by(api);
+                }
+                ending.error = Some(format!("{e:#}"));
+            }
         }
         ending
     }

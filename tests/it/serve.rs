@@ -157,7 +157,8 @@ async fn metrics_after_a_scan_count_scans_devices_and_requests() {
     for (name, labels, _) in &s {
         for key in labels.keys() {
             assert!(
-                ["tenant", "status", "endpoint", "outcome", "le"].contains(&key.as_str()),
+                ["tenant", "status", "endpoint", "outcome", "kind", "version", "le"]
+                    .contains(&key.as_str()),
                 "unexpected label {key} on {name}"
             );
         }
