@@ -3,9 +3,6 @@
 //! The metrics test records into its own `PrometheusRecorder`, set as this thread's local recorder:
 //! its `#[tokio::test]` runtime is single-threaded, so the scan's tasks record there, and the
 //! other tests of the binary (which scan a tenant also named `t1`) cannot add to its counts.
-//!
-//! The daemon test runs `kbwatch run` and checks its /metrics with `promtool check metrics`
-//! (Debian's prometheus package, which scripts/validate-deploy.sh installs before the tests).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,7 +16,7 @@ use reqwest::StatusCode;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Auth, fresh_database, spawn_app, write_private};
+use crate::helpers::{Auth, fresh_database, spawn_app};
 
 /// Serves `store` (and `metrics`) on a free port until the returned token is cancelled.
 async fn start_server(
@@ -54,9 +51,9 @@ pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
 }
 
 /// One sample of the exposition text: name, labels, value.
-type Sample = (String, BTreeMap<String, String>, f64);
+pub type Sample = (String, BTreeMap<String, String>, f64);
 
-fn samples(text: &str) -> Vec<Sample> {
+pub fn samples(text: &str) -> Vec<Sample> {
     text.lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|line| {
@@ -79,7 +76,7 @@ fn samples(text: &str) -> Vec<Sample> {
 }
 
 /// The sum of the samples of `name` whose labels include all of `want`.
-fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
+pub fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
     samples
         .iter()
         .filter(|(n, labels, _)| {
@@ -168,6 +165,45 @@ async fn metrics_after_a_scan_count_scans_devices_and_requests() {
     }
 }
 
+// Single-threaded, so that the scans record into this test's own metrics recorder.
+#[tokio::test]
+async fn auth_failures_and_orphaned_runs_reach_the_metrics_the_alerts_read() {
+    let recorder = kbwatch::metrics::builder().build_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let message = "Missing application roles. API required roles: Machine.Read.All";
+    let faults = Faults { forbidden: Some(message.into()), ..Faults::default() };
+    let app =
+        spawn_app(SimConfig { devices: 5, faults, ..SimConfig::default() }, Auth::TokenFile, "")
+            .await;
+    // A run left `running` by a process that died.
+    let tenant_id = app.store.ensure_tenant("t1").await.unwrap();
+    sqlx::query(
+        "INSERT INTO kbwatch.scan_run (tenant_id, trigger, runner) VALUES ($1, 'manual', 'gone:1')",
+    )
+    .bind(tenant_id)
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+    // A token the API refuses, even after a refresh; then a good one, for an app without the role.
+    let token = app.dir.path().join("token");
+    std::fs::write(&token, "a-token-the-api-refuses").unwrap();
+    assert_eq!(app.scan().await.status, RunStatus::Failed);
+    std::fs::write(&token, crate::helpers::STATIC_TOKEN).unwrap();
+    let summary = app.scan().await;
+    assert!(summary.error.as_deref().unwrap_or_default().contains(message), "{summary:?}");
+
+    let text = handle.render();
+    let s = samples(&text);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    for kind in ["unauthorized", "forbidden"] {
+        let at = sum(&s, "kbwatch_last_auth_failure_timestamp_seconds", &[("kind", kind)]);
+        assert!((now.as_secs_f64() - at).abs() < 120.0, "{kind} at {at}, now {now:?}\n{text}");
+    }
+    assert_eq!(sum(&s, "kbwatch_scans_orphaned_total", &[("tenant", "t1")]), 1.0, "{text}");
+    assert!(!text.contains("kbwatch_last_success_timestamp_seconds{"), "{text}");
+}
+
 #[tokio::test]
 async fn health_and_readiness_follow_the_database() {
     let migrated = {
@@ -218,99 +254,4 @@ async fn readiness_names_no_database_detail() {
     cancel.cancel();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body, "database unavailable\n");
-}
-
-/// Starts `kbwatch run` on a free port, with a cron that ticks a few seconds from now and then a
-/// minute later; returns the process and the address it serves on (read from its log).
-async fn run_daemon(app: &crate::helpers::TestApp) -> (tokio::process::Child, SocketAddr) {
-    use chrono::Timelike as _;
-    use tokio::io::AsyncBufReadExt as _;
-    let config = app.dir.path().join("kbwatch-run.toml");
-    let second = (chrono::Utc::now() + chrono::Duration::seconds(4)).second();
-    let text = format!(
-        "[schedule]\ncron = \"{second} * * * * *\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\n\n{}",
-        app.config_toml
-    );
-    write_private(&config, &text);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kbwatch"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("kbwatch run starts");
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let listen = regex::Regex::new(r"127\.0\.0\.1:\d+").unwrap();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("Serving /metrics") {
-                return listen.find(&line).expect("the line names the address").as_str().parse();
-            }
-        }
-        panic!("kbwatch run exited before serving");
-    })
-    .await
-    .expect("kbwatch run serves within 30 s")
-    .unwrap();
-    // Keep reading, so that the daemon never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_metrics_pass_promtool_and_carry_what_the_alerts_read() {
-    let quota = "[tenant.quota]\nper_minute = 1000000\nper_hour = 10000000\n";
-    let devices = 40;
-    let app =
-        spawn_app(SimConfig { devices, ..SimConfig::default() }, Auth::TokenFile, quota).await;
-    let (mut daemon, addr) = run_daemon(&app).await;
-    let t1 = ("tenant", "t1");
-    // The first tick's scan, or the next one's a minute later if the daemon started too late.
-    let mut text = String::new();
-    for _ in 0..360 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        text = get(addr, "/metrics").await.1;
-        let s = samples(&text);
-        if sum(&s, "kbwatch_scans_total", &[t1]) >= 1.0
-            && sum(&s, "kbwatch_scan_running_since_timestamp_seconds", &[t1]) == 0.0
-        {
-            break;
-        }
-    }
-    let pid = nix::unistd::Pid::from_raw(daemon.id().expect("running") as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(20), daemon.wait()).await;
-
-    let s = samples(&text);
-    assert_eq!(sum(&s, "kbwatch_scans_total", &[t1, ("status", "completed")]), 1.0, "{text}");
-    let version = ("version", env!("CARGO_PKG_VERSION"));
-    assert_eq!(sum(&s, "kbwatch_build_info", &[version]), 1.0, "{text}");
-    assert_eq!(sum(&s, "kbwatch_fleet_devices", &[t1]), devices as f64, "{text}");
-    assert_eq!(sum(&s, "kbwatch_scan_interval_seconds", &[t1]), 60.0, "a tick a minute");
-    assert_eq!(sum(&s, "kbwatch_scan_running_since_timestamp_seconds", &[t1]), 0.0);
-    assert_eq!(sum(&s, "kbwatch_scans_orphaned_total", &[t1]), 0.0);
-    assert_eq!(sum(&s, "kbwatch_scan_panics_total", &[t1]), 0.0);
-    let since = sum(&s, "kbwatch_scheduled_since_timestamp_seconds", &[t1]);
-    let success = sum(&s, "kbwatch_last_success_timestamp_seconds", &[t1]);
-    assert!(since > 0.0 && success > since, "scheduled since {since}, last success {success}");
-    assert!(text.contains("# TYPE kbwatch_pacer_wait_seconds_total counter"), "{text}");
-    assert!(!text.contains("kbwatch_last_auth_failure"), "no failure yet: {text}");
-
-    let Ok(mut promtool) = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    else {
-        eprintln!("SKIPPED promtool check metrics: promtool is not installed");
-        return;
-    };
-    use std::io::Write as _;
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    let report =
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}");
 }
