@@ -1,9 +1,14 @@
 //! Cron ticks (tokio-cron-scheduler, 6 fields, UTC) that start one scan per tenant, never two of
 //! the same tenant at once: a tick that finds the tenant's previous scan still running skips it,
 //! and each scan stops starting devices when the next tick is due.
+//!
+//! It also gives the metrics that the alert rules measure a tenant against: the schedule's
+//! interval, when scheduling began, the last completed scan as the database has it, and the
+//! start of the scan running now.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -14,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{ScheduleConfig, TenantConfig};
 use crate::defender::Client;
+use crate::model::RunStatus;
 use crate::scan::{self, Health, Progress, ScanOptions, Trigger};
 use crate::store::Store;
 
@@ -41,6 +47,11 @@ pub async fn run(
     let running = Arc::new(Mutex::new(HashSet::<String>::new()));
     let ticks = crate::config::parse_cron(cron)
         .map_err(|e| anyhow::anyhow!("schedule.cron {cron:?} {e}"))?;
+    let interval = longest_gap(&ticks, Utc::now());
+    for tenant in &tenants {
+        crate::metrics::tenant_scheduled(&tenant.config.name, interval);
+        restore_last_success(&store, &tenant.config.name).await;
+    }
     let job = {
         let (tracker, cancel, store) = (tracker.clone(), cancel.clone(), store.clone());
         Job::new_async(cron, move |_, _| {
@@ -81,6 +92,47 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// How far ahead [`longest_gap`] looks, and how many ticks it takes at most.
+const GAP_HORIZON: chrono::TimeDelta = chrono::TimeDelta::days(8);
+const GAP_TICKS: usize = 10_000;
+
+/// The longest time between two consecutive ticks after `now`, over the next eight days (a
+/// weekday schedule's weekend included) or 10,000 ticks, and at least the next two: the interval
+/// against which a tenant's scans are overdue.
+fn longest_gap(cron: &croner::Cron, now: DateTime<Utc>) -> Duration {
+    let ticks: Vec<DateTime<Utc>> = cron
+        .iter_after(now)
+        .take(GAP_TICKS)
+        .enumerate()
+        .take_while(|(i, tick)| *i < 2 || *tick <= now + GAP_HORIZON)
+        .map(|(_, tick)| tick)
+        .collect();
+    let gaps = ticks.windows(2).filter_map(|pair| (pair[1] - pair[0]).to_std().ok());
+    gaps.max().unwrap_or(GAP_HORIZON.to_std().expect("eight days is positive"))
+}
+
+/// Sets `kbwatch_last_success_timestamp_seconds` from the tenant's latest completed run in the
+/// database, so that a restart does not hide a tenant whose scans stopped completing, and a
+/// replica that scans nothing still shows the tenant's state.
+async fn restore_last_success(store: &Store, tenant: &str) {
+    match store.recent_runs(Some(tenant), RESTORE_RUNS).await {
+        Ok(runs) => {
+            let completed = runs.iter().find(|r| r.status == RunStatus::Completed.as_str());
+            if let Some(finished) = completed.and_then(|r| r.finished_at) {
+                crate::metrics::last_success_at(tenant, SystemTime::from(finished));
+            }
+        }
+        Err(e) => tracing::warn!(
+            tenant,
+            error = format!("{e:#}"),
+            "Reading the last completed scan for the metrics failed"
+        ),
+    }
+}
+
+/// How many of a tenant's latest runs [`restore_last_success`] looks through.
+const RESTORE_RUNS: i64 = 100;
 
 /// The cron tick a job run belongs to and when the next one is due. The scheduler polls, so a
 /// run starts up to ~0.5 s after its tick: the tick is the latest occurrence at or before now,
@@ -130,6 +182,7 @@ impl Scans<'_> {
                 _ = cancel.cancelled() => return,
                 turn = turns.acquire_owned() => turn.expect("the semaphore is never closed"),
             };
+            crate::metrics::scan_running(&name, true);
             let options = ScanOptions {
                 trigger: Trigger::Schedule,
                 deadline: tick.deadline,
@@ -165,5 +218,29 @@ impl Drop for Running {
         // A poisoned lock still holds the set: a panic elsewhere must not keep the tenant out.
         let mut set = self.set.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         set.remove(&self.name);
+        crate::metrics::scan_running(&self.name, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gap(cron: &str, now: &str) -> Duration {
+        let now = DateTime::parse_from_rfc3339(now).unwrap().with_timezone(&Utc);
+        longest_gap(&crate::config::parse_cron(cron).unwrap(), now)
+    }
+
+    #[test]
+    fn the_interval_is_the_longest_gap_between_ticks() {
+        assert_eq!(gap("0 0 * * * *", "2026-12-02T10:30:00Z"), Duration::from_secs(3600));
+        assert_eq!(gap("*/2 * * * * *", "2026-12-02T10:30:00Z"), Duration::from_secs(2));
+        assert_eq!(gap("0 0 6,18 * * *", "2026-12-02T10:30:00Z"), Duration::from_secs(12 * 3600));
+        // Weekdays at 09:00, asked on a Wednesday: the weekend's gap, Friday to Monday.
+        let weekdays = gap("0 0 9 * * Mon-Fri", "2026-12-02T10:30:00Z");
+        assert_eq!(weekdays, Duration::from_secs(3 * 24 * 3600));
+        // Monthly: past the eight-day horizon, the next two ticks still count.
+        let monthly = gap("0 0 0 1 * *", "2026-12-02T10:30:00Z");
+        assert_eq!(monthly, Duration::from_secs(31 * 24 * 3600), "1 January to 1 February");
     }
 }

@@ -55,6 +55,7 @@ pub(super) async fn scan_devices(scan: &Scan<'_>, plan: Pickup, stop: Cancellati
                 }
             }
             Err(e) => {
+                scan.stopped_by(&e);
                 tracing::error!(error = %e, "Stopping the tenant's scan");
                 fatal = Some(e);
                 break;
@@ -102,4 +103,17 @@ async fn scan_one(client: &Client, device: PlannedDevice) -> Result<DeviceResult
         first_scan: device.first_scan,
         outcome,
     })
+}
+
+impl Scan<'_> {
+    /// Notes in the metrics an error that stops the tenant's scan and needs an operator: a failed
+    /// authentication or a missing permission.
+    pub(super) fn stopped_by(&self, error: &ApiError) {
+        let kind = match error {
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            _ => return,
+        };
+        crate::metrics::auth_failed(&self.tenant.name, kind);
+    }
 }

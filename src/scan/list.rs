@@ -102,6 +102,7 @@ pub(super) async fn list_devices(scan: &Scan<'_>, plan: Handoff) -> anyhow::Resu
     let planned = plan.finish();
     scan.store.set_run_plan(scan.run_id, listed as i32, planned as i32, rejected as i32).await?;
     tracing::info!(listed, rejected, gone, planned, "Listed devices");
+    crate::metrics::fleet_devices(&scan.tenant.name, listed);
     Ok(Listed::Complete(Listing { listed, rejected, planned }))
 }
 

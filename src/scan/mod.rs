@@ -50,6 +50,7 @@ pub async fn scan_tenant(
     };
     let orphans = store.mark_interrupted(tenant_id).await?;
     if orphans > 0 {
+        crate::metrics::scans_orphaned(&tenant.name, orphans);
         tracing::warn!(tenant = %tenant.name, runs = orphans, "Marked runs left running by a stopped process as interrupted");
     }
     let runner = runner_name();
@@ -179,6 +180,11 @@ impl Scan<'_> {
         };
         let (listing, fanned) =
             tokio::join!(listing, fanout::scan_devices(self, planned, stop_fanout.clone()));
+        if let Err(e) = &listing
+            && let Some(api) = e.chain().find_map(|c| c.downcast_ref())
+        {
+            self.stopped_by(api);
+        }
         ending::ending(listing, fanned)
     }
 }

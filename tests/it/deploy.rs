@@ -1,12 +1,19 @@
 //! The deploy files: the systemd unit verifies, the Kubernetes config loads, the deadlines agree
-//! with the drain deadline, and the Dockerfile keeps its shape. (scripts/validate-deploy.sh also
-//! validates the Kubernetes manifests against the Kubernetes JSON schemas.)
+//! with the drain deadline, the Dockerfile keeps its shape, and what Prometheus scrapes from a
+//! running daemon passes `promtool check metrics` and carries what the alert rules read.
+//! (scripts/validate-deploy.sh also validates the Kubernetes manifests against the Kubernetes
+//! JSON schemas, and checks and unit-tests the alert rules with promtool; it installs promtool.)
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use kbwatch::config::{ScheduleConfig, load_str};
+use kbwatch::sim::SimConfig;
+
+use crate::helpers::{Auth, TestApp, spawn_app, write_private};
+use crate::serve::{get, samples, sum};
 
 const UNIT: &str = include_str!("../../deploy/kbwatch.service");
 const CONFIGMAP: &str = include_str!("../../deploy/kubernetes/20-configmap.yaml");
@@ -142,4 +149,99 @@ fn runtime_libraries_are_installed() {
         };
         assert!(runtime.contains(package), "{package} missing from the runtime stage");
     }
+}
+
+/// Starts `kbwatch run` on a free port, with a cron that ticks a few seconds from now and then a
+/// minute later; returns the process and the address it serves on (read from its log).
+async fn run_daemon(app: &TestApp) -> (tokio::process::Child, SocketAddr) {
+    use chrono::Timelike as _;
+    use tokio::io::AsyncBufReadExt as _;
+    let config = app.dir.path().join("kbwatch-run.toml");
+    let second = (chrono::Utc::now() + chrono::Duration::seconds(4)).second();
+    let text = format!(
+        "[schedule]\ncron = \"{second} * * * * *\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\n\n{}",
+        app.config_toml
+    );
+    write_private(&config, &text);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kbwatch"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kbwatch run starts");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let listen = regex::Regex::new(r"127\.0\.0\.1:\d+").unwrap();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("Serving /metrics") {
+                return listen.find(&line).expect("the line names the address").as_str().parse();
+            }
+        }
+        panic!("kbwatch run exited before serving");
+    })
+    .await
+    .expect("kbwatch run serves within 30 s")
+    .unwrap();
+    // Keep reading, so that the daemon never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_metrics_pass_promtool_and_carry_what_the_alerts_read() {
+    let quota = "[tenant.quota]\nper_minute = 1000000\nper_hour = 10000000\n";
+    let devices = 40;
+    let app =
+        spawn_app(SimConfig { devices, ..SimConfig::default() }, Auth::TokenFile, quota).await;
+    let (mut daemon, addr) = run_daemon(&app).await;
+    let t1 = ("tenant", "t1");
+    // The first tick's scan, or the next one's a minute later if the daemon started too late.
+    let mut text = String::new();
+    for _ in 0..360 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        text = get(addr, "/metrics").await.1;
+        let s = samples(&text);
+        if sum(&s, "kbwatch_scans_total", &[t1]) >= 1.0
+            && sum(&s, "kbwatch_scan_running_since_timestamp_seconds", &[t1]) == 0.0
+        {
+            break;
+        }
+    }
+    let pid = nix::unistd::Pid::from_raw(daemon.id().expect("running") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(20), daemon.wait()).await;
+
+    let s = samples(&text);
+    assert_eq!(sum(&s, "kbwatch_scans_total", &[t1, ("status", "completed")]), 1.0, "{text}");
+    let version = ("version", env!("CARGO_PKG_VERSION"));
+    assert_eq!(sum(&s, "kbwatch_build_info", &[version]), 1.0, "{text}");
+    assert_eq!(sum(&s, "kbwatch_fleet_devices", &[t1]), devices as f64, "{text}");
+    assert_eq!(sum(&s, "kbwatch_scan_interval_seconds", &[t1]), 60.0, "a tick a minute");
+    assert_eq!(sum(&s, "kbwatch_scan_running_since_timestamp_seconds", &[t1]), 0.0);
+    assert_eq!(sum(&s, "kbwatch_scans_orphaned_total", &[t1]), 0.0);
+    assert_eq!(sum(&s, "kbwatch_scan_panics_total", &[t1]), 0.0);
+    let since = sum(&s, "kbwatch_scheduled_since_timestamp_seconds", &[t1]);
+    let success = sum(&s, "kbwatch_last_success_timestamp_seconds", &[t1]);
+    assert!(since > 0.0 && success > since, "scheduled since {since}, last success {success}");
+    assert!(text.contains("# TYPE kbwatch_pacer_wait_seconds_total counter"), "{text}");
+    assert!(!text.contains("kbwatch_last_auth_failure"), "no failure yet: {text}");
+
+    let Ok(mut promtool) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("SKIPPED promtool check metrics: promtool is not installed");
+        return;
+    };
+    use std::io::Write as _;
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let report =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}");
 }

@@ -51,9 +51,9 @@ pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
 }
 
 /// One sample of the exposition text: name, labels, value.
-type Sample = (String, BTreeMap<String, String>, f64);
+pub type Sample = (String, BTreeMap<String, String>, f64);
 
-fn samples(text: &str) -> Vec<Sample> {
+pub fn samples(text: &str) -> Vec<Sample> {
     text.lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|line| {
@@ -76,7 +76,7 @@ fn samples(text: &str) -> Vec<Sample> {
 }
 
 /// The sum of the samples of `name` whose labels include all of `want`.
-fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
+pub fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
     samples
         .iter()
         .filter(|(n, labels, _)| {
@@ -157,11 +157,51 @@ async fn metrics_after_a_scan_count_scans_devices_and_requests() {
     for (name, labels, _) in &s {
         for key in labels.keys() {
             assert!(
-                ["tenant", "status", "endpoint", "outcome", "le"].contains(&key.as_str()),
+                ["tenant", "status", "endpoint", "outcome", "kind", "version", "le"]
+                    .contains(&key.as_str()),
                 "unexpected label {key} on {name}"
             );
         }
     }
+}
+
+// Single-threaded, so that the scans record into this test's own metrics recorder.
+#[tokio::test]
+async fn auth_failures_and_orphaned_runs_reach_the_metrics_the_alerts_read() {
+    let recorder = kbwatch::metrics::builder().build_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let message = "Missing application roles. API required roles: Machine.Read.All";
+    let faults = Faults { forbidden: Some(message.into()), ..Faults::default() };
+    let app =
+        spawn_app(SimConfig { devices: 5, faults, ..SimConfig::default() }, Auth::TokenFile, "")
+            .await;
+    // A run left `running` by a process that died.
+    let tenant_id = app.store.ensure_tenant("t1").await.unwrap();
+    sqlx::query(
+        "INSERT INTO kbwatch.scan_run (tenant_id, trigger, runner) VALUES ($1, 'manual', 'gone:1')",
+    )
+    .bind(tenant_id)
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+    // A token the API refuses, even after a refresh; then a good one, for an app without the role.
+    let token = app.dir.path().join("token");
+    std::fs::write(&token, "a-token-the-api-refuses").unwrap();
+    assert_eq!(app.scan().await.status, RunStatus::Failed);
+    std::fs::write(&token, crate::helpers::STATIC_TOKEN).unwrap();
+    let summary = app.scan().await;
+    assert!(summary.error.as_deref().unwrap_or_default().contains(message), "{summary:?}");
+
+    let text = handle.render();
+    let s = samples(&text);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    for kind in ["unauthorized", "forbidden"] {
+        let at = sum(&s, "kbwatch_last_auth_failure_timestamp_seconds", &[("kind", kind)]);
+        assert!((now.as_secs_f64() - at).abs() < 120.0, "{kind} at {at}, now {now:?}\n{text}");
+    }
+    assert_eq!(sum(&s, "kbwatch_scans_orphaned_total", &[("tenant", "t1")]), 1.0, "{text}");
+    assert!(!text.contains("kbwatch_last_success_timestamp_seconds{"), "{text}");
 }
 
 #[tokio::test]
