@@ -50,10 +50,9 @@ async fn the_daemon_scans_no_more_tenants_at_once_than_configured() {
         .await
         .unwrap()
     };
-    let mut done = Vec::new();
     for _ in 0..120 {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        done = runs().await;
+        let done = runs().await;
         let tenants_done: std::collections::BTreeSet<&str> =
             done.iter().filter(|r| r.3 == "completed").map(|r| r.0.as_str()).collect();
         if tenants_done.len() == 4 {
