@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use kbwatch::config::{ScheduleConfig, load_str};
 
+use crate::kit::binary;
+
 const UNIT: &str = include_str!("../../deploy/kbwatch.service");
 const CONFIGMAP: &str = include_str!("../../deploy/kubernetes/20-configmap.yaml");
 const DEPLOYMENT: &str = include_str!("../../deploy/kubernetes/40-deployment.yaml");
@@ -53,8 +55,7 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     // verify wants the binaries to exist: point the unit at the one cargo built.
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("kbwatch.service");
-    std::fs::write(&unit, UNIT.replace("/usr/local/bin/kbwatch", env!("CARGO_BIN_EXE_kbwatch")))
-        .unwrap();
+    std::fs::write(&unit, UNIT.replace("/usr/local/bin/kbwatch", binary::PATH)).unwrap();
     let out = Command::new(tool).args(["verify", "--man=no"]).arg(&unit).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     // verify exits 0 on an unknown key or a bad value; it only warns. Any warning fails here.
@@ -117,7 +118,7 @@ fn the_dockerfile_builds_offline_and_runs_unprivileged() {
 
 /// Every shared library the binary links is in the runtime stage (glibc is in the base image).
 fn runtime_libraries_are_installed() {
-    let Ok(out) = Command::new("ldd").arg(Path::new(env!("CARGO_BIN_EXE_kbwatch"))).output() else {
+    let Ok(out) = Command::new("ldd").arg(Path::new(binary::PATH)).output() else {
         eprintln!("SKIPPED the library check: ldd is not installed");
         return;
     };

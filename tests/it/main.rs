@@ -1,5 +1,9 @@
 //! Integration tests: a real PostgreSQL (the private one, or `DATABASE_URL`) and the simulator
-//! over real HTTP. One binary keeps link time down.
+//! over real HTTP. One binary keeps link time down. The test kit, shared with the benchmark, is
+//! `tests/kit/`.
+
+#[path = "../kit/mod.rs"]
+mod kit;
 
 mod access;
 mod classification;
@@ -9,9 +13,10 @@ mod dashboard;
 mod demo;
 mod deploy;
 mod faults;
-mod helpers;
 mod history;
 mod hostile;
+mod hostile_bounds;
+mod hostile_panic;
 mod hostile_server;
 mod hostile_text;
 mod listing;
@@ -29,3 +34,4 @@ mod shutdown;
 mod simulator;
 mod soak;
 mod terminal;
+mod upgrade;
