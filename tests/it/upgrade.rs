@@ -47,66 +47,45 @@ async fn write_earlier_release(
     .await
     .unwrap();
     let gone = "0".repeat(40);
-    let mut devices = Vec::new();
-    for id in [listed, gone.as_str()] {
-        let device: i64 = sqlx::query_scalar(
-            "INSERT INTO kbwatch.device (tenant_id, machine_id, id_valid, computer_dns_name, \
-             os_platform, last_seen, raw, first_listed_at, last_listed_at, last_listed_run_id, \
-             last_scanned_at, last_scan_outcome, last_good_scan_run_id, last_good_scan_at, \
-             last_seen_at_good_scan) \
-             VALUES ($1, $2, true, 'old-' || $2, 'Windows11', $3 - interval '1 hour', \
-                     jsonb_build_object('id', $2::text), $3, $3, $4, $3, 'ok', $4, $3, \
-                     $3 - interval '1 hour') \
-             RETURNING device_id",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(at)
-        .bind(run)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-        devices.push(device);
-    }
-    let kbs = [(kept.id.as_str(), kept.cve_addressed as i32), ("KB5000001", 7)];
-    for (kb, cve) in kbs {
-        sqlx::query(
-            "INSERT INTO kbwatch.kb (kb_id, name, cve_addressed, first_seen_at, last_seen_at) \
-             VALUES ($1, $1, $2, $3, $3)",
-        )
-        .bind(kb)
-        .bind(cve)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    }
-    let cve_total = kbs.iter().map(|(_, c)| i64::from(*c)).sum::<i64>();
-    for device in &devices {
-        sqlx::query(
-            "INSERT INTO kbwatch.device_scan (device_id, scan_run_id, scanned_at, outcome, \
-             missing_kbs, cve_addressed_total) VALUES ($1, $2, $3, 'ok', 2, $4)",
-        )
-        .bind(device)
-        .bind(run)
-        .bind(at)
-        .bind(cve_total)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-        for (kb, cve) in kbs {
-            sqlx::query(
-                "INSERT INTO kbwatch.missing_kb (device_id, kb_id, opened_scan_run_id, cve_addressed) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(device)
-            .bind(kb)
+    let devices: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO kbwatch.device (tenant_id, machine_id, id_valid, computer_dns_name, \
+         os_platform, last_seen, raw, first_listed_at, last_listed_at, last_listed_run_id, \
+         last_scanned_at, last_scan_outcome, last_good_scan_run_id, last_good_scan_at, \
+         last_seen_at_good_scan) \
+         SELECT $1, id, true, 'old-' || id, 'Windows11', $3 - interval '1 hour', \
+                jsonb_build_object('id', id), $3, $3, $4, $3, 'ok', $4, $3, $3 - interval '1 hour' \
+         FROM unnest($2::text[]) AS id \
+         RETURNING device_id",
+    )
+    .bind(tenant)
+    .bind([listed, gone.as_str()])
+    .bind(at)
+    .bind(run)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let (kb_ids, cves) = ([kept.id.as_str(), "KB5000001"], [kept.cve_addressed as i32, 7]);
+    let cve_total = cves.iter().map(|c| i64::from(*c)).sum::<i64>();
+    // Every device scanned ok at the run, missing both KBs.
+    let statements = [
+        "INSERT INTO kbwatch.kb (kb_id, name, cve_addressed, first_seen_at, last_seen_at) \
+         SELECT kb, kb, cve, $5, $5 FROM unnest($2::text[], $3::int4[]) AS k(kb, cve)",
+        "INSERT INTO kbwatch.device_scan (device_id, scan_run_id, scanned_at, outcome, \
+         missing_kbs, cve_addressed_total) SELECT d, $4, $5, 'ok', 2, $6 FROM unnest($1::int8[]) d",
+        "INSERT INTO kbwatch.missing_kb (device_id, kb_id, opened_scan_run_id, cve_addressed) \
+         SELECT d, kb, $4, cve FROM unnest($1::int8[]) d, unnest($2::text[], $3::int4[]) k(kb, cve)",
+    ];
+    for statement in statements {
+        sqlx::query(statement)
+            .bind(&devices)
+            .bind(kb_ids)
+            .bind(cves)
             .bind(run)
-            .bind(cve)
+            .bind(at)
+            .bind(cve_total)
             .execute(&mut *tx)
             .await
             .unwrap();
-        }
     }
     tx.commit().await.unwrap();
     (run, at)
