@@ -20,7 +20,7 @@ use kbwatch::sim::{Sim, SimQuota};
 use tokio_util::sync::CancellationToken;
 
 use crate::kit::TestApp;
-use crate::kit::app::STATIC_TOKEN;
+use crate::kit::auth::STATIC_TOKEN;
 use crate::setup::{Setup, finish, start};
 use crate::table::{Row, thousands};
 

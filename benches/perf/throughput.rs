@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cpu::{CpuClock, CpuTimes};
 use crate::kit::TestApp;
-use crate::kit::app::STATIC_TOKEN;
+use crate::kit::auth::STATIC_TOKEN;
 use crate::setup::{Setup, finish, start};
 use crate::table::{Row, thousands};
 

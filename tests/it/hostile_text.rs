@@ -10,7 +10,7 @@ use kbwatch::model::{DeviceOutcome, DeviceResult, Machine, MissingKb};
 use kbwatch::store::{ListedDevice, Store};
 use secrecy::SecretString;
 
-use crate::kit::config::TenantAuth;
+use crate::kit::auth::TenantAuth;
 use crate::kit::{ConfigBuilder, Kbwatch, Tenant, fresh_database};
 
 /// (machine id, computerDnsName, osPlatform, rbacGroupName, machineTags).

@@ -2,7 +2,7 @@
 //! kbwatch pointing at both; the fixture of every integration test and benchmark row.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use kbwatch::config::{Config, TenantConfig};
@@ -15,39 +15,11 @@ use kbwatch::store::Store;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::{Auth, ENTRA_TENANT, EntraApp, STATIC_TOKEN, tenant_auth};
 use super::binary::{Daemon, Kbwatch};
-use super::config::{ConfigBuilder, EntraApp, Tenant, TenantAuth};
+use super::config::{ConfigBuilder, Tenant};
 use super::db::{drop_database, fresh_database};
 use super::reporting::{self, Triple};
-
-/// The bearer token every simulator of the kit accepts (`token_file` auth).
-pub const STATIC_TOKEN: &str = "kbwatch-test-static-token";
-
-/// The Entra tenant id of the simulator's applications.
-const ENTRA_TENANT: &str = "00000000-0000-0000-0000-000000000001";
-
-/// How the tenant authenticates. Every kind but [`Auth::TokenFile`] talks to the simulator over
-/// TLS (azure_identity refuses a plain-HTTP authority), trusting the simulator's test CA.
-#[derive(Debug, Clone)]
-pub enum Auth {
-    /// A token file holding [`STATIC_TOKEN`], over plain HTTP.
-    TokenFile,
-    /// The same, over TLS.
-    TokenFileOverTls,
-    /// `client_secret` with the simulator's application.
-    ClientSecret,
-    /// `client_certificate` with this PKCS#12 bundle and the file holding its password.
-    ClientCertificate {
-        certificate_file: PathBuf,
-        password_file: PathBuf,
-    },
-    /// `workload_identity` with this federated token file.
-    WorkloadIdentity {
-        federated_token_file: PathBuf,
-    },
-    ManagedIdentity,
-    AzureCli,
-}
 
 pub struct TestApp {
     pub sim: Sim,
@@ -99,32 +71,6 @@ pub async fn spawn_app_on(db_url: String, sim: SimConfig, auth: Auth, tenant: Te
         .expect("the database connects");
     store.migrate().await.expect("migrations apply");
     TestApp { sim, store, config, settings, db_url, dir }
-}
-
-/// The `[tenant.auth]` of `auth`, with the files it needs written into `dir`.
-fn tenant_auth(auth: Auth, app: EntraApp, client_secret: &str, dir: &Path) -> TenantAuth {
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).expect("a credential file is written");
-        path
-    };
-    match auth {
-        Auth::TokenFile | Auth::TokenFileOverTls => {
-            // With the newline a sidecar's `echo` leaves, which kbwatch trims.
-            TenantAuth::TokenFile { token_file: write("token", &format!("{STATIC_TOKEN}\n")) }
-        }
-        Auth::ClientSecret => {
-            TenantAuth::ClientSecret { app, client_secret_file: write("secret", client_secret) }
-        }
-        Auth::ClientCertificate { certificate_file, password_file } => {
-            TenantAuth::ClientCertificate { app, certificate_file, password_file }
-        }
-        Auth::WorkloadIdentity { federated_token_file } => {
-            TenantAuth::WorkloadIdentity { app, federated_token_file }
-        }
-        Auth::ManagedIdentity => TenantAuth::ManagedIdentity { authority: app.authority },
-        Auth::AzureCli => TenantAuth::AzureCli { authority: app.authority },
-    }
 }
 
 impl TestApp {

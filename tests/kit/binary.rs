@@ -66,11 +66,6 @@ impl Kbwatch {
         self
     }
 
-    pub fn current_dir(mut self, dir: &Path) -> Self {
-        self.command.current_dir(dir);
-        self
-    }
-
     /// Runs to its end; what it printed (which must be UTF-8).
     pub async fn output(mut self) -> Output {
         let out = self.command.stdin(Stdio::null()).output().await.expect("kbwatch runs");

@@ -1,6 +1,7 @@
 //! kbwatch's configuration as typed values: a [`ConfigBuilder`] of the file and a [`Tenant`] per
 //! `[[tenant]]`, each setting set by a method. The builder renders the TOML file the binary reads
 //! (`--config`) and loads it with kbwatch's own loader, so tests and the binary see one config.
+//! The `[tenant.auth]` table is [`TenantAuth`], in `auth.rs`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use kbwatch::config::{self, Config};
 use toml::{Table, Value};
+
+use super::auth::TenantAuth;
 
 /// A quota far above what the machine can reach: "no quota" (the simulator enforces none unless
 /// told to).
@@ -38,25 +41,6 @@ pub struct Tenant {
     max_kbs_bytes: Option<u64>,
     max_attempts: Option<u32>,
     retry_base: Option<Duration>,
-}
-
-/// An Entra ID application: who asks the authority for tokens.
-#[derive(Debug, Clone)]
-pub struct EntraApp {
-    pub tenant_id: String,
-    pub client_id: String,
-    pub authority: url::Url,
-}
-
-/// `[tenant.auth]`, one variant per credential kind.
-#[derive(Debug, Clone)]
-pub enum TenantAuth {
-    TokenFile { token_file: PathBuf },
-    ClientSecret { app: EntraApp, client_secret_file: PathBuf },
-    ClientCertificate { app: EntraApp, certificate_file: PathBuf, password_file: PathBuf },
-    WorkloadIdentity { app: EntraApp, federated_token_file: PathBuf },
-    ManagedIdentity { authority: url::Url },
-    AzureCli { authority: url::Url },
 }
 
 impl ConfigBuilder {
@@ -240,52 +224,11 @@ impl Tenant {
     }
 }
 
-impl TenantAuth {
-    fn to_table(&self) -> Table {
-        let mut t = Table::new();
-        match self {
-            TenantAuth::TokenFile { token_file } => {
-                t.insert("kind".into(), string("token_file"));
-                t.insert("token_file".into(), path(token_file));
-            }
-            TenantAuth::ClientSecret { app: a, client_secret_file } => {
-                entra(&mut t, "client_secret", a);
-                t.insert("client_secret_file".into(), path(client_secret_file));
-            }
-            TenantAuth::ClientCertificate { app: a, certificate_file, password_file } => {
-                entra(&mut t, "client_certificate", a);
-                t.insert("certificate_file".into(), path(certificate_file));
-                t.insert("certificate_password_file".into(), path(password_file));
-            }
-            TenantAuth::WorkloadIdentity { app: a, federated_token_file } => {
-                entra(&mut t, "workload_identity", a);
-                t.insert("federated_token_file".into(), path(federated_token_file));
-            }
-            TenantAuth::ManagedIdentity { authority } => {
-                t.insert("kind".into(), string("managed_identity"));
-                t.insert("authority".into(), string(authority));
-            }
-            TenantAuth::AzureCli { authority } => {
-                t.insert("kind".into(), string("azure_cli"));
-                t.insert("authority".into(), string(authority));
-            }
-        }
-        t
-    }
-}
-
-fn entra(t: &mut Table, kind: &str, app: &EntraApp) {
-    t.insert("kind".into(), string(kind));
-    t.insert("tenant_id".into(), string(&app.tenant_id));
-    t.insert("client_id".into(), string(&app.client_id));
-    t.insert("authority".into(), string(&app.authority));
-}
-
-fn string(value: impl ToString) -> Value {
+pub(super) fn string(value: impl ToString) -> Value {
     Value::String(value.to_string())
 }
 
-fn path(path: &Path) -> Value {
+pub(super) fn path(path: &Path) -> Value {
     Value::String(path.to_str().expect("a UTF-8 path").to_owned())
 }
 

@@ -5,6 +5,7 @@
 //!   (or in `DATABASE_URL`'s server).
 //! - [`config`]: a typed builder of kbwatch's configuration; it renders the TOML file the binary
 //!   reads and loads it through the same loader.
+//! - [`auth`]: how a tenant authenticates ([`Auth`]), and the `[tenant.auth]` table it becomes.
 //! - [`app`]: [`TestApp`], a simulator, a fresh database and a configuration pointing at both.
 //! - [`binary`]: the one way to run the `kbwatch` binary: to its end ([`Kbwatch::output`]) or as a
 //!   [`Daemon`] handle that waits for a condition and is killed when dropped; [`wait_for`] polls.
@@ -16,13 +17,15 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod app;
+pub mod auth;
 pub mod binary;
 pub mod config;
 pub mod db;
 pub mod internal;
 pub mod reporting;
 
-pub use app::{Auth, TestApp, fleet, slow_fleet, spawn_app, spawn_app_on};
+pub use app::{TestApp, fleet, slow_fleet, spawn_app, spawn_app_on};
+pub use auth::Auth;
 pub use binary::{Daemon, Kbwatch, wait_for};
 pub use config::{ConfigBuilder, Tenant};
 pub use db::{fixture_store, fresh_database};
