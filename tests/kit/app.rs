@@ -21,6 +21,8 @@ use super::config::{ConfigBuilder, Tenant};
 use super::db::{drop_database, fresh_database};
 use super::reporting::{self, Triple};
 
+/// What a test or a benchmark row runs against; the simulator stops and the files go when it is
+/// dropped (the database stays, unless [`TestApp::close`] drops it).
 pub struct TestApp {
     pub sim: Sim,
     pub store: Store,
