@@ -11,9 +11,13 @@
 //! cannot rot.
 //!
 //! # Layout
-//! `setup` starts what a row needs, `table` prints, `cpu` reads CPU times, and each row has its
+//! `setup` starts what a row needs with the test kit (`tests/kit/`, shared with the integration
+//! tests), `table` prints, `cpu` reads CPU times, and each row has its
 //! module: `quota`, `throttled` (stray 429s, a server at half the quota), `throughput` (e2e), `memory` (a `kbwatch scan` process of its own), `storage`
 //! (size and `fleet_daily`).
+
+#[path = "../../tests/kit/mod.rs"]
+mod kit;
 
 mod cpu;
 mod memory;

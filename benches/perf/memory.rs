@@ -7,10 +7,11 @@
 //! replaced at `exec`, here the benchmark's own (with its simulator of up to 100,000 devices), so
 //! both fleets used to report the benchmark's size whenever it was the larger.
 
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use crate::setup::{Bench, Setup, drop_database};
+use crate::kit::{Daemon, Kbwatch};
+use crate::setup::{Setup, finish, start};
 use crate::table::{Row, mb, thousands};
 
 /// What one measured process did.
@@ -48,30 +49,23 @@ pub async fn run(small: usize, large: usize) -> Vec<Row> {
 /// Runs `kbwatch scan` against a fresh simulator of `devices` and an empty database.
 async fn scan_process(devices: usize) -> Peak {
     let bench =
-        Bench::start(Setup { devices, server_quota: None, client_quota: None, concurrency: 8 })
-            .await;
+        start(Setup { devices, server_quota: None, client_quota: None, concurrency: 8 }).await;
     let config = bench.config_file();
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_kbwatch"))
-        .args(["scan", "--config"])
-        .arg(&config)
-        .env("KBWATCH_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("kbwatch starts");
-    // Polling blocks: off the runtime, so that the simulator keeps serving.
-    let (status, high_water) =
-        tokio::task::spawn_blocking(move || watch_high_water(child)).await.expect("the watch ends");
+    let scan = Kbwatch::new(["scan"]).config(&config).env("KBWATCH_LOG", "warn").start();
+    let (status, high_water) = watch_high_water(&scan).await;
     let elapsed = started.elapsed();
-    assert!(status.success(), "kbwatch scan of {devices} devices failed ({status})");
-    drop_database(bench).await;
+    let stderr = scan.stderr();
+    assert!(status.success(), "kbwatch scan of {devices} devices failed ({status}):\n{stderr}");
+    eprint!("{stderr}");
+    finish(bench).await;
     Peak { bytes: high_water, elapsed }
 }
 
-/// Waits for `child`, reading its `VmHWM` every 10 ms; its exit status and the last high-water
-/// mark read, in bytes. Only the final 10 ms of its life go unwatched.
-fn watch_high_water(mut child: Child) -> (ExitStatus, u64) {
-    let status_file = format!("/proc/{}/status", child.id());
+/// Waits for `scan` to exit, reading its `VmHWM` every 10 ms; its exit status and the last
+/// high-water mark read, in bytes. Only the final 10 ms of its life go unwatched.
+async fn watch_high_water(scan: &Daemon) -> (ExitStatus, u64) {
+    let status_file = format!("/proc/{}/status", scan.pid());
     let mut high_water = 0;
     loop {
         if let Some(kib) =
@@ -79,11 +73,11 @@ fn watch_high_water(mut child: Child) -> (ExitStatus, u64) {
         {
             high_water = high_water.max(kib * 1024);
         }
-        if let Some(status) = child.try_wait().expect("the child can be waited for") {
+        if let Some(status) = scan.exited() {
             assert!(high_water > 0, "VmHWM was never read");
             return (status, high_water);
         }
-        std::thread::sleep(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -15,10 +15,13 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use governor::{Quota, RateLimiter};
+use kbwatch::scan::ScanOptions;
 use kbwatch::sim::{Sim, SimQuota};
 use tokio_util::sync::CancellationToken;
 
-use crate::setup::{Bench, Setup, TOKEN, drop_database};
+use crate::kit::TestApp;
+use crate::kit::auth::STATIC_TOKEN;
+use crate::setup::{Setup, finish, start};
 use crate::table::{Row, thousands};
 
 /// The scaled quota: 12 × the default 100/min, and the default's hour-to-minute ratio of 15.
@@ -52,7 +55,7 @@ pub async fn run(window: Duration) -> Vec<Row> {
         concurrency: CONCURRENCY,
     };
     let (kbwatch, steady, bursty) =
-        (Bench::start(setup()).await, Bench::start(setup()).await, Bench::start(setup()).await);
+        (start(setup()).await, start(setup()).await, start(setup()).await);
     let per_minute = NonZeroU32::new(QUOTA.per_minute).expect("a non-zero quota");
     let (ours, steady_spent, bursty_spent) = tokio::join!(
         spend(&kbwatch.sim, window, |stop| scan_until(&kbwatch, stop)),
@@ -62,7 +65,7 @@ pub async fn run(window: Duration) -> Vec<Row> {
         spend(&bursty.sim, window, |stop| governed(&bursty, Quota::per_minute(per_minute), stop)),
     );
     for bench in [kbwatch, steady, bursty] {
-        drop_database(bench).await;
+        finish(bench).await;
     }
     rows(window, &ours, &steady_spent, &bursty_spent)
 }
@@ -88,13 +91,14 @@ where
     spent
 }
 
-pub async fn scan_until(bench: &Bench, stop: CancellationToken) {
-    bench.scan(bench.client(), &stop).await;
+/// A scan as `kbwatch scan` runs it, until `stop`.
+pub async fn scan_until(bench: &TestApp, stop: CancellationToken) {
+    bench.scan_with_options(bench.client(), &ScanOptions::default(), &stop).await;
 }
 
 /// A bare loop paced by governor: each of `CONCURRENCY` slots waits for the limiter, then requests
 /// the next device; a 429 is counted by the simulator and the loop goes on.
-async fn governed(bench: &Bench, quota: Quota, stop: CancellationToken) {
+async fn governed(bench: &TestApp, quota: Quota, stop: CancellationToken) {
     let limiter = Arc::new(RateLimiter::direct(quota));
     let http = reqwest::Client::new();
     let base = bench.sim.base_url();
@@ -110,7 +114,7 @@ async fn governed(bench: &Bench, quota: Quota, stop: CancellationToken) {
         let (limiter, http) = (limiter.clone(), http.clone());
         async move {
             limiter.until_ready().await;
-            if let Ok(response) = http.get(url).bearer_auth(TOKEN).send().await {
+            if let Ok(response) = http.get(url).bearer_auth(STATIC_TOKEN).send().await {
                 let _ = response.bytes().await;
             }
         }

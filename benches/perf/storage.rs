@@ -8,7 +8,9 @@ use kbwatch::sim::Evolution;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::setup::{Bench, Setup, drop_database};
+use kbwatch::scan::ScanOptions;
+
+use crate::setup::{Setup, finish, start};
 use crate::table::{Row, mb, thousands};
 
 /// The fleet and its history.
@@ -34,7 +36,7 @@ fn day_of_change(plan: &Plan) -> Evolution {
 }
 
 pub async fn run(plan: &Plan) -> Vec<Row> {
-    let bench = Bench::start(Setup {
+    let bench = start(Setup {
         devices: plan.devices,
         server_quota: None,
         client_quota: None,
@@ -51,7 +53,9 @@ pub async fn run(plan: &Plan) -> Vec<Row> {
             let change = bench.sim.evolve(day_of_change(plan));
             change_share += (change.kbs_fixed + change.kbs_added) as f64 / pairs.max(1) as f64;
         }
-        let summary = bench.scan(client.clone(), &CancellationToken::new()).await;
+        let options = ScanOptions::default();
+        let summary =
+            bench.scan_with_options(client.clone(), &options, &CancellationToken::new()).await;
         assert_eq!(summary.status, RunStatus::Completed, "day {day}: {summary:?}");
         backdate(&pool, summary.scan_run_id, plan.days - 1 - day).await;
         append_naive(&pool, summary.scan_run_id).await;
@@ -65,7 +69,7 @@ pub async fn run(plan: &Plan) -> Vec<Row> {
     let last = sizes(&pool).await;
     let daily_change = change_share / f64::from(plan.days.saturating_sub(1).max(1));
     let query = time_fleet_daily(&pool, plan.query_runs).await;
-    drop_database(bench).await;
+    finish(bench).await;
     rows(plan, first, last, daily_change, query)
 }
 

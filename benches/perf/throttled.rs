@@ -16,7 +16,7 @@ use std::time::Duration;
 use kbwatch::sim::{DeviceFault, SimQuota};
 
 use crate::quota::{Spent, admissible_at, scan_until, spend};
-use crate::setup::{Bench, Setup, drop_database};
+use crate::setup::{Setup, finish, start};
 use crate::table::{Row, thousands};
 
 /// One configuration of the two rows; the smoke run uses a tiny one.
@@ -47,7 +47,7 @@ pub async fn run(plan: &Plan) -> Vec<Row> {
         client_quota: Some(plan.quota),
         concurrency: CONCURRENCY,
     };
-    let (stray, shared) = (Bench::start(setup(plan.quota)).await, Bench::start(setup(half)).await);
+    let (stray, shared) = (start(setup(plan.quota)).await, start(setup(half)).await);
     let ids = stray.sim.device_ids();
     for id in ids.iter().step_by((ids.len() / plan.stray.max(1)).max(1)).take(plan.stray) {
         stray.sim.set_device_fault(id, Some(DeviceFault::ThrottleOnce { seconds: STRAY_DELAY_S }));
@@ -57,7 +57,7 @@ pub async fn run(plan: &Plan) -> Vec<Row> {
         spend(&shared.sim, plan.window, |stop| scan_until(&shared, stop)),
     );
     for bench in [stray, shared] {
-        drop_database(bench).await;
+        finish(bench).await;
     }
     rows(plan, half, &stray_spent, &shared_spent)
 }

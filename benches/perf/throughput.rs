@@ -6,11 +6,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use kbwatch::model::RunStatus;
-use kbwatch::scan::ScanSummary;
+use kbwatch::scan::{ScanOptions, ScanSummary};
 use tokio_util::sync::CancellationToken;
 
 use crate::cpu::{CpuClock, CpuTimes};
-use crate::setup::{Bench, Setup, TOKEN, drop_database};
+use crate::kit::TestApp;
+use crate::kit::auth::STATIC_TOKEN;
+use crate::setup::{Setup, finish, start};
 use crate::table::{Row, thousands};
 
 /// Requests in flight, for kbwatch and for the bare loop alike (kbwatch's default).
@@ -105,26 +107,27 @@ fn cpu_text(cpu: CpuTimes) -> String {
 }
 
 async fn round(devices: usize) -> Round {
-    let bench = Bench::start(Setup {
-        devices,
-        server_quota: None,
-        client_quota: None,
-        concurrency: CONCURRENCY,
-    })
-    .await;
+    let bench =
+        start(Setup { devices, server_quota: None, client_quota: None, concurrency: CONCURRENCY })
+            .await;
     let clock = CpuClock::new(&bench.store).await;
     let start = clock.now();
     let bare = bare_loop(&bench).await;
     let bare_cpu = clock.now() - start;
     let client = bench.client();
     let start = clock.now();
-    let first = bench.scan(client.clone(), &CancellationToken::new()).await;
+    let first = scan(&bench, client.clone()).await;
     let first_cpu = clock.now() - start;
     assert_eq!(first.status, RunStatus::Completed, "{first:?}");
-    let again = bench.scan(client, &CancellationToken::new()).await;
+    let again = scan(&bench, client).await;
     assert_eq!(again.status, RunStatus::Completed, "{again:?}");
-    drop_database(bench).await;
+    finish(bench).await;
     Round { bare, bare_cpu, first, first_cpu, again }
+}
+
+/// One scan to its end, as `kbwatch scan` runs it.
+async fn scan(bench: &TestApp, client: std::sync::Arc<kbwatch::defender::Client>) -> ScanSummary {
+    bench.scan_with_options(client, &ScanOptions::default(), &CancellationToken::new()).await
 }
 
 /// The wall times of one pass of the bare loop.
@@ -154,7 +157,7 @@ struct Listed {
 /// What a scan does over HTTP, and nothing else: one request for the device list (one page holds
 /// the fleet), then getmissingkbs for every listed id, `CONCURRENCY` at a time, bodies read and
 /// dropped.
-async fn bare_loop(bench: &Bench) -> Loop {
+async fn bare_loop(bench: &TestApp) -> Loop {
     let http = reqwest::Client::new();
     let base = bench.sim.base_url();
     let started = Instant::now();
@@ -162,7 +165,7 @@ async fn bare_loop(bench: &Bench) -> Loop {
     list.query_pairs_mut().append_pair("$top", "10000");
     let page: Page = http
         .get(list)
-        .bearer_auth(TOKEN)
+        .bearer_auth(STATIC_TOKEN)
         .send()
         .await
         .expect("the simulator answers")
@@ -182,7 +185,7 @@ async fn bare_loop(bench: &Bench) -> Loop {
             &device.id,
             "getmissingkbs",
         ]);
-        let request = http.get(url).bearer_auth(TOKEN).send();
+        let request = http.get(url).bearer_auth(STATIC_TOKEN).send();
         async move {
             let response = request.await.expect("the simulator answers");
             assert!(response.status().is_success(), "{}", response.status());

@@ -1,10 +1,11 @@
 //! The read-only role, and `kbwatch validate` on a broken configuration.
-
-use sqlx::Connection as _;
+//!
+//! The role's test names kbwatch's internal tables on purpose: it checks that `kbwatch_reader`
+//! cannot read or write them.
 
 use kbwatch::sim::SimConfig;
 
-use crate::helpers::{Auth, spawn_app};
+use crate::kit::{Auth, Kbwatch, Tenant, spawn_app};
 
 const VIEWS: [&str; 7] = [
     "scan_runs",
@@ -18,23 +19,11 @@ const VIEWS: [&str; 7] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kbwatch_reader_reads_every_view_and_writes_nothing() {
-    let app =
-        spawn_app(SimConfig { devices: 30, ..SimConfig::default() }, Auth::TokenFile, "").await;
-    app.scan().await;
-    let role = format!("reader_{}", uuid::Uuid::new_v4().simple());
-    for ddl in [
-        format!("CREATE ROLE {role} LOGIN PASSWORD 'reader-pw'"),
-        format!("GRANT kbwatch_reader TO {role}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(app.store.pool()).await.unwrap();
-    }
-    let mut url = url::Url::parse(
-        app.config.database.url.as_ref().map(secrecy::ExposeSecret::expose_secret).unwrap(),
-    )
-    .unwrap();
-    url.set_username(&role).unwrap();
-    url.set_password(Some("reader-pw")).unwrap();
-    let mut reader = sqlx::PgConnection::connect(url.as_str()).await.expect("the reader logs in");
+    let sim = SimConfig { devices: 30, ..SimConfig::default() };
+    let app = spawn_app(sim, Auth::TokenFile, Tenant::default()).await;
+    let summary = app.scan().await;
+    assert_eq!(summary.devices.ok, 30, "{summary:?}");
+    let mut reader = app.reader().await;
 
     for view in VIEWS {
         let sql = format!("SELECT count(*) FROM reporting.{view}");
@@ -64,19 +53,16 @@ async fn kbwatch_reader_reads_every_view_and_writes_nothing() {
 async fn validate_lists_every_problem_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");
+    // Text on purpose: the kit's typed builder cannot write the unknown key and bad values.
     std::fs::write(
         &config,
         "[schedule]\ncron = \"0 * * * *\"\n\n[[tenant]]\nname = \"a\"\napi_base = \"http://api.example.com\"\n\
          bogus = 1\n\n[tenant.auth]\nkind = \"token_file\"\ntoken_file = \"/nonexistent/token\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbwatch"))
-        .args(["validate", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = Kbwatch::new(["validate"]).config(&config).output().await;
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = out.stderr;
     for expected in
         ["schedule.cron", "tenant[0].api_base", "tenant[0].bogus", "tenant[0].auth.token_file"]
     {

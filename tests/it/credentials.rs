@@ -3,7 +3,6 @@
 //! `kbwatch` binary with that environment.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use kbwatch::model::RunStatus;
@@ -15,13 +14,7 @@ use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::x509::{X509, X509NameBuilder};
 
-use crate::helpers::{Auth, STATIC_TOKEN, TestApp, spawn_app, write_private};
-
-const TENANT_ID: &str = "00000000-0000-0000-0000-000000000001";
-
-fn sim(devices: usize) -> SimConfig {
-    SimConfig { devices, ..SimConfig::default() }
-}
+use crate::kit::{Auth, Kbwatch, Tenant, TestApp, fleet as sim, spawn_app};
 
 /// A self-signed RSA certificate and its PKCS#12 bundle under `password`.
 fn certificate(password: &str) -> (Vec<u8>, Vec<u8>) {
@@ -49,12 +42,8 @@ async fn client_certificate_signs_its_assertion_and_scans() {
     let (pfx_path, pass_path) = (files.path().join("client.pfx"), files.path().join("pass"));
     std::fs::write(&pfx_path, pfx).unwrap();
     std::fs::write(&pass_path, "pfx-pass\n").unwrap();
-    let auth = format!(
-        "kind = \"client_certificate\"\ntenant_id = \"{TENANT_ID}\"\nclient_id = \"{{client_id}}\"\n\
-         certificate_file = {pfx_path:?}\ncertificate_password_file = {pass_path:?}\n\
-         authority = \"{{authority}}\"\n"
-    );
-    let app = spawn_app(sim(30), Auth::Tls(auth), "").await;
+    let auth = Auth::ClientCertificate { certificate_file: pfx_path, password_file: pass_path };
+    let app = spawn_app(sim(30), auth, Tenant::default()).await;
 
     let untrusted = app.scan().await;
     assert_eq!(untrusted.status, RunStatus::Failed, "an unregistered certificate is refused");
@@ -70,11 +59,8 @@ async fn workload_identity_rereads_its_token_file_when_it_rotates() {
     let files = tempfile::tempdir().unwrap();
     let token_path = files.path().join("azure-identity-token");
     std::fs::write(&token_path, "federated-1").unwrap();
-    let auth = format!(
-        "kind = \"workload_identity\"\ntenant_id = \"{TENANT_ID}\"\nclient_id = \"{{client_id}}\"\n\
-         federated_token_file = {token_path:?}\nauthority = \"{{authority}}\"\n"
-    );
-    let app = spawn_app(sim(20), Auth::Tls(auth), "").await;
+    let auth = Auth::WorkloadIdentity { federated_token_file: token_path.clone() };
+    let app = spawn_app(sim(20), auth, Tenant::default()).await;
     app.sim.set_federated_token(Some("federated-1".into()));
     let client = app.client();
     let first = app.scan_with(Arc::clone(&client)).await;
@@ -90,31 +76,21 @@ async fn workload_identity_rereads_its_token_file_when_it_rotates() {
 }
 
 /// Runs `kbwatch scan` on the app's config with `env` added; returns stdout, asserting success.
-fn scan_binary(app: &TestApp, env: &[(&str, String)]) -> String {
-    let config = app.dir.path().join("kbwatch.toml");
-    write_private(&config, &app.config_toml);
-    let output = Command::new(env!("CARGO_BIN_EXE_kbwatch"))
-        .args(["scan", "--config"])
-        .arg(&config)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("kbwatch runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "scan failed:\n{stdout}\n{stderr}");
-    stdout
+async fn scan_binary(app: &TestApp, env: &[(&str, String)]) -> String {
+    let scan = Kbwatch::new(["scan"]).config(&app.config_file());
+    let output = env.iter().fold(scan, |scan, (k, v)| scan.env(k, v)).output().await;
+    assert!(output.success(), "scan failed:\n{}\n{}", output.stdout, output.stderr);
+    output.stdout
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_identity_gets_its_token_from_the_identity_endpoint() {
-    let auth = "kind = \"managed_identity\"\nauthority = \"{authority}\"\n".to_owned();
-    let app = spawn_app(sim(15), Auth::Tls(auth), "").await;
+    let app = spawn_app(sim(15), Auth::ManagedIdentity, Tenant::default()).await;
     let env = [
         ("IDENTITY_ENDPOINT", app.sim.managed_identity_endpoint().to_string()),
         ("IDENTITY_HEADER", IDENTITY_HEADER.to_owned()),
     ];
-    let app_ref = &app;
-    let stdout = tokio::task::block_in_place(|| scan_binary(app_ref, &env));
+    let stdout = scan_binary(&app, &env).await;
     assert!(stdout.contains("ok 15"), "{stdout}");
     assert!(app.sim.stats().token_requests >= 1, "the identity endpoint issued the token");
 }
@@ -145,10 +121,9 @@ fn install_fake_az(dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_cli_runs_az_for_its_token() {
-    let auth = "kind = \"azure_cli\"\nauthority = \"{authority}\"\n".to_owned();
     let config = SimConfig::default();
     let secret = config.client_secret.clone();
-    let app = spawn_app(sim(12), Auth::Tls(auth), "").await;
+    let app = spawn_app(sim(12), Auth::AzureCli, Tenant::default()).await;
     let bin = app.dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     install_fake_az(&bin);
@@ -160,18 +135,13 @@ async fn azure_cli_runs_az_for_its_token() {
         ("SIM_CLIENT_ID", config.client_id.clone()),
         ("SIM_CLIENT_SECRET", secret),
     ];
-    let app_ref = &app;
-    let stdout = tokio::task::block_in_place(|| scan_binary(app_ref, &env));
+    let stdout = scan_binary(&app, &env).await;
     assert!(stdout.contains("ok 12"), "{stdout}");
 }
 
 #[tokio::test]
 async fn token_file_scans_over_tls() {
-    let files = tempfile::tempdir().unwrap();
-    let token = files.path().join("token");
-    std::fs::write(&token, format!("{STATIC_TOKEN}\n")).unwrap();
-    let auth = format!("kind = \"token_file\"\ntoken_file = {token:?}\n");
-    let app = spawn_app(sim(12), Auth::Tls(auth), "").await;
+    let app = spawn_app(sim(12), Auth::TokenFileOverTls, Tenant::default()).await;
     assert!(app.sim.base_url().scheme() == "https", "the simulator serves TLS");
     let summary = app.scan().await;
     assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");

@@ -3,9 +3,8 @@
 use chrono::{Duration, SecondsFormat, Utc};
 use regex::Regex;
 use serde_json::Value;
-use sqlx::Connection as _;
 
-use crate::helpers::{TestApp, app_with_two_scans};
+use crate::kit::app::app_with_two_scans;
 
 const DASHBOARD: &str = include_str!("../../deploy/grafana/kbwatch.json");
 
@@ -50,22 +49,6 @@ fn expand(sql: &str) -> String {
     sql
 }
 
-/// A connection as a new login role granted `kbwatch_reader`, as the README tells operators.
-async fn reader(app: &TestApp) -> sqlx::PgConnection {
-    let role = format!("grafana_{}", uuid::Uuid::new_v4().simple());
-    for ddl in [
-        format!("CREATE ROLE {role} LOGIN PASSWORD 'grafana-pw'"),
-        format!("GRANT kbwatch_reader TO {role}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(app.store.pool()).await.unwrap();
-    }
-    let url = app.config.database.url.as_ref().map(secrecy::ExposeSecret::expose_secret);
-    let mut url = url::Url::parse(url.expect("the test config names its database")).unwrap();
-    url.set_username(&role).unwrap();
-    url.set_password(Some("grafana-pw")).unwrap();
-    sqlx::PgConnection::connect(url.as_str()).await.expect("the reader logs in")
-}
-
 #[test]
 fn the_dashboard_covers_each_subject_from_the_reporting_views_only() {
     let dashboard: Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
@@ -89,7 +72,7 @@ fn the_dashboard_covers_each_subject_from_the_reporting_views_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_returns_rows_as_kbwatch_reader() {
     let app = app_with_two_scans().await;
-    let mut reader = reader(&app).await;
+    let mut reader = app.reader().await;
     let dashboard: Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
     let found = queries(&dashboard);
     assert!(found.len() >= 9, "{} queries", found.len());

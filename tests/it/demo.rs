@@ -4,21 +4,21 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 
-#[test]
-fn the_command_the_demo_prints_last_reports_its_history() {
+use crate::kit::Kbwatch;
+
+#[tokio::test]
+async fn the_command_the_demo_prints_last_reports_its_history() {
     let dir = tempfile::tempdir().expect("temp dir");
     // As root PostgreSQL runs as `postgres`, which must traverse to the state directory.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let state = dir.path().join("state");
-    let demo = Command::new(env!("CARGO_BIN_EXE_kbwatch"))
-        .args(["demo", "--devices", "40", "--scans", "2"])
+    let demo = Kbwatch::new(["demo", "--devices", "40", "--scans", "2"])
         .env("STATE_DIRECTORY", &state)
         .env_remove("KBWATCH_CONFIG")
         .output()
-        .expect("the demo runs");
-    let stdout = String::from_utf8_lossy(&demo.stdout);
-    let stderr = String::from_utf8_lossy(&demo.stderr);
-    assert!(demo.status.success(), "demo failed:\n{stdout}\n{stderr}");
+        .await;
+    let stdout = &demo.stdout;
+    assert!(demo.success(), "demo failed:\n{stdout}\n{}", demo.stderr);
     let command = stdout
         .lines()
         .map(str::trim)

@@ -12,8 +12,10 @@ use std::time::Duration;
 use kbwatch::config::{ScheduleConfig, load_str};
 use kbwatch::sim::SimConfig;
 
-use crate::helpers::{Auth, TestApp, spawn_app, write_private};
+use crate::kit::{Auth, Daemon, Tenant, TestApp, spawn_app};
 use crate::serve::{get, samples, sum};
+
+use crate::kit::binary;
 
 const UNIT: &str = include_str!("../../deploy/kbwatch.service");
 const CONFIGMAP: &str = include_str!("../../deploy/kubernetes/20-configmap.yaml");
@@ -60,8 +62,7 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     // verify wants the binaries to exist: point the unit at the one cargo built.
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("kbwatch.service");
-    std::fs::write(&unit, UNIT.replace("/usr/local/bin/kbwatch", env!("CARGO_BIN_EXE_kbwatch")))
-        .unwrap();
+    std::fs::write(&unit, UNIT.replace("/usr/local/bin/kbwatch", binary::PATH)).unwrap();
     let out = Command::new(tool).args(["verify", "--man=no"]).arg(&unit).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     // verify exits 0 on an unknown key or a bad value; it only warns. Any warning fails here.
@@ -124,7 +125,7 @@ fn the_dockerfile_builds_offline_and_runs_unprivileged() {
 
 /// Every shared library the binary links is in the runtime stage (glibc is in the base image).
 fn runtime_libraries_are_installed() {
-    let Ok(out) = Command::new("ldd").arg(Path::new(env!("CARGO_BIN_EXE_kbwatch"))).output() else {
+    let Ok(out) = Command::new("ldd").arg(Path::new(binary::PATH)).output() else {
         eprintln!("SKIPPED the library check: ldd is not installed");
         return;
     };
@@ -153,49 +154,35 @@ fn runtime_libraries_are_installed() {
 
 /// Starts `kbwatch run` on a free port, with a cron that ticks a few seconds from now and then a
 /// minute later; returns the process and the address it serves on (read from its log).
-async fn run_daemon(app: &TestApp) -> (tokio::process::Child, SocketAddr) {
+async fn run_daemon(app: &TestApp) -> (Daemon, SocketAddr) {
     use chrono::Timelike as _;
-    use tokio::io::AsyncBufReadExt as _;
-    let config = app.dir.path().join("kbwatch-run.toml");
     let second = (chrono::Utc::now() + chrono::Duration::seconds(4)).second();
-    let text = format!(
-        "[schedule]\ncron = \"{second} * * * * *\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\n\n{}",
-        app.config_toml
-    );
-    write_private(&config, &text);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kbwatch"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("kbwatch run starts");
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let daemon = app.start_daemon(&format!("{second} * * * * *"));
     let listen = regex::Regex::new(r"127\.0\.0\.1:\d+").unwrap();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("Serving /metrics") {
-                return listen.find(&line).expect("the line names the address").as_str().parse();
-            }
-        }
-        panic!("kbwatch run exited before serving");
-    })
-    .await
-    .expect("kbwatch run serves within 30 s")
-    .unwrap();
-    // Keep reading, so that the daemon never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    let serving = || {
+        let log = daemon.stderr();
+        log.lines()
+            .find(|line| line.contains("Serving /metrics"))
+            .and_then(|line| listen.find(line))
+            .map(|addr| addr.as_str().parse::<SocketAddr>().expect("an address"))
+    };
+    daemon
+        .wait_for("serving /metrics", Duration::from_secs(30), || async { serving().is_some() })
+        .await;
+    let addr = serving().expect("found above");
+    (daemon, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_metrics_pass_promtool_and_carry_what_the_alerts_read() {
-    let quota = "[tenant.quota]\nper_minute = 1000000\nper_hour = 10000000\n";
     let devices = 40;
-    let app =
-        spawn_app(SimConfig { devices, ..SimConfig::default() }, Auth::TokenFile, quota).await;
-    let (mut daemon, addr) = run_daemon(&app).await;
+    let app = spawn_app(
+        SimConfig { devices, ..SimConfig::default() },
+        Auth::TokenFile,
+        Tenant::default().unpaced(),
+    )
+    .await;
+    let (daemon, addr) = run_daemon(&app).await;
     let t1 = ("tenant", "t1");
     // The first tick's scan, or the next one's a minute later if the daemon started too late.
     let mut text = String::new();
@@ -209,9 +196,8 @@ async fn the_daemon_metrics_pass_promtool_and_carry_what_the_alerts_read() {
             break;
         }
     }
-    let pid = nix::unistd::Pid::from_raw(daemon.id().expect("running") as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(20), daemon.wait()).await;
+    daemon.terminate();
+    daemon.wait(Duration::from_secs(20)).await;
 
     let s = samples(&text);
     assert_eq!(sum(&s, "kbwatch_scans_total", &[t1, ("status", "completed")]), 1.0, "{text}");

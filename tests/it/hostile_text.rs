@@ -3,13 +3,15 @@
 //! `kbwatch validate --online` show an API error message escaped.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono::Utc;
 use kbwatch::model::{DeviceOutcome, DeviceResult, Machine, MissingKb};
 use kbwatch::store::{ListedDevice, Store};
 use secrecy::SecretString;
 
-use crate::helpers::{fresh_database, write_private};
+use crate::kit::auth::TenantAuth;
+use crate::kit::{ConfigBuilder, Kbwatch, Tenant, fresh_database};
 
 /// (machine id, computerDnsName, osPlatform, rbacGroupName, machineTags).
 const DEVICES: &[(&str, &str, &str, &str, &[&str])] = &[
@@ -105,28 +107,22 @@ async fn hostile_database() -> String {
 
 /// A configuration file for `url` whose one tenant calls `api_base` with a static token.
 fn config_file(dir: &Path, url: &str, api_base: &str) -> PathBuf {
-    let token = dir.join("token");
-    std::fs::write(&token, "static-token").unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "static-token").unwrap();
+    let tenant = Tenant::named("t1")
+        .api_base(api_base.parse().expect("a URL"))
+        .rescan_after(Duration::from_secs(20 * 3600))
+        .retry_base(Duration::from_millis(10))
+        .auth(TenantAuth::TokenFile { token_file });
     let config = dir.join("kbwatch.toml");
-    let text = format!(
-        "[database]\nurl = \"{url}\"\n\n[[tenant]]\nname = \"t1\"\napi_base = \"{api_base}\"\n\n\
-         [tenant.http]\nretry_base = \"10ms\"\n\n[tenant.auth]\nkind = \"token_file\"\ntoken_file = {token:?}\n"
-    );
-    write_private(&config, &text);
+    ConfigBuilder::new(url).tenant(tenant).write(&config);
     config
 }
 
 /// Runs the kbwatch binary; (exit success, stdout, stderr).
-fn kbwatch(config: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbwatch"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("KBWATCH_LOG", "warn")
-        .output()
-        .expect("kbwatch runs");
-    let text = |b: Vec<u8>| String::from_utf8(b).expect("UTF-8 output");
-    (out.status.success(), text(out.stdout), text(out.stderr))
+async fn kbwatch(config: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Kbwatch::new(args).config(config).env("KBWATCH_LOG", "warn").output().await;
+    (out.success(), out.stdout, out.stderr)
 }
 
 /// The characters that must not reach a terminal: C0 but newline, DEL, C1, bidi overrides.
@@ -157,7 +153,7 @@ async fn reports_neutralise_formulas_in_csv_and_escape_controls_in_tables() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), &url, "http://127.0.0.1:9");
 
-    let (ok, devices, err) = kbwatch(&config, &["report", "devices", "--format", "csv"]);
+    let (ok, devices, err) = kbwatch(&config, &["report", "devices", "--format", "csv"]).await;
     assert!(ok, "{err}");
     let records = csv_by(&devices, "computer_dns_name");
     assert_eq!(records.len(), DEVICES.len());
@@ -171,7 +167,7 @@ async fn reports_neutralise_formulas_in_csv_and_escape_controls_in_tables() {
     }
     assert!(devices.contains("ws-00001.corp.contoso.com,"), "plain names stay unquoted");
 
-    let (ok, kbs, err) = kbwatch(&config, &["report", "kbs", "--format", "csv"]);
+    let (ok, kbs, err) = kbwatch(&config, &["report", "kbs", "--format", "csv"]).await;
     assert!(ok, "{err}");
     let records = csv_by(&kbs, "kb_name");
     assert_eq!(records.len(), KBS.len());
@@ -187,7 +183,7 @@ async fn reports_neutralise_formulas_in_csv_and_escape_controls_in_tables() {
     }
 
     for kind in ["devices", "kbs", "summary"] {
-        let (ok, table, err) = kbwatch(&config, &["report", kind]);
+        let (ok, table, err) = kbwatch(&config, &["report", kind]).await;
         assert!(ok, "{err}");
         assert_eq!(controls(&table), Vec::<char>::new(), "report {kind}:\n{table}");
         if kind == "devices" {
@@ -196,10 +192,10 @@ async fn reports_neutralise_formulas_in_csv_and_escape_controls_in_tables() {
             assert!(table.contains("@t1\\x1b[31m"), "{table}");
         }
     }
-    let (_, kbs_table, _) = kbwatch(&config, &["report", "kbs"]);
+    let (_, kbs_table, _) = kbwatch(&config, &["report", "kbs"]).await;
     assert!(kbs_table.contains("\\x1b]0;pwned\\x07\\x1b[1A"), "{kbs_table}");
 
-    let (ok, json, err) = kbwatch(&config, &["report", "devices", "--format", "json"]);
+    let (ok, json, err) = kbwatch(&config, &["report", "devices", "--format", "json"]).await;
     assert!(ok, "{err}");
     let json: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
     let names: std::collections::BTreeSet<&str> =
@@ -224,17 +220,12 @@ async fn scan_and_validate_show_a_hostile_api_message_escaped() {
     let api = forbidding_api(hostile).await;
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), &fresh_database().await, &api);
-    let run = |args: &'static [&'static str]| {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || kbwatch(&config, args))
-    };
-
-    let (ok, out, err) = run(&["validate", "--online"]).await.unwrap();
+    let (ok, out, err) = kbwatch(&config, &["validate", "--online"]).await;
     assert!(!ok, "a forbidden probe fails validation\n{out}{err}");
     assert!(out.contains(&format!("t1: forbidden: {shown}\n")), "{out}");
     assert_eq!(controls(&out), Vec::<char>::new(), "{out:?}");
 
-    let (ok, out, err) = run(&["scan"]).await.unwrap();
+    let (ok, out, err) = kbwatch(&config, &["scan"]).await;
     assert!(!ok, "a forbidden scan fails\n{out}{err}");
     // The summary on stdout, or the failure line on stderr; log lines (JSON) are not printed text.
     let printed: Vec<&str> =

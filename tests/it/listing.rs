@@ -4,12 +4,11 @@ use std::collections::HashSet;
 
 use kbwatch::sim::SimConfig;
 
-use crate::helpers::{Auth, spawn_app};
+use crate::kit::{Auth, Tenant, fleet, reporting, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_larger_than_the_page_cap_is_listed_completely() {
-    let app =
-        spawn_app(SimConfig { devices: 25_000, ..SimConfig::default() }, Auth::TokenFile, "").await;
+    let app = spawn_app(fleet(25_000), Auth::TokenFile, Tenant::default()).await;
     let client = app.client();
     let mut pager = client.machines(None);
     let mut ids = HashSet::new();
@@ -25,8 +24,7 @@ async fn a_fleet_larger_than_the_page_cap_is_listed_completely() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_fleet_is_a_completed_scan_of_nothing() {
-    let app =
-        spawn_app(SimConfig { devices: 0, ..SimConfig::default() }, Auth::TokenFile, "").await;
+    let app = spawn_app(fleet(0), Auth::TokenFile, Tenant::default()).await;
     let summary = app.scan().await;
     assert_eq!(summary.status, kbwatch::model::RunStatus::Completed);
     assert_eq!((summary.listed, summary.planned), (0, 0));
@@ -36,20 +34,17 @@ async fn an_empty_fleet_is_a_completed_scan_of_nothing() {
 async fn new_devices_are_requested_once_whether_handed_over_while_listing_or_planned_after() {
     let faults =
         kbwatch::sim::Faults { latency: std::time::Duration::from_millis(2), ..Default::default() };
-    let sim = SimConfig { devices: 500, faults, ..SimConfig::default() };
-    let quota = "[tenant.quota]\nper_minute = 1000000\nper_hour = 10000000\nconcurrency = 1\n";
-    let mut app = spawn_app(sim, Auth::TokenFile, quota).await;
+    let sim = SimConfig { faults, ..fleet(500) };
     // Pages of 100 and one request at a time: the fan-out falls more than a page behind after two
     // pages, so the later pages' new devices are planned from the store once the listing ends.
-    app.config.tenants[0].page_size = 100;
+    let tenant = Tenant::default().unpaced().concurrency(1).page_size(100);
+    let app = spawn_app(sim, Auth::TokenFile, tenant).await;
     let summary = app.scan().await;
     assert_eq!(summary.status, kbwatch::model::RunStatus::Completed, "{summary:?}");
     assert_eq!((summary.listed, summary.planned, summary.devices.ok), (500, 500, 500));
     assert_eq!(app.sim.stats().kbs_requests, 500, "each device requested once");
-    let scanned: i64 =
-        sqlx::query_scalar("SELECT count(DISTINCT device_id) FROM kbwatch.device_scan")
-            .fetch_one(app.store.pool())
-            .await
-            .unwrap();
-    assert_eq!(scanned, 500);
+    let history = reporting::device_history(app.pool()).await;
+    let scanned: std::collections::BTreeSet<&str> =
+        history.iter().map(|s| s.machine_id.as_str()).collect();
+    assert_eq!((history.len(), scanned.len()), (500, 500), "each device stored once");
 }

@@ -1,5 +1,9 @@
 //! Integration tests: a real PostgreSQL (the private one, or `DATABASE_URL`) and the simulator
-//! over real HTTP. One binary keeps link time down.
+//! over real HTTP. One binary keeps link time down. The test kit, shared with the benchmark, is
+//! `tests/kit/`.
+
+#[path = "../kit/mod.rs"]
+mod kit;
 
 mod access;
 mod classification;
@@ -10,9 +14,10 @@ mod dashboard;
 mod demo;
 mod deploy;
 mod faults;
-mod helpers;
 mod history;
 mod hostile;
+mod hostile_bounds;
+mod hostile_panic;
 mod hostile_server;
 mod hostile_text;
 mod listing;
@@ -31,3 +36,4 @@ mod simulator;
 mod soak;
 mod tenant_locks;
 mod terminal;
+mod upgrade;

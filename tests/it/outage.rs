@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use kbwatch::embedded_pg::EmbeddedPg;
 use kbwatch::model::RunStatus;
-use kbwatch::sim::{Faults, SimConfig};
 
-use crate::helpers::{Auth, spawn_app_on};
+use crate::kit::reporting::{self, triples};
+use crate::kit::{Auth, Tenant, slow_fleet, spawn_app_on, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_mid_scan_loses_nothing() {
@@ -17,40 +17,25 @@ async fn a_database_outage_mid_scan_loses_nothing() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let pg = EmbeddedPg::start(&dir.path().join("pg")).await.expect("cluster starts");
     pg.ensure_database("outage").await.unwrap();
-    let faults = Faults { latency: Duration::from_millis(20), ..Faults::default() };
-    let quota = "[tenant.quota]\nper_minute = 1000000\nper_hour = 10000000\nconcurrency = 4\n";
-    let app = spawn_app_on(
-        pg.url("outage"),
-        SimConfig { devices: 600, faults, ..SimConfig::default() },
-        Auth::TokenFile,
-        quota,
-    )
-    .await;
+    let sim = slow_fleet(600, Duration::from_millis(20));
+    let tenant = Tenant::default().unpaced().concurrency(4);
+    let app = spawn_app_on(pg.url("outage"), sim, Auth::TokenFile, tenant).await;
 
     let (summary, ()) = tokio::join!(app.scan(), async {
-        loop {
-            let stored: Result<i64, _> =
-                sqlx::query_scalar("SELECT count(*) FROM kbwatch.device_scan")
-                    .fetch_one(app.store.pool())
-                    .await;
-            if stored.is_ok_and(|n| n >= 100) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for("100 devices stored", Duration::from_secs(60), || async {
+            reporting::device_scans(app.pool()).await >= 100
+        })
+        .await;
         pg.stop_server().await.expect("server stops");
         tokio::time::sleep(Duration::from_secs(10)).await;
         pg.restart_server().await.expect("server restarts");
     });
     assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
     assert_eq!(summary.devices.ok, 600);
-    let stored: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM kbwatch.device_scan WHERE outcome = 'ok'")
-            .fetch_one(app.store.pool())
-            .await
-            .unwrap();
-    assert_eq!(stored, 600, "every result the API returned is in the database");
-    assert_eq!(app.current_missing().await, crate::helpers::triples(&app.sim.truth()));
+    let history = reporting::device_history(app.pool()).await;
+    let ok = history.iter().filter(|s| s.outcome == "ok").count();
+    assert_eq!(ok, 600, "every result the API returned is in the database");
+    assert_eq!(app.current_missing().await, triples(&app.sim.truth()));
     drop(app);
     pg.stop_server().await.unwrap();
 }

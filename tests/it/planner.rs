@@ -1,4 +1,8 @@
 //! The scan plan on fixtures: order by need, skips, and the quota budget (no real waiting).
+//!
+//! The plan is made from what the store keeps, so the fixtures are rows of the internal tables
+//! (`kbwatch.device`, `kbwatch.device_scan`), and the last test checks the `lastSeen` kept with
+//! each device scan, which no view shows.
 
 use std::time::Duration;
 
@@ -6,7 +10,7 @@ use chrono::{TimeDelta, Utc};
 use kbwatch::model::Machine;
 use kbwatch::store::{HandedOver, ListedDevice, Store};
 
-use crate::helpers::fixture_store;
+use crate::kit::{Auth, Tenant, fixture_store, fleet, spawn_app};
 
 fn machine(id: &str, last_seen_hours_ago: i64) -> Machine {
     let last_seen = Utc::now() - TimeDelta::hours(last_seen_hours_ago);
@@ -111,36 +115,18 @@ async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_plans_only_what_the_quota_reaches_before_the_next_tick() {
-    use kbwatch::scan::{ScanOptions, scan_tenant};
-    let quota = "[tenant.quota]\nper_minute = 10\nper_hour = 1500\n";
-    let app = crate::helpers::spawn_app(
-        kbwatch::sim::SimConfig { devices: 50, ..Default::default() },
-        crate::helpers::Auth::TokenFile,
-        quota,
-    )
-    .await;
-    let options = ScanOptions {
-        deadline: Some(tokio::time::Instant::now() + Duration::from_secs(30)),
-        ..ScanOptions::default()
-    };
+    let app = spawn_app(fleet(50), Auth::TokenFile, Tenant::default().quota(10, 1500)).await;
+    let deadline = Some(tokio::time::Instant::now() + Duration::from_secs(30));
+    let options = kbwatch::scan::ScanOptions { deadline, ..Default::default() };
     let cancel = tokio_util::sync::CancellationToken::new();
-    let summary =
-        scan_tenant(&app.store, app.tenant(), app.client(), &options, Default::default(), &cancel)
-            .await
-            .unwrap()
-            .unwrap();
+    let summary = app.scan_with_options(app.client(), &options, &cancel).await;
     assert_eq!((summary.listed, summary.planned, summary.devices.ok), (50, 10, 10), "{summary:?}");
     assert_eq!(summary.status, kbwatch::model::RunStatus::Completed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_remembers_the_last_seen_it_saw_so_only_moved_devices_come_first() {
-    let app = crate::helpers::spawn_app(
-        kbwatch::sim::SimConfig { devices: 20, ..Default::default() },
-        crate::helpers::Auth::TokenFile,
-        "",
-    )
-    .await;
+    let app = spawn_app(fleet(20), Auth::TokenFile, Tenant::default()).await;
     let run = app.scan().await.scan_run_id;
     let unmatched: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM kbwatch.device_scan s JOIN kbwatch.device d USING (device_id)

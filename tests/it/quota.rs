@@ -3,25 +3,23 @@
 //!
 //! Nothing here depends on how fast the machine is: the assertions are on what the simulator
 //! counted (429s, requests before a `Retry-After` passed) and what the run stored.
+//!
+//! The rate the run ended paced at (`effective_per_minute`) is kept in `kbwatch.scan_run` only; the
+//! rest is read from `reporting.scan_runs`.
 
 use kbwatch::model::RunStatus;
 use kbwatch::sim::{SimConfig, SimQuota};
 
-use crate::helpers::{Auth, spawn_app};
+use crate::kit::{Auth, Tenant, fleet, reporting, spawn_app};
 
 const CONCURRENCY: u64 = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_enforcing_half_the_quota_throttles_one_wave_then_never_again() {
     let quota = SimQuota { per_minute: 20, per_hour: 1000 };
-    let config =
-        format!("[tenant.quota]\nper_minute = 40\nper_hour = 1500\nconcurrency = {CONCURRENCY}\n");
-    let app = spawn_app(
-        SimConfig { devices: 45, quota: Some(quota), ..SimConfig::default() },
-        Auth::TokenFile,
-        &config,
-    )
-    .await;
+    let tenant = Tenant::default().quota(40, 1500).concurrency(CONCURRENCY as u32);
+    let app =
+        spawn_app(SimConfig { quota: Some(quota), ..fleet(45) }, Auth::TokenFile, tenant).await;
     let summary = app.scan().await;
 
     assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
@@ -38,16 +36,16 @@ async fn a_server_enforcing_half_the_quota_throttles_one_wave_then_never_again()
     assert_eq!(summary.throttled, stats.throttled, "every 429 is counted in the run");
     assert_eq!(stats.retry_after_violations, 0, "no request before Retry-After passed");
 
-    let (stored, calls, rate): (i64, i64, Option<i32>) = sqlx::query_as(
-        "SELECT r.throttled, r.api_calls, k.effective_per_minute
-         FROM reporting.scan_runs r JOIN kbwatch.scan_run k USING (scan_run_id) WHERE scan_run_id = $1",
+    let run = reporting::scan_run(app.pool(), summary.scan_run_id).await;
+    assert_eq!(run.throttled as u64, stats.throttled);
+    assert_eq!(run.api_calls as u64, stats.machines_requests + stats.kbs_requests);
+    let rate: Option<i32> = sqlx::query_scalar(
+        "SELECT effective_per_minute FROM kbwatch.scan_run WHERE scan_run_id = $1",
     )
     .bind(summary.scan_run_id)
-    .fetch_one(app.store.pool())
+    .fetch_one(app.pool())
     .await
     .unwrap();
-    assert_eq!(stored as u64, stats.throttled);
-    assert_eq!(calls as u64, stats.machines_requests + stats.kbs_requests);
     // The quota the server's message stated holds for an hour: the run ends paced at it.
     assert_eq!(rate, Some(20), "effective rate");
 }

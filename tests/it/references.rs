@@ -1,9 +1,9 @@
 //! The references of the fact tables and of device, checked per statement by triggers (migration 0004): rows that
 //! refer to nothing, changed references and deletes of referenced rows are refused.
+//!
+//! About the internal tables themselves: every statement here names them.
 
-use kbwatch::sim::SimConfig;
-
-use crate::helpers::{Auth, TestApp, spawn_app};
+use crate::kit::{Auth, Tenant, TestApp, fleet, spawn_app};
 
 /// The SQLSTATE `statement` fails with; it must fail.
 async fn refused(app: &TestApp, statement: &'static str) -> String {
@@ -13,9 +13,9 @@ async fn refused(app: &TestApp, statement: &'static str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fact_rows_refer_only_to_rows_that_exist() {
-    let app =
-        spawn_app(SimConfig { devices: 20, ..SimConfig::default() }, Auth::TokenFile, "").await;
-    app.scan().await;
+    let app = spawn_app(fleet(20), Auth::TokenFile, Tenant::default()).await;
+    let summary = app.scan().await;
+    assert_eq!(summary.devices.ok, 20, "{summary:?}");
     let intervals = "SELECT count(*) FROM kbwatch.missing_kb";
     let before: i64 = sqlx::query_scalar(intervals).fetch_one(app.store.pool()).await.unwrap();
     assert!(before > 0, "the scan stored intervals");

@@ -5,39 +5,16 @@ use std::collections::BTreeMap;
 use kbwatch::cli::{ReportArgs, ReportFormat, ReportKind, render_report};
 use serde_json::{Map, Value};
 
-use crate::helpers::{TestApp, app_with_two_scans, write_private};
+use crate::kit::app::app_with_two_scans;
+use crate::kit::{Kbwatch, TestApp, reporting};
 
-const DEVICE_COLUMNS: &[&str] = &[
-    "tenant",
-    "machine_id",
-    "computer_dns_name",
-    "os_platform",
-    "os_build",
-    "health_status",
-    "rbac_group_name",
-    "last_seen",
-    "last_scanned_at",
-    "last_scan_outcome",
-    "missing_kbs",
-    "cve_addressed_total",
-];
-const KB_COLUMNS: &[&str] = &[
-    "tenant",
-    "kb_id",
-    "kb_name",
-    "devices_missing_now",
-    "cve_addressed",
-    "devices_remediated",
-    "median_days_to_remediate",
-];
-const TREND_COLUMNS: &[&str] = &[
-    "tenant",
-    "day",
-    "devices_reporting",
-    "devices_missing_any",
-    "missing_kbs_total",
-    "cve_addressed_total",
-];
+/// The columns of `kbwatch report devices`: those of `reporting.devices` but two that do not fit
+/// a row of text.
+async fn device_columns(app: &TestApp) -> Vec<String> {
+    let mut columns = reporting::view_columns(app.pool(), "devices").await;
+    columns.retain(|c| c != "onboarding_status" && c != "machine_tags");
+    columns
+}
 
 /// The report in all three formats: (table, CSV records after the header, JSON objects).
 struct Rendered {
@@ -46,7 +23,7 @@ struct Rendered {
     json: Vec<Map<String, Value>>,
 }
 
-async fn render_all(app: &TestApp, kind: ReportKind, columns: &[&str]) -> Rendered {
+async fn render_all(app: &TestApp, kind: ReportKind, columns: &[String]) -> Rendered {
     let render = |format| {
         let args = ReportArgs { kind, format, limit: 10_000, ..ReportArgs::default() };
         async move { render_report(&app.store, &args).await.expect("report renders") }
@@ -60,7 +37,7 @@ async fn render_all(app: &TestApp, kind: ReportKind, columns: &[&str]) -> Render
         serde_json::from_str(&render(ReportFormat::Json).await).expect("JSON parses");
     for object in &json {
         assert_eq!(object.keys().collect::<Vec<_>>().len(), columns.len());
-        assert!(columns.iter().all(|c| object.contains_key(*c)), "JSON keys of {kind:?}");
+        assert!(columns.iter().all(|c| object.contains_key(c)), "JSON keys of {kind:?}");
     }
     let table = render(ReportFormat::Table).await;
     for column in columns {
@@ -79,13 +56,12 @@ fn by_key(json: &[Map<String, Value>], key: &str, column: &str) -> BTreeMap<Stri
 async fn the_devices_report_matches_the_view_in_every_format() {
     let app = app_with_two_scans().await;
 
-    let devices = render_all(&app, ReportKind::Devices, DEVICE_COLUMNS).await;
-    let db: Vec<(String, Option<i32>, Option<i64>)> = sqlx::query_as(
-        "SELECT machine_id, missing_kbs, cve_addressed_total FROM reporting.devices",
-    )
-    .fetch_all(app.store.pool())
-    .await
-    .unwrap();
+    let devices = render_all(&app, ReportKind::Devices, &device_columns(&app).await).await;
+    let db: Vec<(String, Option<i32>, Option<i64>)> = reporting::devices(app.pool())
+        .await
+        .into_iter()
+        .map(|d| (d.machine_id, d.missing_kbs, d.cve_addressed_total))
+        .collect();
     assert_eq!(devices.csv.len(), db.len(), "one CSV row per device");
     let missing: BTreeMap<String, Value> =
         db.iter().map(|(m, n, _)| (m.clone(), serde_json::json!(n))).collect();
@@ -105,14 +81,16 @@ async fn the_devices_report_matches_the_view_in_every_format() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kbs_report_matches_the_views_in_every_format() {
     let app = app_with_two_scans().await;
-    let kbs = render_all(&app, ReportKind::Kbs, KB_COLUMNS).await;
-    let db: Vec<(String, i64, i64, Option<f64>)> = sqlx::query_as(
-        "SELECT kb_id, devices_missing_now, devices_remediated, median_days_to_remediate
-         FROM reporting.kb_remediation",
-    )
-    .fetch_all(app.store.pool())
-    .await
-    .unwrap();
+    // The columns of `reporting.kb_remediation`, with the KB's cveAddressed after the count.
+    let mut columns = reporting::view_columns(app.pool(), "kb_remediation").await;
+    let at = columns.iter().position(|c| c == "devices_missing_now").unwrap() + 1;
+    columns.insert(at, "cve_addressed".into());
+    let kbs = render_all(&app, ReportKind::Kbs, &columns).await;
+    let db: Vec<(String, i64, i64, Option<f64>)> = reporting::kb_remediation(app.pool())
+        .await
+        .into_iter()
+        .map(|k| (k.kb_id, k.devices_missing_now, k.devices_remediated, k.median_days_to_remediate))
+        .collect();
     assert_eq!(kbs.csv.len(), db.len(), "one CSV row per KB");
     assert!(db.iter().any(|(_, _, fixed, _)| *fixed > 0), "updates were installed");
     for (kb, now, fixed, median) in &db {
@@ -146,14 +124,15 @@ async fn the_kbs_report_matches_the_views_in_every_format() {
 async fn the_trend_report_matches_the_view_in_every_format() {
     let app = app_with_two_scans().await;
 
-    let trend = render_all(&app, ReportKind::Trend, TREND_COLUMNS).await;
-    let db: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT day::text, devices_reporting, missing_kbs_total::int8, cve_addressed_total::int8
-         FROM reporting.fleet_daily",
-    )
-    .fetch_all(app.store.pool())
-    .await
-    .unwrap();
+    let columns = reporting::view_columns(app.pool(), "fleet_daily").await;
+    let trend = render_all(&app, ReportKind::Trend, &columns).await;
+    let db: Vec<(String, i64, i64, i64)> = reporting::fleet_daily(app.pool())
+        .await
+        .into_iter()
+        .map(|d| {
+            (d.day.to_string(), d.devices_reporting, d.missing_kbs_total, d.cve_addressed_total)
+        })
+        .collect();
     assert_eq!(trend.csv.len(), db.len(), "one row per tenant and day");
     for (day, reporting, missing, cves) in &db {
         let row = trend.json.iter().find(|o| o["day"] == day.as_str()).expect("day listed");
@@ -169,46 +148,23 @@ async fn the_trend_report_matches_the_view_in_every_format() {
 async fn the_runs_and_summary_reports_match_the_views_in_every_format() {
     let app = app_with_two_scans().await;
 
-    let run_columns = [
-        "scan_run_id",
-        "tenant",
-        "trigger",
-        "started_at",
-        "finished_at",
-        "status",
-        "devices_listed",
-        "devices_scanned",
-        "devices_failed",
-        "api_calls",
-        "throttled",
-    ];
+    let run_columns = reporting::view_columns(app.pool(), "scan_runs").await;
     let runs = render_all(&app, ReportKind::Runs, &run_columns).await;
     let ids: Vec<i64> =
-        sqlx::query_scalar("SELECT scan_run_id FROM reporting.scan_runs ORDER BY scan_run_id DESC")
-            .fetch_all(app.store.pool())
-            .await
-            .unwrap();
+        reporting::scan_runs(app.pool()).await.iter().rev().map(|r| r.scan_run_id).collect();
     let listed: Vec<i64> = runs.json.iter().map(|o| o["scan_run_id"].as_i64().unwrap()).collect();
     assert_eq!(listed, ids, "newest first");
     assert!(runs.json.iter().all(|o| o["status"] == "completed"));
     assert!(runs.table.contains("completed"));
 
-    let fleet_columns = [
-        "tenant",
-        "devices",
-        "devices_scanned",
-        "devices_missing_any",
-        "missing_kbs",
-        "distinct_kbs",
-        "cve_addressed_total",
-    ];
+    // No view behind the summary: its columns are pinned here.
+    let fleet_columns = "tenant devices devices_scanned devices_missing_any missing_kbs distinct_kbs \
+                         cve_addressed_total";
+    let fleet_columns: Vec<String> = fleet_columns.split_whitespace().map(String::from).collect();
     let summary = render_all(&app, ReportKind::Summary, &fleet_columns).await;
-    let (devices, missing): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), coalesce(sum(missing_kbs), 0)::int8 FROM reporting.devices",
-    )
-    .fetch_one(app.store.pool())
-    .await
-    .unwrap();
+    let all = reporting::devices(app.pool()).await;
+    let devices = all.len() as i64;
+    let missing: i64 = all.iter().filter_map(|d| d.missing_kbs).map(i64::from).sum();
     assert_eq!(summary.json.len(), 1, "one tenant");
     assert_eq!(
         (&summary.json[0]["devices"], &summary.json[0]["missing_kbs"]),
@@ -221,28 +177,25 @@ async fn the_runs_and_summary_reports_match_the_views_in_every_format() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_command_prints_the_rendered_report_and_filters() {
     let app = app_with_two_scans().await;
-    let config = app.dir.path().join("kbwatch.toml");
-    write_private(&config, &app.config_toml);
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbwatch"))
-            .arg("report")
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .expect("kbwatch report runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).expect("UTF-8 output")
+    let config = app.config_file();
+    let run = |args: &'static [&'static str]| {
+        let report = Kbwatch::new(["report"].iter().chain(args)).config(&config);
+        async move {
+            let out = report.output().await;
+            assert!(out.success(), "{}", out.stderr);
+            out.stdout
+        }
     };
 
     let args =
         ReportArgs { kind: ReportKind::Kbs, format: ReportFormat::Json, ..ReportArgs::default() };
-    assert_eq!(run(&["kbs", "--format", "json"]), render_report(&app.store, &args).await.unwrap());
+    let kbs = run(&["kbs", "--format", "json"]).await;
+    assert_eq!(kbs, render_report(&app.store, &args).await.unwrap());
 
-    let five = run(&["devices", "--format", "csv", "--limit", "5"]);
+    let five = run(&["devices", "--format", "csv", "--limit", "5"]).await;
     assert_eq!(csv::Reader::from_reader(five.as_bytes()).records().count(), 5);
 
-    let none = run(&["devices", "--format", "csv", "--tenant", "nobody"]);
-    assert_eq!(none, format!("{}\n", DEVICE_COLUMNS.join(",")), "header only");
-    assert!(run(&["trend", "--tenant", "nobody"]).contains("(no rows)"));
+    let none = run(&["devices", "--format", "csv", "--tenant", "nobody"]).await;
+    assert_eq!(none, format!("{}\n", device_columns(&app).await.join(",")), "header only");
+    assert!(run(&["trend", "--tenant", "nobody"]).await.contains("(no rows)"));
 }

@@ -1,10 +1,13 @@
 //! Writing results: a first scan skips the look for open intervals, and a retry of it is harmless.
+//!
+//! About the store's intervals (`kbwatch.missing_kb`) on fixtures, so it reads and writes the
+//! internal tables.
 
 use chrono::Utc;
 use kbwatch::model::{DeviceOutcome, DeviceResult, MissingKb};
 use kbwatch::store::Store;
 
-use crate::helpers::fixture_store;
+use crate::kit::fixture_store;
 
 fn kb(id: &str) -> MissingKb {
     MissingKb {

@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Auth, fresh_database, spawn_app};
+use crate::kit::{Auth, Tenant, fleet, fresh_database, reporting, spawn_app};
 
 /// Serves `store` (and `metrics`) on a free port until the returned token is cancelled.
 async fn start_server(
@@ -95,11 +95,9 @@ async fn metrics_after_a_scan_count_scans_devices_and_requests() {
 
     // Server errors give the request counter statuses other than 200; retries absorb them.
     let faults = Faults { server_error_rate: 0.1, ..Faults::default() };
-    let quota = "[tenant.quota]\nper_minute = 1000000\nper_hour = 10000000\n";
     let devices = 120;
-    let app =
-        spawn_app(SimConfig { devices, faults, ..SimConfig::default() }, Auth::TokenFile, quota)
-            .await;
+    let sim = SimConfig { faults, ..fleet(devices) };
+    let app = spawn_app(sim, Auth::TokenFile, Tenant::default().unpaced()).await;
     let summary = app.scan().await;
     assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
 
@@ -138,12 +136,9 @@ async fn metrics_after_a_scan_count_scans_devices_and_requests() {
         "{text}"
     );
 
-    let (missing, cve): (i64, i64) = sqlx::query_as(
-        "SELECT sum(missing_kbs)::int8, sum(cve_addressed_total)::int8 FROM reporting.devices",
-    )
-    .fetch_one(app.store.pool())
-    .await
-    .unwrap();
+    let fleet = reporting::devices(app.pool()).await;
+    let missing: i64 = fleet.iter().filter_map(|d| d.missing_kbs).map(i64::from).sum();
+    let cve: i64 = fleet.iter().filter_map(|d| d.cve_addressed_total).sum();
     assert!(missing > 0);
     assert_eq!(sum(&s, "kbwatch_fleet_missing_kbs", &[t1]), missing as f64, "{text}");
     assert_eq!(sum(&s, "kbwatch_fleet_cve_addressed", &[t1]), cve as f64, "{text}");
@@ -173,9 +168,12 @@ async fn auth_failures_and_orphaned_runs_reach_the_metrics_the_alerts_read() {
     let _local = metrics::set_default_local_recorder(&recorder);
     let message = "Missing application roles. API required roles: Machine.Read.All";
     let faults = Faults { forbidden: Some(message.into()), ..Faults::default() };
-    let app =
-        spawn_app(SimConfig { devices: 5, faults, ..SimConfig::default() }, Auth::TokenFile, "")
-            .await;
+    let app = spawn_app(
+        SimConfig { devices: 5, faults, ..SimConfig::default() },
+        Auth::TokenFile,
+        Tenant::default(),
+    )
+    .await;
     // A run left `running` by a process that died.
     let tenant_id = app.store.ensure_tenant("t1").await.unwrap();
     sqlx::query(
@@ -189,7 +187,7 @@ async fn auth_failures_and_orphaned_runs_reach_the_metrics_the_alerts_read() {
     let token = app.dir.path().join("token");
     std::fs::write(&token, "a-token-the-api-refuses").unwrap();
     assert_eq!(app.scan().await.status, RunStatus::Failed);
-    std::fs::write(&token, crate::helpers::STATIC_TOKEN).unwrap();
+    std::fs::write(&token, crate::kit::auth::STATIC_TOKEN).unwrap();
     let summary = app.scan().await;
     assert!(summary.error.as_deref().unwrap_or_default().contains(message), "{summary:?}");
 

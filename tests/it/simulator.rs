@@ -1,39 +1,27 @@
 //! `kbwatch sim` as an operator runs it: what its start-up lines say is where it listens and how
 //! to reach its admin routes, and an address other machines can reach needs `--allow-remote`.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
+use crate::kit::{Daemon, Kbwatch};
 
-fn sim(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_kbwatch"))
-        .args(["sim", "--devices", "3"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("kbwatch sim starts")
+/// `kbwatch sim --devices 3 ARGS…`.
+fn sim(args: &[&str]) -> Kbwatch {
+    Kbwatch::new(["sim", "--devices", "3"].iter().chain(args))
 }
 
 /// The start-up lines, up to and including the admin line.
-async fn start_up_lines(child: &mut Child) -> Vec<String> {
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut lines = BufReader::new(stdout).lines();
+async fn start_up_lines(sim: &Daemon) -> Vec<String> {
+    let printed = || sim.stdout().lines().any(|l| l.starts_with("admin:"));
+    sim.wait_for("the start-up lines", Duration::from_secs(60), || async { printed() }).await;
     let mut seen = Vec::new();
-    let read = async {
-        while let Some(line) = lines.next_line().await.expect("stdout reads") {
-            let admin = line.starts_with("admin:");
-            seen.push(line);
-            if admin {
-                break;
-            }
+    for line in sim.stdout().lines() {
+        seen.push(line.to_owned());
+        if line.starts_with("admin:") {
+            return seen;
         }
-    };
-    tokio::time::timeout(Duration::from_secs(60), read).await.expect("start-up lines printed");
-    seen
+    }
+    unreachable!("the admin line was printed")
 }
 
 /// The word after `marker` in `lines`.
@@ -45,8 +33,8 @@ fn word_after<'a>(lines: &'a [String], marker: &str) -> &'a str {
 
 #[tokio::test]
 async fn the_start_up_lines_name_the_bound_address_and_the_admin_token() {
-    let mut child = sim(&["--listen", "127.0.0.1:0"]);
-    let lines = start_up_lines(&mut child).await;
+    let child = sim(&["--listen", "127.0.0.1:0"]).start();
+    let lines = start_up_lines(&child).await;
     let addr: std::net::SocketAddr =
         word_after(&lines, "listening on ").parse().expect("an address is printed");
     assert!(addr.ip().is_loopback() && addr.port() != 0, "{lines:?}");
@@ -63,17 +51,16 @@ async fn the_start_up_lines_name_the_bound_address_and_the_admin_token() {
 
 #[tokio::test]
 async fn a_non_loopback_address_is_refused_unless_allowed_and_then_warned_about() {
-    let out = sim(&["--listen", "0.0.0.0:0"]).wait_with_output().await.unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let out = sim(&["--listen", "0.0.0.0:0"]).output().await;
+    let stderr = &out.stderr;
+    assert!(!out.success(), "{stderr}");
     assert!(stderr.contains("0.0.0.0:0") && stderr.contains("--allow-remote"), "{stderr}");
 
-    let mut child = sim(&["--listen", "0.0.0.0:0", "--allow-remote"]);
-    let lines = start_up_lines(&mut child).await;
+    let child = sim(&["--listen", "0.0.0.0:0", "--allow-remote"]).start();
+    let lines = start_up_lines(&child).await;
     let addr: std::net::SocketAddr = word_after(&lines, "listening on ").parse().unwrap();
     assert!(addr.ip().is_unspecified() && addr.port() != 0, "{lines:?}");
-    child.start_kill().unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    child.kill().await;
+    let stderr = child.stderr();
     assert!(stderr.contains("reachable from other machines"), "{stderr}");
 }

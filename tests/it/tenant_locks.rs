@@ -7,7 +7,7 @@ use std::time::Duration;
 use kbwatch::store::Store;
 use secrecy::SecretString;
 
-use crate::helpers::fresh_database;
+use crate::kit::fresh_database;
 
 /// kbwatch's advisory lock class ("kbwd").
 const LOCK_CLASS: i64 = 0x6b62_7764;

@@ -5,9 +5,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kbwatch::sim::{DeviceFault, Faults, SimConfig};
+use kbwatch::sim::DeviceFault;
 
-use crate::helpers::{Auth, spawn_app, write_private};
+use crate::kit::{Auth, Tenant, binary, slow_fleet, spawn_app};
 
 /// A tmux server of the test's own, killed when dropped.
 struct Tmux {
@@ -39,24 +39,18 @@ fn is_bar(line: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_on_a_terminal_keeps_one_bar_below_its_log_lines_and_clears_it() {
     // Slow enough to be watched; a few 429s log warnings while the bar is shown.
-    let faults = Faults { latency: Duration::from_millis(15), ..Faults::default() };
-    let quota = "[tenant.quota]\nper_minute = 1000000\nper_hour = 10000000\nconcurrency = 2\n";
-    let app = spawn_app(
-        SimConfig { devices: 300, faults, ..SimConfig::default() },
-        Auth::TokenFile,
-        quota,
-    )
-    .await;
+    let sim = slow_fleet(300, Duration::from_millis(15));
+    let app = spawn_app(sim, Auth::TokenFile, Tenant::default().unpaced().concurrency(2)).await;
     for id in app.sim.device_ids().iter().skip(40).step_by(60) {
         app.sim.set_device_fault(id, Some(DeviceFault::ThrottleOnce { seconds: 1 }));
     }
-    let config = app.dir.path().join("kbwatch.toml");
-    write_private(&config, &app.config_toml);
+    let config = app.config_file();
 
+    // The binary runs in tmux's terminal: the one place the kit's `Kbwatch` cannot start it.
     let tmux = Tmux { socket: format!("kbwatch-test-{}", uuid::Uuid::new_v4().simple()) };
     let command = format!(
         "env -u KBWATCH_LOG -u RUST_LOG {} --config {} scan; echo KBWATCH-EXIT-$?; sleep 120",
-        env!("CARGO_BIN_EXE_kbwatch"),
+        binary::PATH,
         config.display()
     );
     tmux.run(&["new-session", "-d", "-s", "scan", "-x", "160", "-y", "50", &command]);

@@ -1,0 +1,34 @@
+//! Reads of kbwatch's internal tables for what the `reporting` views do not show: the error text
+//! stored with a failed device scan or run (`device_scan.error`, `scan_run.error`). Tests that
+//! check what an operator would read there use these; everything else reads [`super::reporting`].
+
+use sqlx::PgPool;
+
+/// (outcome, error) of the one stored scan of device `machine_id`.
+pub async fn device_outcome(pool: &PgPool, machine_id: &str) -> (String, Option<String>) {
+    sqlx::query_as(
+        "SELECT s.outcome, s.error FROM kbwatch.device_scan s JOIN kbwatch.device d USING (device_id)
+         WHERE d.machine_id = $1",
+    )
+    .bind(machine_id)
+    .fetch_one(pool)
+    .await
+    .expect("the device has one stored scan")
+}
+
+/// The error texts of every failed device scan.
+pub async fn device_errors(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT error FROM kbwatch.device_scan WHERE outcome = 'failed'")
+        .fetch_all(pool)
+        .await
+        .expect("device_scan errors read")
+}
+
+/// The error text stored with a run.
+pub async fn run_error(pool: &PgPool, scan_run_id: i64) -> Option<String> {
+    sqlx::query_scalar("SELECT error FROM kbwatch.scan_run WHERE scan_run_id = $1")
+        .bind(scan_run_id)
+        .fetch_one(pool)
+        .await
+        .expect("the run exists")
+}
