@@ -2,7 +2,7 @@
 //!
 //! Every row starts the private PostgreSQL (or uses `DATABASE_URL`'s server) and the simulator over
 //! real HTTP in this process. Rows are chosen by name:
-//! `cargo bench -- quota throttled e2e memory storage` (all five when none is named). With `KBWATCH_LOG` set (e.g. `info`), the scans log;
+//! `cargo bench -- quota throttled e2e memory storage tenants` (all six when none is named). With `KBWATCH_LOG` set (e.g. `info`), the scans log;
 //! with `KBWATCH_BENCH_KEEP` set, the databases are kept for a look with psql. `KBWATCH_BENCH_QUOTA_SECS` shortens the quota window while
 //! developing (default 210 s).
 //!
@@ -14,7 +14,7 @@
 //! `setup` starts what a row needs with the test kit (`tests/kit/`, shared with the integration
 //! tests), `table` prints, `cpu` reads CPU times, and each row has its
 //! module: `quota`, `throttled` (stray 429s, a server at half the quota), `throughput` (e2e), `memory` (a `kbwatch scan` process of its own), `storage`
-//! (size and `fleet_daily`).
+//! (size and `fleet_daily`), `tenants` (one daemon, hundreds of tenants).
 
 #[path = "../../tests/kit/mod.rs"]
 mod kit;
@@ -25,13 +25,14 @@ mod quota;
 mod setup;
 mod storage;
 mod table;
+mod tenants;
 mod throttled;
 mod throughput;
 
 use table::Row;
 
 /// The rows, in the order of DESIGN §9.
-const ROWS: [&str; 5] = ["quota", "throttled", "e2e", "memory", "storage"];
+const ROWS: [&str; 6] = ["quota", "throttled", "e2e", "memory", "storage", "tenants"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -64,6 +65,7 @@ async fn run_full(selected: &[&str]) -> Vec<Row> {
             "e2e" => rows.extend(throughput::run(10_000).await),
             "memory" => rows.extend(memory::run(10_000, 100_000).await),
             "storage" => rows.extend(storage::run(&storage::FULL).await),
+            "tenants" => rows.extend(tenants::run(500, 200).await),
             _ => unreachable!("only known rows are selected"),
         }
     }
@@ -79,6 +81,7 @@ async fn run_smoke() -> Vec<Row> {
     let quota = kbwatch::sim::SimQuota { per_minute: 120, per_hour: 1800 };
     let window = std::time::Duration::from_secs(10);
     rows.extend(throttled::run(&throttled::Plan { quota, devices: 120, stray: 2, window }).await);
+    rows.extend(tenants::run(12, 20).await);
     rows
 }
 

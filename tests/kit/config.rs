@@ -20,7 +20,9 @@ const UNREACHABLE: (u32, u32) = (100_000_000, 1_000_000_000);
 #[derive(Debug, Clone)]
 pub struct ConfigBuilder {
     database_url: String,
+    max_connections: Option<u32>,
     cron: Option<String>,
+    max_concurrent_scans: Option<u32>,
     listen: Option<SocketAddr>,
     ca_file: Option<PathBuf>,
     tenants: Vec<Tenant>,
@@ -47,7 +49,9 @@ impl ConfigBuilder {
     pub fn new(database_url: impl Into<String>) -> Self {
         ConfigBuilder {
             database_url: database_url.into(),
+            max_connections: None,
             cron: None,
+            max_concurrent_scans: None,
             listen: None,
             ca_file: None,
             tenants: Vec::new(),
@@ -63,6 +67,29 @@ impl ConfigBuilder {
     pub fn edit_tenant(mut self, change: impl FnOnce(Tenant) -> Tenant) -> Self {
         let first = self.tenants.remove(0);
         self.tenants.insert(0, change(first));
+        self
+    }
+
+    /// `count` tenants in all: the first and copies of it named `{first}-2`, `{first}-3`, …, all
+    /// on the same simulator (each with its own rows, pacer and lock).
+    pub fn copies_of_first_tenant(mut self, count: usize) -> Self {
+        let first = self.tenants[0].clone();
+        for n in 2..=count {
+            let name = format!("{}-{n}", first.name);
+            self.tenants.push(Tenant { name, ..first.clone() });
+        }
+        self
+    }
+
+    /// `database.max_connections`.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// `schedule.max_concurrent_scans`.
+    pub fn max_concurrent_scans(mut self, n: u32) -> Self {
+        self.max_concurrent_scans = Some(n);
         self
     }
 
@@ -87,9 +114,20 @@ impl ConfigBuilder {
     /// The TOML text of the file.
     pub fn to_toml(&self) -> String {
         let mut root = Table::new();
-        root.insert("database".into(), table([("url", string(&self.database_url))]));
+        let mut database = table([("url", string(&self.database_url))]);
+        if let (Value::Table(t), Some(n)) = (&mut database, self.max_connections) {
+            t.insert("max_connections".into(), Value::Integer(n.into()));
+        }
+        root.insert("database".into(), database);
+        let mut schedule = Table::new();
         if let Some(cron) = &self.cron {
-            root.insert("schedule".into(), table([("cron", string(cron))]));
+            schedule.insert("cron".into(), string(cron));
+        }
+        if let Some(n) = self.max_concurrent_scans {
+            schedule.insert("max_concurrent_scans".into(), Value::Integer(n.into()));
+        }
+        if !schedule.is_empty() {
+            root.insert("schedule".into(), Value::Table(schedule));
         }
         if let Some(listen) = self.listen {
             root.insert("serve".into(), table([("listen", string(listen))]));
