@@ -77,27 +77,44 @@ static UPSERT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The row of a listed device.
+/// The row of a listed device. Every field of the machine is named, so that a new one does not
+/// compile until it is stored or left out here.
 fn values<'a>(d: &ListedDevice<'a>) -> DeviceValues<'a> {
-    let m = d.machine;
+    let Machine {
+        id: _, // stored as `machine_id`, lower-cased when valid
+        computer_dns_name,
+        os_platform,
+        os_version,
+        os_build,
+        health_status,
+        onboarding_status,
+        rbac_group_id,
+        rbac_group_name,
+        machine_tags,
+        first_seen,
+        last_seen,
+        is_potential_duplication,
+        merged_into_machine_id,
+        raw,
+    } = d.machine;
     let text = |s: &Option<String>| s.as_deref().map(pg_text);
     DeviceValues {
         machine_id: pg_text(&d.machine_id),
         id_valid: d.id_valid,
-        computer_dns_name: text(&m.computer_dns_name),
-        os_platform: text(&m.os_platform),
-        os_version: text(&m.os_version),
-        os_build: m.os_build,
-        health_status: text(&m.health_status),
-        onboarding_status: text(&m.onboarding_status),
-        rbac_group_id: text(&m.rbac_group_id),
-        rbac_group_name: text(&m.rbac_group_name),
-        machine_tags: pg_json(&serde_json::json!(m.machine_tags)),
-        first_seen: m.first_seen,
-        last_seen: m.last_seen,
-        is_potential_duplication: m.is_potential_duplication,
-        merged_into_machine_id: text(&m.merged_into_machine_id),
-        raw: m.raw.get(),
+        computer_dns_name: text(computer_dns_name),
+        os_platform: text(os_platform),
+        os_version: text(os_version),
+        os_build: *os_build,
+        health_status: text(health_status),
+        onboarding_status: text(onboarding_status),
+        rbac_group_id: text(rbac_group_id),
+        rbac_group_name: text(rbac_group_name),
+        machine_tags: pg_json(&serde_json::json!(machine_tags)),
+        first_seen: *first_seen,
+        last_seen: *last_seen,
+        is_potential_duplication: *is_potential_duplication,
+        merged_into_machine_id: text(merged_into_machine_id),
+        raw: raw.get(),
     }
 }
 
