@@ -28,6 +28,8 @@ mod cluster;
 mod connect;
 mod error;
 mod password;
+#[cfg(test)]
+mod setup_tests;
 mod state_dir;
 #[cfg(test)]
 mod state_dir_tests;

@@ -21,30 +21,10 @@ impl Machine {
         // Only the fields read are looked at, each in its own small parse; the rest is skipped
         // unchecked, hence the scan for what the database would refuse. An entity this cannot
         // read (not an object, a key twice) goes the slow way below.
-        let fields = serde_json::from_str::<Fields<'_>>(raw.get()).ok();
-        let Some(f) = fields.filter(|_| storable(raw.get())) else {
+        if !storable(raw.get()) {
             return Machine::from_tree(raw);
-        };
-        let v = |field: Option<&RawValue>| field.and_then(|r| serde_json::from_str(r.get()).ok());
-        Machine {
-            id: v(f.id).and_then(|id: Value| id.as_str().map(str::to_owned)).unwrap_or_default(),
-            computer_dns_name: text(v(f.computer_dns_name).as_ref()),
-            os_platform: text(v(f.os_platform).as_ref()),
-            os_version: text(v(f.os_version).as_ref()),
-            os_build: v(f.os_build).as_ref().and_then(Value::as_i64),
-            health_status: text(v(f.health_status).as_ref()),
-            onboarding_status: text(v(f.onboarding_status).as_ref()),
-            rbac_group_id: text(v(f.rbac_group_id).as_ref()),
-            rbac_group_name: text(v(f.rbac_group_name).as_ref()),
-            machine_tags: tags(v(f.machine_tags).as_ref()),
-            first_seen: time(v(f.first_seen).as_ref()),
-            last_seen: time(v(f.last_seen).as_ref()),
-            is_potential_duplication: v(f.is_potential_duplication)
-                .as_ref()
-                .and_then(Value::as_bool),
-            merged_into_machine_id: text(v(f.merged_into_machine_id).as_ref()),
-            raw,
         }
+        Machine::from_fields(raw).unwrap_or_else(Machine::from_tree)
     }
 
     /// [`Machine::from_raw`] through a parse of the whole entity.
@@ -56,60 +36,69 @@ impl Machine {
             Err(_) => (Value::Null, as_json_string(raw.get())),
         };
         let empty = Map::new();
-        let obj = parsed.as_object().unwrap_or(&empty);
-        let id = obj.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-        Machine {
-            id,
-            computer_dns_name: text(obj.get("computerDnsName")),
-            os_platform: text(obj.get("osPlatform")),
-            os_version: text(obj.get("osVersion")),
-            os_build: obj.get("osBuild").and_then(Value::as_i64),
-            health_status: text(obj.get("healthStatus")),
-            onboarding_status: text(obj.get("onboardingStatus")),
-            rbac_group_id: text(obj.get("rbacGroupId")),
-            rbac_group_name: text(obj.get("rbacGroupName")),
-            machine_tags: tags(obj.get("machineTags")),
-            first_seen: time(obj.get("firstSeen")),
-            last_seen: time(obj.get("lastSeen")),
-            is_potential_duplication: obj.get("isPotentialDuplication").and_then(Value::as_bool),
-            merged_into_machine_id: text(obj.get("mergedIntoMachineId")),
-            raw,
-        }
+        Machine::from_object(parsed.as_object().unwrap_or(&empty), raw)
     }
 }
 
-/// The fields of a machine that kbwatch reads, each as the JSON text it was sent as.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Fields<'a> {
-    #[serde(borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    computer_dns_name: Option<&'a RawValue>,
-    #[serde(borrow)]
-    os_platform: Option<&'a RawValue>,
-    #[serde(borrow)]
-    os_version: Option<&'a RawValue>,
-    #[serde(borrow)]
-    os_build: Option<&'a RawValue>,
-    #[serde(borrow)]
-    health_status: Option<&'a RawValue>,
-    #[serde(borrow)]
-    onboarding_status: Option<&'a RawValue>,
-    #[serde(borrow)]
-    rbac_group_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    rbac_group_name: Option<&'a RawValue>,
-    #[serde(borrow)]
-    machine_tags: Option<&'a RawValue>,
-    #[serde(borrow)]
-    first_seen: Option<&'a RawValue>,
-    #[serde(borrow)]
-    last_seen: Option<&'a RawValue>,
-    #[serde(borrow)]
-    is_potential_duplication: Option<&'a RawValue>,
-    #[serde(borrow)]
-    merged_into_machine_id: Option<&'a RawValue>,
+/// Declares, once, the fields of [`Machine`] read from an entity: each field, its name on the
+/// wire, and the function that makes it of the JSON value (absent: `None`). It generates `Fields`,
+/// the fields as the JSON text they were sent as, and the two mappings: from `Fields` (the fast
+/// way) and from a parsed object (the slow way), which cannot drift apart.
+macro_rules! machine_fields {
+    ($( $field:ident: $wire:literal => $read:ident ),+ $(,)?) => {
+        /// The fields of a machine that kbwatch reads, each as the JSON text it was sent as.
+        #[derive(Deserialize)]
+        struct Fields<'a> {
+            $( #[serde(borrow, rename = $wire)] $field: Option<&'a RawValue>, )+
+        }
+
+        impl Machine {
+            /// The machine of the fields read out of its text; the text back if they cannot be.
+            fn from_fields(raw: Box<RawValue>) -> Result<Machine, Box<RawValue>> {
+                let Ok(fields) = serde_json::from_str::<Fields<'_>>(raw.get()) else {
+                    return Err(raw);
+                };
+                let value = |field: Option<&RawValue>| {
+                    field.and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+                };
+                Ok(Machine { $( $field: $read(value(fields.$field).as_ref()), )+ raw })
+            }
+
+            fn from_object(object: &Map<String, Value>, raw: Box<RawValue>) -> Machine {
+                Machine { $( $field: $read(object.get($wire)), )+ raw }
+            }
+        }
+    };
+}
+
+machine_fields! {
+    id: "id" => id,
+    computer_dns_name: "computerDnsName" => text,
+    os_platform: "osPlatform" => text,
+    os_version: "osVersion" => text,
+    os_build: "osBuild" => integer,
+    health_status: "healthStatus" => text,
+    onboarding_status: "onboardingStatus" => text,
+    rbac_group_id: "rbacGroupId" => text,
+    rbac_group_name: "rbacGroupName" => text,
+    machine_tags: "machineTags" => tags,
+    first_seen: "firstSeen" => time,
+    last_seen: "lastSeen" => time,
+    is_potential_duplication: "isPotentialDuplication" => boolean,
+    merged_into_machine_id: "mergedIntoMachineId" => text,
+}
+
+/// A string id; empty for anything else, which validation rejects.
+fn id(value: Option<&Value>) -> String {
+    value.and_then(Value::as_str).map(str::to_owned).unwrap_or_default()
+}
+
+fn integer(value: Option<&Value>) -> Option<i64> {
+    value?.as_i64()
+}
+
+fn boolean(value: Option<&Value>) -> Option<bool> {
+    value?.as_bool()
 }
 
 /// A string field, or a number rendered as text; `None` for null, absent or other types.

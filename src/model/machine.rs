@@ -1,7 +1,9 @@
 //! A listed machine and a missing KB: what the API's entities are to the rest of kbwatch.
 //!
-//! `defender` builds them from the wire (its lenient mapping is in `defender/model.rs`); `store`
-//! writes them; `scan` carries them between the two.
+//! `defender` builds them from the wire (its lenient mapping, one line per field read, is
+//! `machine_fields!` in `defender/model.rs`); `store` writes them (one typed description of the
+//! device columns, in `store/devices.rs`); `scan` carries them between the two. A new field is
+//! added here, to that mapping and to that description, and the compiler names each place.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;

@@ -6,6 +6,7 @@
 //! spends what the quota allows, unlike a steady rate, and never exceeds a window, unlike a token
 //! bucket whose burst equals the quota.
 
+mod limits;
 mod window;
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-pub use window::ServerQuota;
+pub use limits::ServerQuota;
 use window::Window;
 
 use crate::config::QuotaConfig;
@@ -84,7 +85,7 @@ impl Pacer {
     }
 
     /// After a 429: stops every call to `endpoint` for `delay` (its `Retry-After`, at most an
-    /// hour) and adapts the endpoint's limits to what the server said (see [`window`]).
+    /// hour) and adapts the endpoint's limits to what the server said (see [`limits`]).
     pub async fn throttled(
         &self,
         endpoint: Endpoint,
@@ -133,7 +134,7 @@ impl Pacer {
 
 #[cfg(test)]
 mod tests {
-    use super::window::{HOUR, MINUTE};
+    use super::limits::{HOUR, MINUTE};
     use super::*;
 
     fn quota(per_minute: u32, per_hour: u32) -> QuotaConfig {

@@ -1,13 +1,7 @@
-//! Sliding minute and hour windows over the admission times of one endpoint, with limits that
-//! adapt to what the server says, within bounds that no handful of 429s can push them past:
-//! - a 429 pauses the endpoint for its delay, at most [`MAX_PAUSE`];
-//! - a quota the 429's message states ("Maximum allowed 30 per 00:01:00") becomes the limit for
-//!   an hour, and creeps back towards the configured one after that;
-//! - 429s that state no quota (Defender also throttles "by CPU", well under the call quota) lower
-//!   the per-minute limit by a quarter only when they keep coming: [`persistent`] of them within a
-//!   minute, at most once a minute;
-//! - no limit goes below a quarter of the configured one ([`floor`]), and each creeps back by a
-//!   tenth of the configured one per quiet minute.
+//! Sliding minute and hour windows over the admission times of one endpoint: a call is admitted
+//! once both windows have room for it, under the limits in force (`limits`: the configured ones,
+//! or lower after 429s), and no pause is in force. A 429 pauses the endpoint for its delay, at
+//! most [`MAX_PAUSE`], and moves the limits.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -15,37 +9,13 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::limits::{HOUR, Limits, MINUTE, ServerQuota};
 use crate::config::QuotaConfig;
-
-pub(super) const MINUTE: Duration = Duration::from_secs(60);
-pub(super) const HOUR: Duration = Duration::from_secs(3600);
-
-/// A quota the server stated in a 429's message ("Maximum allowed 30 per 00:01:00").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerQuota {
-    pub calls: u32,
-    pub window: Duration,
-}
 
 /// The longest pause a 429 can impose, whatever it asked for.
 pub(super) const MAX_PAUSE: Duration = HOUR;
-/// How long a quota the server stated holds before the limit creeps back above it.
-const STATED_HOLDS: Duration = HOUR;
-
-/// The lowest a limit is taken by throttling: a quarter of the configured one.
-fn floor(configured: usize) -> usize {
-    (configured / 4).max(1)
-}
-
-/// Unstated 429s within a minute that show the server really is at its limit: a twentieth of the
-/// configured per-minute quota, at least three.
-fn persistent(configured_minute: usize) -> usize {
-    (configured_minute / 20).max(3)
-}
 
 pub(super) struct Window {
-    configured_minute: usize,
-    configured_hour: usize,
     margin: Duration,
     state: Mutex<State>,
 }
@@ -54,36 +24,17 @@ struct State {
     /// Admission times of the last hour (plus margin), oldest first.
     admitted: VecDeque<Instant>,
     paused_until: Option<Instant>,
-    /// The limits in force: the configured ones, or lower after throttling.
-    per_minute: usize,
-    per_hour: usize,
-    /// The last 429 or the last raise: the limits creep up a minute after either.
-    last_change: Instant,
-    /// Until when a quota the server stated caps the limits' creeping back.
-    stated_until: Option<Instant>,
-    /// The unstated 429s since the per-minute limit was last lowered for them.
-    unstated: VecDeque<Instant>,
-    /// When unstated 429s last lowered the per-minute limit.
-    lowered_at: Option<Instant>,
+    limits: Limits,
 }
 
 impl Window {
     pub(super) fn new(quota: &QuotaConfig) -> Self {
-        let (per_minute, per_hour) =
-            (quota.per_minute.max(1) as usize, quota.per_hour.max(1) as usize);
         Self {
-            configured_minute: per_minute,
-            configured_hour: per_hour,
             margin: quota.margin,
             state: Mutex::new(State {
                 admitted: VecDeque::new(),
                 paused_until: None,
-                per_minute,
-                per_hour,
-                last_change: Instant::now(),
-                stated_until: None,
-                unstated: VecDeque::new(),
-                lowered_at: None,
+                limits: Limits::new(quota, Instant::now()),
             }),
         }
     }
@@ -93,7 +44,7 @@ impl Window {
             let wait_until = {
                 let mut state = self.state.lock().await;
                 let now = Instant::now();
-                self.creep_up(&mut state, now);
+                state.limits.creep_up(now);
                 let at = self.earliest(&mut state, now);
                 if at <= now {
                     state.admitted.push_back(now);
@@ -112,12 +63,13 @@ impl Window {
             state.admitted.pop_front();
         }
         let n = state.admitted.len();
+        let (per_minute, per_hour) = (state.limits.per_minute, state.limits.per_hour);
         let mut at = now;
-        if n >= state.per_minute {
-            at = at.max(state.admitted[n - state.per_minute] + MINUTE + self.margin);
+        if n >= per_minute {
+            at = at.max(state.admitted[n - per_minute] + MINUTE + self.margin);
         }
-        if n >= state.per_hour {
-            at = at.max(state.admitted[n - state.per_hour] + hour);
+        if n >= per_hour {
+            at = at.max(state.admitted[n - per_hour] + hour);
         }
         if let Some(until) = state.paused_until {
             at = at.max(until);
@@ -125,30 +77,7 @@ impl Window {
         at
     }
 
-    /// A quiet minute since the last change raises lowered limits by a tenth of the configured
-    /// ones, unless a quota the server stated still holds.
-    fn creep_up(&self, state: &mut State, now: Instant) {
-        let lowered =
-            state.per_minute < self.configured_minute || state.per_hour < self.configured_hour;
-        if !lowered
-            || now.duration_since(state.last_change) < MINUTE + self.margin
-            || state.stated_until.is_some_and(|until| now < until)
-        {
-            return;
-        }
-        let raise =
-            |limit: usize, configured: usize| (limit + (configured / 10).max(1)).min(configured);
-        state.per_minute = raise(state.per_minute, self.configured_minute);
-        state.per_hour = raise(state.per_hour, self.configured_hour);
-        state.last_change = now;
-        tracing::info!(
-            per_minute = state.per_minute,
-            per_hour = state.per_hour,
-            "Raised the request rate after a quiet minute"
-        );
-    }
-
-    /// Pauses for `delay` (at most [`MAX_PAUSE`]) and lowers the limits as the module docs say;
+    /// Pauses for `delay` (at most [`MAX_PAUSE`]) and lowers the limits as `limits` says;
     /// returns the per-minute limit before and after.
     pub(super) async fn throttled(
         &self,
@@ -159,37 +88,7 @@ impl Window {
         let now = Instant::now();
         let until = now.checked_add(delay.min(MAX_PAUSE)).unwrap_or(now);
         state.paused_until = Some(state.paused_until.map_or(until, |p| p.max(until)));
-        let before = state.per_minute;
-        match server {
-            Some(q) => {
-                let stated = q.calls.max(1) as usize;
-                if q.window <= MINUTE {
-                    let lowest = floor(self.configured_minute);
-                    state.per_minute = state.per_minute.min(stated.max(lowest));
-                } else {
-                    let lowest = floor(self.configured_hour);
-                    state.per_hour = state.per_hour.min(stated.max(lowest));
-                }
-                state.stated_until = now.checked_add(STATED_HOLDS);
-            }
-            None => {
-                state.unstated.push_back(now);
-                while state.unstated.front().is_some_and(|t| now.duration_since(*t) >= MINUTE) {
-                    state.unstated.pop_front();
-                }
-                let quiet_since_lowered =
-                    state.lowered_at.is_none_or(|t| now.duration_since(t) >= MINUTE);
-                if state.unstated.len() >= persistent(self.configured_minute) && quiet_since_lowered
-                {
-                    let lowered = state.per_minute * 3 / 4;
-                    state.per_minute = lowered.max(floor(self.configured_minute));
-                    state.unstated.clear();
-                    state.lowered_at = Some(now);
-                }
-            }
-        }
-        state.last_change = now;
-        (before, state.per_minute)
+        state.limits.throttled(now, server)
     }
 
     /// How many calls the windows can admit within `horizon` from now: a full minute quota per
@@ -199,18 +98,18 @@ impl Window {
         let state = self.state.lock().await;
         let now = Instant::now();
         let minutes = horizon.as_secs_f64() / MINUTE.as_secs_f64();
-        let by_minute = state.per_minute.saturating_mul(minutes.ceil().max(1.0) as usize);
+        let by_minute = state.limits.per_minute.saturating_mul(minutes.ceil().max(1.0) as usize);
         let still_counted = match (now + horizon).checked_sub(HOUR + self.margin) {
             Some(expired_before) => state.admitted.iter().filter(|t| **t > expired_before).count(),
             None => state.admitted.len(),
         };
         let hours = (horizon.as_secs_f64() / HOUR.as_secs_f64()).ceil().max(1.0) as usize;
-        let by_hour = state.per_hour.saturating_mul(hours).saturating_sub(still_counted);
+        let by_hour = state.limits.per_hour.saturating_mul(hours).saturating_sub(still_counted);
         by_minute.min(by_hour)
     }
 
     pub(super) async fn effective_per_minute(&self) -> u32 {
-        self.state.lock().await.per_minute as u32
+        self.state.lock().await.limits.per_minute as u32
     }
 }
 
@@ -316,12 +215,12 @@ mod tests {
         });
         let stated = ServerQuota { calls: 1, window: HOUR };
         w.throttled(Duration::from_secs(1), Some(stated)).await;
-        assert_eq!(w.state.lock().await.per_hour, 375, "a quarter of 1,500, not 1");
+        assert_eq!(w.state.lock().await.limits.per_hour, 375, "a quarter of 1,500, not 1");
         tokio::time::sleep(HOUR + MINUTE).await;
         for _ in 0..10 {
             w.admit().await;
             tokio::time::sleep(MINUTE).await;
         }
-        assert_eq!(w.state.lock().await.per_hour, 1500, "back to the configured quota");
+        assert_eq!(w.state.lock().await.limits.per_hour, 1500, "back to the configured quota");
     }
 }

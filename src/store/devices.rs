@@ -1,11 +1,13 @@
 //! The device table: the latest listed state of each device, and the scan plan drawn from it.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt as _;
 
+use super::columns::{Columns as _, columns};
 use super::{Store, pg_json, pg_text};
 use crate::model::{Machine, PlannedDevice, validate_machine_id};
 
@@ -25,6 +27,97 @@ pub struct HandedOver {
     pub through: i64,
 }
 
+columns! {
+    /// Listed devices as `kbwatch.device` stores them.
+    pub(super) struct DeviceColumns<'a> of DeviceValues in "kbwatch.device" {
+        /// Lower-case 40-hex id when valid, else the id exactly as listed.
+        machine_id: String,
+        id_valid: bool,
+        computer_dns_name: Option<String>,
+        os_platform: Option<String>,
+        os_version: Option<String>,
+        os_build: Option<i64>,
+        health_status: Option<String>,
+        onboarding_status: Option<String>,
+        rbac_group_id: Option<String>,
+        rbac_group_name: Option<String>,
+        /// A JSON array: an array of arrays cannot be unnested into one array per row.
+        machine_tags: String = "ARRAY(SELECT jsonb_array_elements_text(u.machine_tags::jsonb))",
+        first_seen: Option<DateTime<Utc>>,
+        last_seen: Option<DateTime<Utc>>,
+        is_potential_duplication: Option<bool>,
+        merged_into_machine_id: Option<String>,
+        /// The entity's JSON text as listed.
+        raw: &'a str = "u.raw::json",
+    }
+}
+
+/// Listed devices inserted or refreshed (`$1` tenant, `$2` listed at, `$3` run, then the
+/// columns); returns those first listed now that can be requested.
+static UPSERT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH stored AS (
+         INSERT INTO kbwatch.device AS d (
+             tenant_id, first_listed_at, last_listed_at, last_listed_run_id, {columns})
+         SELECT $1, $2, $2, $3, {values}
+         FROM {unnest}
+         ON CONFLICT (tenant_id, machine_id) DO UPDATE SET {updates},
+             last_listed_at = EXCLUDED.last_listed_at,
+             last_listed_run_id = EXCLUDED.last_listed_run_id, gone_at = NULL
+         RETURNING device_id, machine_id, last_seen, id_valid, merged_into_machine_id,
+                   first_listed_at)
+         SELECT device_id, machine_id, last_seen FROM stored
+         WHERE first_listed_at = $2 AND id_valid AND merged_into_machine_id IS NULL
+         ORDER BY device_id",
+        columns = DeviceColumns::insert_columns(),
+        values = DeviceColumns::select_list(),
+        unnest = DeviceColumns::unnest(4),
+        // The key, and what the key decides.
+        updates = DeviceColumns::set_excluded(&["machine_id", "id_valid"]),
+    )
+});
+
+/// The row of a listed device. Every field of the machine is named, so that a new one does not
+/// compile until it is stored or left out here.
+fn values<'a>(d: &ListedDevice<'a>) -> DeviceValues<'a> {
+    let Machine {
+        id: _, // stored as `machine_id`, lower-cased when valid
+        computer_dns_name,
+        os_platform,
+        os_version,
+        os_build,
+        health_status,
+        onboarding_status,
+        rbac_group_id,
+        rbac_group_name,
+        machine_tags,
+        first_seen,
+        last_seen,
+        is_potential_duplication,
+        merged_into_machine_id,
+        raw,
+    } = d.machine;
+    let text = |s: &Option<String>| s.as_deref().map(pg_text);
+    DeviceValues {
+        machine_id: pg_text(&d.machine_id),
+        id_valid: d.id_valid,
+        computer_dns_name: text(computer_dns_name),
+        os_platform: text(os_platform),
+        os_version: text(os_version),
+        os_build: *os_build,
+        health_status: text(health_status),
+        onboarding_status: text(onboarding_status),
+        rbac_group_id: text(rbac_group_id),
+        rbac_group_name: text(rbac_group_name),
+        machine_tags: pg_json(&serde_json::json!(machine_tags)),
+        first_seen: *first_seen,
+        last_seen: *last_seen,
+        is_potential_duplication: *is_potential_duplication,
+        merged_into_machine_id: text(merged_into_machine_id),
+        raw: raw.get(),
+    }
+}
+
 impl Store {
     /// Inserts or refreshes listed devices; a device that was gone and is listed again comes back.
     /// Returns the devices this listing (`listed_at`) saw first that can be requested: never
@@ -36,66 +129,18 @@ impl Store {
         listed_at: DateTime<Utc>,
         devices: &[ListedDevice<'_>],
     ) -> anyhow::Result<Vec<PlannedDevice>> {
-        let text = |f: fn(&Machine) -> &Option<String>| -> Vec<Option<String>> {
-            devices.iter().map(|d| f(d.machine).as_deref().map(pg_text)).collect()
-        };
-        sqlx::query_as::<_, (i64, String, Option<DateTime<Utc>>)>(
-            "WITH stored AS (
-             INSERT INTO kbwatch.device AS d (
-                 tenant_id, machine_id, id_valid, computer_dns_name, os_platform, os_version, os_build,
-                 health_status, onboarding_status, rbac_group_id, rbac_group_name, machine_tags,
-                 first_seen, last_seen, is_potential_duplication, merged_into_machine_id, raw,
-                 first_listed_at, last_listed_at, last_listed_run_id)
-             SELECT $1, u.machine_id, u.id_valid, u.dns, u.platform, u.version, u.build, u.health,
-                    u.onboarding, u.rbac_id, u.rbac_name,
-                    ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)),
-                    u.first_seen, u.last_seen, u.dup, u.merged, u.raw::json, $2, $2, $3
-             FROM UNNEST($4::text[], $5::bool[], $6::text[], $7::text[], $8::text[], $9::int8[],
-                         $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
-                         $15::timestamptz[], $16::timestamptz[], $17::bool[], $18::text[], $19::text[])
-                  AS u(machine_id, id_valid, dns, platform, version, build, health, onboarding,
-                       rbac_id, rbac_name, tags, first_seen, last_seen, dup, merged, raw)
-             ON CONFLICT (tenant_id, machine_id) DO UPDATE SET
-                 computer_dns_name = EXCLUDED.computer_dns_name, os_platform = EXCLUDED.os_platform,
-                 os_version = EXCLUDED.os_version, os_build = EXCLUDED.os_build,
-                 health_status = EXCLUDED.health_status, onboarding_status = EXCLUDED.onboarding_status,
-                 rbac_group_id = EXCLUDED.rbac_group_id, rbac_group_name = EXCLUDED.rbac_group_name,
-                 machine_tags = EXCLUDED.machine_tags, first_seen = EXCLUDED.first_seen,
-                 last_seen = EXCLUDED.last_seen,
-                 is_potential_duplication = EXCLUDED.is_potential_duplication,
-                 merged_into_machine_id = EXCLUDED.merged_into_machine_id, raw = EXCLUDED.raw,
-                 last_listed_at = EXCLUDED.last_listed_at,
-                 last_listed_run_id = EXCLUDED.last_listed_run_id, gone_at = NULL
-             RETURNING device_id, machine_id, last_seen, id_valid, merged_into_machine_id,
-                       first_listed_at)
-             SELECT device_id, machine_id, last_seen FROM stored
-             WHERE first_listed_at = $2 AND id_valid AND merged_into_machine_id IS NULL
-             ORDER BY device_id",
-        )
-        .bind(tenant_id)
-        .bind(listed_at)
-        .bind(run_id)
-        .bind(devices.iter().map(|d| pg_text(&d.machine_id)).collect::<Vec<_>>())
-        .bind(devices.iter().map(|d| d.id_valid).collect::<Vec<_>>())
-        .bind(text(|m| &m.computer_dns_name))
-        .bind(text(|m| &m.os_platform))
-        .bind(text(|m| &m.os_version))
-        .bind(devices.iter().map(|d| d.machine.os_build).collect::<Vec<_>>())
-        .bind(text(|m| &m.health_status))
-        .bind(text(|m| &m.onboarding_status))
-        .bind(text(|m| &m.rbac_group_id))
-        .bind(text(|m| &m.rbac_group_name))
-        .bind(devices.iter().map(|d| pg_json(&serde_json::json!(d.machine.machine_tags))).collect::<Vec<_>>())
-        .bind(devices.iter().map(|d| d.machine.first_seen).collect::<Vec<_>>())
-        .bind(devices.iter().map(|d| d.machine.last_seen).collect::<Vec<_>>())
-        .bind(devices.iter().map(|d| d.machine.is_potential_duplication).collect::<Vec<_>>())
-        .bind(text(|m| &m.merged_into_machine_id))
-        .bind(devices.iter().map(|d| d.machine.raw.get()).collect::<Vec<_>>())
-        .fetch(&self.pool)
-        .try_filter_map(|row| async move { Ok(planned(row, true)) })
-        .try_collect()
-        .await
-        .context("storing listed devices")
+        let columns = DeviceColumns::from_rows(devices.iter().map(values));
+        let query = sqlx::query_as::<_, (i64, String, Option<DateTime<Utc>>)>(UPSERT.as_str())
+            .bind(tenant_id)
+            .bind(listed_at)
+            .bind(run_id);
+        columns
+            .bind(query)
+            .fetch(&self.pool)
+            .try_filter_map(|row| async move { Ok(planned(row, true)) })
+            .try_collect()
+            .await
+            .context("storing listed devices")
     }
 
     /// After a complete listing: devices this run did not list are marked gone.

@@ -3,9 +3,12 @@
 //! One statement per function; functions that are part of a larger write take the caller's
 //! connection (`&mut PgConnection`), so the caller owns the transaction.
 
+mod catalog;
+mod columns;
 mod devices;
 mod lock;
 mod report;
+mod result_rows;
 mod results;
 mod runs;
 

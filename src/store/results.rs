@@ -10,25 +10,20 @@
 //! A device's first scan (first listed by this run) has nothing stored to compare with: its
 //! intervals are opened without a probe for open ones and none is closed. On a first scan of
 //! 10,000 devices those probes were about a tenth of PostgreSQL's CPU.
+//!
+//! The statements, and the descriptions of the columns they send, are in `result_rows`.
 
 use std::collections::{HashMap, HashSet};
 
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
-use sqlx::{Connection as _, PgConnection};
+use chrono::Utc;
+use sqlx::Connection as _;
 
-use super::{Store, pg_json, pg_text};
+use super::Store;
+use super::result_rows::{
+    close_missing_kbs, current_set, insert_device_scans, open_missing_kbs, upsert_kbs,
+};
 use crate::model::{DeviceOutcome, DeviceResult, MissingKb, RunCounters};
-
-/// The current missing set of the batch's good devices, as columns.
-#[derive(Default)]
-struct Current {
-    devices: Vec<i64>,
-    kb_ids: Vec<String>,
-    cves: Vec<Option<i32>>,
-    /// Whether the triple's device is on its first scan.
-    first: Vec<bool>,
-}
 
 impl Store {
     /// Stores `kbs` (each id once), then writes a batch of results in one transaction. Every KB
@@ -41,7 +36,7 @@ impl Store {
         api_calls: i64,
         throttled: i64,
     ) -> anyhow::Result<RunCounters> {
-        let (current, rescanned) = columns(results);
+        let (current, rescanned) = current_set(results);
         let mut counters = RunCounters::default();
         for r in results {
             match r.outcome {
@@ -64,27 +59,6 @@ impl Store {
     }
 }
 
-/// Splits results into the current (device, KB, cve) triples and the good devices scanned
-/// before, whose open intervals may close. A KB listed twice for one device counts once.
-fn columns(results: &[DeviceResult]) -> (Current, Vec<i64>) {
-    let mut current = Current::default();
-    let mut rescanned = Vec::new();
-    for r in results {
-        let DeviceOutcome::Ok(items) = &r.outcome else { continue };
-        if !r.first_scan {
-            rescanned.push(r.device_id);
-        }
-        let mut seen = std::collections::HashSet::new();
-        for kb in items.iter().filter(|kb| seen.insert(kb.id.as_str())) {
-            current.devices.push(r.device_id);
-            current.kb_ids.push(pg_text(&kb.id));
-            current.cves.push(kb.cve_addressed);
-            current.first.push(r.first_scan);
-        }
-    }
-    (current, rescanned)
-}
-
 /// The KBs `results` report, one per id (the last reported), leaving out those in `stored`.
 pub fn kbs_to_store(results: &[DeviceResult], stored: &HashSet<MissingKb>) -> Vec<MissingKb> {
     let mut kbs: HashMap<&str, &MissingKb> = HashMap::new();
@@ -97,149 +71,6 @@ pub fn kbs_to_store(results: &[DeviceResult], stored: &HashSet<MissingKb>) -> Ve
         kbs.into_values().filter(|kb| !stored.contains(*kb)).cloned().collect();
     kbs.sort_by(|a, b| a.id.cmp(&b.id));
     kbs
-}
-
-async fn upsert_kbs(
-    conn: &mut PgConnection,
-    kbs: &[MissingKb],
-    now: DateTime<Utc>,
-) -> anyhow::Result<()> {
-    if kbs.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO kbwatch.kb AS k (kb_id, name, url, products_names, cve_addressed,
-                                      machine_missed_on, first_seen_at, last_seen_at)
-         SELECT u.id, u.name, u.url, ARRAY(SELECT jsonb_array_elements_text(u.products::jsonb)),
-                u.cve, u.missed, $7, $7
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::int8[])
-              AS u(id, name, url, products, cve, missed)
-         ON CONFLICT (kb_id) DO UPDATE SET
-             name = EXCLUDED.name, url = EXCLUDED.url, products_names = EXCLUDED.products_names,
-             cve_addressed = EXCLUDED.cve_addressed, machine_missed_on = EXCLUDED.machine_missed_on,
-             last_seen_at = EXCLUDED.last_seen_at",
-    )
-    .bind(kbs.iter().map(|k| pg_text(&k.id)).collect::<Vec<_>>())
-    .bind(kbs.iter().map(|k| k.name.as_deref().map(pg_text)).collect::<Vec<_>>())
-    .bind(kbs.iter().map(|k| k.url.as_deref().map(pg_text)).collect::<Vec<_>>())
-    .bind(
-        kbs.iter()
-            .map(|k| pg_json(&serde_json::json!(k.products_names.clone().unwrap_or_default())))
-            .collect::<Vec<_>>(),
-    )
-    .bind(kbs.iter().map(|k| k.cve_addressed).collect::<Vec<_>>())
-    .bind(kbs.iter().map(|k| k.machine_missed_on).collect::<Vec<_>>())
-    .bind(now)
-    .execute(conn)
-    .await
-    .context("storing KBs")?;
-    Ok(())
-}
-
-/// Closes the open intervals of good devices whose (KB, cveAddressed) is no longer reported.
-async fn close_missing_kbs(
-    conn: &mut PgConnection,
-    run_id: i64,
-    rescanned: &[i64],
-    current: &Current,
-) -> anyhow::Result<()> {
-    if rescanned.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "UPDATE kbwatch.missing_kb m SET closed_scan_run_id = $1
-         WHERE m.device_id = ANY($2::int8[]) AND m.closed_scan_run_id IS NULL
-           AND m.opened_scan_run_id <> $1
-           AND NOT EXISTS (
-               SELECT 1 FROM UNNEST($3::int8[], $4::text[], $5::int4[]) AS c(device_id, kb_id, cve)
-               WHERE c.device_id = m.device_id AND c.kb_id = m.kb_id
-                 AND c.cve IS NOT DISTINCT FROM m.cve_addressed)",
-    )
-    .bind(run_id)
-    .bind(rescanned)
-    .bind(&current.devices)
-    .bind(&current.kb_ids)
-    .bind(&current.cves)
-    .execute(conn)
-    .await
-    .context("closing remediated KB intervals")?;
-    Ok(())
-}
-
-/// Opens an interval for each reported (device, KB) that has no open one (a first scan has none).
-async fn open_missing_kbs(
-    conn: &mut PgConnection,
-    run_id: i64,
-    current: &Current,
-) -> anyhow::Result<()> {
-    if current.devices.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO kbwatch.missing_kb (device_id, kb_id, opened_scan_run_id, cve_addressed)
-         SELECT c.device_id, c.kb_id, $1, c.cve
-         FROM UNNEST($2::int8[], $3::text[], $4::int4[], $5::bool[]) AS c(device_id, kb_id, cve, first)
-         WHERE c.first OR NOT EXISTS (
-             SELECT 1 FROM kbwatch.missing_kb m
-             WHERE m.device_id = c.device_id AND m.kb_id = c.kb_id AND m.closed_scan_run_id IS NULL)",
-    )
-    .bind(run_id)
-    .bind(&current.devices)
-    .bind(&current.kb_ids)
-    .bind(&current.cves)
-    .bind(&current.first)
-    .execute(conn)
-    .await
-    .context("opening missing-KB intervals")?;
-    Ok(())
-}
-
-async fn insert_device_scans(
-    conn: &mut PgConnection,
-    run_id: i64,
-    results: &[DeviceResult],
-) -> anyhow::Result<()> {
-    let counts = |r: &DeviceResult| match &r.outcome {
-        DeviceOutcome::Ok(items) => {
-            let mut seen = std::collections::HashSet::new();
-            let distinct: Vec<&MissingKb> =
-                items.iter().filter(|k| seen.insert(k.id.as_str())).collect();
-            let cves =
-                distinct.iter().map(|k| i64::from(k.cve_addressed.unwrap_or(0))).sum::<i64>();
-            (Some(distinct.len() as i32), Some(cves))
-        }
-        _ => (None, None),
-    };
-    let (missing, cves): (Vec<Option<i32>>, Vec<Option<i64>>) = results.iter().map(counts).unzip();
-    sqlx::query(
-        "INSERT INTO kbwatch.device_scan (device_id, scan_run_id, scanned_at, outcome, missing_kbs,
-                                          cve_addressed_total, error, last_seen)
-         SELECT u.device_id, $1, u.at, u.outcome, u.missing, u.cves, u.error, u.last_seen
-         FROM UNNEST($2::int8[], $3::timestamptz[], $4::text[], $5::int4[], $6::int8[], $7::text[],
-                     $8::timestamptz[])
-              AS u(device_id, at, outcome, missing, cves, error, last_seen)
-         ON CONFLICT (device_id, scan_run_id) DO NOTHING",
-    )
-    .bind(run_id)
-    .bind(results.iter().map(|r| r.device_id).collect::<Vec<_>>())
-    .bind(results.iter().map(|r| r.scanned_at).collect::<Vec<_>>())
-    .bind(results.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>())
-    .bind(missing)
-    .bind(cves)
-    .bind(
-        results
-            .iter()
-            .map(|r| match &r.outcome {
-                DeviceOutcome::Failed(e) => Some(pg_text(e)),
-                _ => None,
-            })
-            .collect::<Vec<_>>(),
-    )
-    .bind(results.iter().map(|r| r.last_seen).collect::<Vec<_>>())
-    .execute(conn)
-    .await
-    .context("storing device scans")?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ mod serve;
 mod shutdown;
 mod simulator;
 mod soak;
+mod store_columns;
 mod tenant_locks;
 mod terminal;
 mod upgrade;

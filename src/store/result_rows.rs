@@ -1,0 +1,238 @@
+//! The statements a batch of results is written with, and the typed descriptions of the columns
+//! they send (see `columns`): KBs upserted, missing-KB intervals closed and opened against the
+//! batch's current missing set, and one `device_scan` row per device. `results` runs them in
+//! its transaction.
+
+use std::sync::LazyLock;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use super::columns::{Columns as _, columns};
+use super::{pg_json, pg_text};
+use crate::model::{DeviceOutcome, DeviceResult, MissingKb};
+
+columns! {
+    /// KBs as `kbwatch.kb` stores them.
+    pub(super) struct KbColumns of KbValues in "kbwatch.kb" {
+        kb_id: String,
+        name: Option<String>,
+        url: Option<String>,
+        /// A JSON array: an array of arrays cannot be unnested into one array per row.
+        products_names: String =
+            "ARRAY(SELECT jsonb_array_elements_text(u.products_names::jsonb))",
+        cve_addressed: Option<i32>,
+        machine_missed_on: Option<i64>,
+    }
+}
+
+columns! {
+    /// The current missing set of the batch's good devices: the (device, KB, cveAddressed)
+    /// triples that `kbwatch.missing_kb` intervals are opened for and closed against.
+    pub(super) struct MissingColumns of MissingValues in "kbwatch.missing_kb" {
+        device_id: i64,
+        kb_id: String,
+        cve_addressed: Option<i32>,
+        /// Whether the triple's device is on its first scan (read, not stored).
+        first_scan: bool = filter,
+    }
+}
+
+columns! {
+    /// One `kbwatch.device_scan` row per device of the batch.
+    pub(super) struct ScanColumns of ScanValues in "kbwatch.device_scan" {
+        device_id: i64,
+        scanned_at: DateTime<Utc>,
+        outcome: &'static str,
+        /// Distinct KBs missing, on a good scan.
+        missing_kbs: Option<i32>,
+        /// Their cveAddressed summed, on a good scan.
+        cve_addressed_total: Option<i64>,
+        error: Option<String>,
+        /// `lastSeen` as the run listed it: the next plans compare with it.
+        last_seen: Option<DateTime<Utc>>,
+    }
+}
+
+/// KBs inserted or refreshed (`$1` now, then the columns).
+static UPSERT_KBS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO kbwatch.kb AS k (first_seen_at, last_seen_at, {columns})
+         SELECT $1, $1, {values}
+         FROM {unnest}
+         ON CONFLICT (kb_id) DO UPDATE SET {updates}, last_seen_at = EXCLUDED.last_seen_at",
+        columns = KbColumns::insert_columns(),
+        values = KbColumns::select_list(),
+        unnest = KbColumns::unnest(2),
+        updates = KbColumns::set_excluded(&["kb_id"]),
+    )
+});
+
+/// Closes (`$1` run) the open intervals of the good devices `$2` scanned before whose (KB,
+/// cveAddressed) is not in the current set (the columns, from `$3`).
+static CLOSE_MISSING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE kbwatch.missing_kb m SET closed_scan_run_id = $1
+         WHERE m.device_id = ANY($2::int8[]) AND m.closed_scan_run_id IS NULL
+           AND m.opened_scan_run_id <> $1
+           AND NOT EXISTS (
+               SELECT 1 FROM {unnest}
+               WHERE u.device_id = m.device_id AND u.kb_id = m.kb_id
+                 AND u.cve_addressed IS NOT DISTINCT FROM m.cve_addressed)",
+        unnest = MissingColumns::unnest(3),
+    )
+});
+
+/// Opens (`$1` run) an interval for each triple of the current set (the columns, from `$2`) that
+/// has no open one; a first scan has none.
+static OPEN_MISSING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO kbwatch.missing_kb (opened_scan_run_id, {columns})
+         SELECT $1, {values}
+         FROM {unnest}
+         WHERE u.first_scan OR NOT EXISTS (
+             SELECT 1 FROM kbwatch.missing_kb m
+             WHERE m.device_id = u.device_id AND m.kb_id = u.kb_id AND m.closed_scan_run_id IS NULL)",
+        columns = MissingColumns::insert_columns(),
+        values = MissingColumns::select_list(),
+        unnest = MissingColumns::unnest(2),
+    )
+});
+
+/// One row per device and scan (`$1` run, then the columns); a row written already is kept.
+static INSERT_SCANS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO kbwatch.device_scan (scan_run_id, {columns})
+         SELECT $1, {values}
+         FROM {unnest}
+         ON CONFLICT (device_id, scan_run_id) DO NOTHING",
+        columns = ScanColumns::insert_columns(),
+        values = ScanColumns::select_list(),
+        unnest = ScanColumns::unnest(2),
+    )
+});
+
+/// Splits results into the current (device, KB, cve) triples and the good devices scanned
+/// before, whose open intervals may close. A KB listed twice for one device counts once.
+pub(super) fn current_set(results: &[DeviceResult]) -> (MissingColumns, Vec<i64>) {
+    let mut current = MissingColumns::default();
+    let mut rescanned = Vec::new();
+    for r in results {
+        let DeviceOutcome::Ok(items) = &r.outcome else { continue };
+        if !r.first_scan {
+            rescanned.push(r.device_id);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for kb in items.iter().filter(|kb| seen.insert(kb.id.as_str())) {
+            current.push(MissingValues {
+                device_id: r.device_id,
+                kb_id: pg_text(&kb.id),
+                cve_addressed: kb.cve_addressed,
+                first_scan: r.first_scan,
+            });
+        }
+    }
+    (current, rescanned)
+}
+
+pub(super) async fn upsert_kbs(
+    conn: &mut PgConnection,
+    kbs: &[MissingKb],
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    if kbs.is_empty() {
+        return Ok(());
+    }
+    let values = |k: &MissingKb| KbValues {
+        kb_id: pg_text(&k.id),
+        name: k.name.as_deref().map(pg_text),
+        url: k.url.as_deref().map(pg_text),
+        products_names: pg_json(&serde_json::json!(k.products_names.clone().unwrap_or_default())),
+        cve_addressed: k.cve_addressed,
+        machine_missed_on: k.machine_missed_on,
+    };
+    let columns = KbColumns::from_rows(kbs.iter().map(values));
+    columns
+        .bind(sqlx::query(UPSERT_KBS.as_str()).bind(now))
+        .execute(conn)
+        .await
+        .context("storing KBs")?;
+    Ok(())
+}
+
+/// Closes the open intervals of good devices whose (KB, cveAddressed) is no longer reported.
+pub(super) async fn close_missing_kbs(
+    conn: &mut PgConnection,
+    run_id: i64,
+    rescanned: &[i64],
+    current: &MissingColumns,
+) -> anyhow::Result<()> {
+    if rescanned.is_empty() {
+        return Ok(());
+    }
+    current
+        .bind(sqlx::query(CLOSE_MISSING.as_str()).bind(run_id).bind(rescanned))
+        .execute(conn)
+        .await
+        .context("closing remediated KB intervals")?;
+    Ok(())
+}
+
+/// Opens an interval for each reported (device, KB) that has no open one (a first scan has none).
+pub(super) async fn open_missing_kbs(
+    conn: &mut PgConnection,
+    run_id: i64,
+    current: &MissingColumns,
+) -> anyhow::Result<()> {
+    if current.device_id.is_empty() {
+        return Ok(());
+    }
+    current
+        .bind(sqlx::query(OPEN_MISSING.as_str()).bind(run_id))
+        .execute(conn)
+        .await
+        .context("opening missing-KB intervals")?;
+    Ok(())
+}
+
+pub(super) async fn insert_device_scans(
+    conn: &mut PgConnection,
+    run_id: i64,
+    results: &[DeviceResult],
+) -> anyhow::Result<()> {
+    let columns = ScanColumns::from_rows(results.iter().map(scan_values));
+    columns
+        .bind(sqlx::query(INSERT_SCANS.as_str()).bind(run_id))
+        .execute(conn)
+        .await
+        .context("storing device scans")?;
+    Ok(())
+}
+
+/// The `device_scan` row of a result.
+fn scan_values(r: &DeviceResult) -> ScanValues {
+    let (missing_kbs, cve_addressed_total) = match &r.outcome {
+        DeviceOutcome::Ok(items) => {
+            let mut seen = std::collections::HashSet::new();
+            let distinct: Vec<&MissingKb> =
+                items.iter().filter(|k| seen.insert(k.id.as_str())).collect();
+            let cves =
+                distinct.iter().map(|k| i64::from(k.cve_addressed.unwrap_or(0))).sum::<i64>();
+            (Some(distinct.len() as i32), Some(cves))
+        }
+        _ => (None, None),
+    };
+    ScanValues {
+        device_id: r.device_id,
+        scanned_at: r.scanned_at,
+        outcome: r.outcome.as_str(),
+        missing_kbs,
+        cve_addressed_total,
+        error: match &r.outcome {
+            DeviceOutcome::Failed(e) => Some(pg_text(e)),
+            _ => None,
+        },
+        last_seen: r.last_seen,
+    }
+}
