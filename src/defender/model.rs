@@ -220,14 +220,36 @@ mod properties {
         }
 
         #[test]
-        fn any_kb_page_json_decodes_or_errs(raw in json()) {
-            let _ = serde_json::from_value::<Page<MissingKb>>(raw);
+        fn a_kb_page_decodes_only_with_a_value_array_and_keeps_every_item(raw in json()) {
+            let items = raw.get("value").and_then(Value::as_array).map(Vec::len);
+            match serde_json::from_value::<Page<MissingKb>>(raw.clone()) {
+                Ok(page) => {
+                    prop_assert_eq!(Some(page.value.len()), items, "{}", raw);
+                    let link = raw.get("@odata.nextLink").and_then(Value::as_str);
+                    prop_assert_eq!(page.next_link.as_deref(), link);
+                }
+                // Refused: no value array, an item that is no KB, or a next link that is no text.
+                Err(_) => {
+                    let bad_link = raw.get("@odata.nextLink").is_some_and(|l| !l.is_string() && !l.is_null());
+                    prop_assert!(items != Some(0) || bad_link, "an empty page is refused: {}", raw);
+                }
+            }
         }
 
         #[test]
-        fn any_bytes_decode_or_err(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = serde_json::from_slice::<Page<MissingKb>>(&bytes);
-            let _ = serde_json::from_slice::<Page<Box<RawValue>>>(&bytes);
+        fn bytes_decode_as_a_page_only_when_they_are_json(
+            bytes in prop::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let json = serde_json::from_slice::<Value>(&bytes).is_ok();
+            if serde_json::from_slice::<Page<MissingKb>>(&bytes).is_ok() {
+                prop_assert!(json);
+            }
+            if let Ok(page) = serde_json::from_slice::<Page<Box<RawValue>>>(&bytes) {
+                prop_assert!(json);
+                for item in &page.value {
+                    prop_assert!(serde_json::from_str::<Value>(item.get()).is_ok());
+                }
+            }
         }
 
         #[test]
