@@ -65,13 +65,22 @@ impl Default for ReportArgs {
 /// Runs `kbwatch report`: prints the report on stdout.
 pub async fn run(config: Config, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let db = open_store(&config).await?;
-    let text = match db.store.migrate().await {
+    let text = match migrate_if_needed(&db.store).await {
         Ok(()) => render(&db.store, &args).await,
         Err(e) => Err(e),
     };
     db.close().await;
     print!("{}", text?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Migrates a database that needs it (a new one, as after `kbwatch demo`), and writes nothing to
+/// one that does not: a report may read a read-only replica.
+async fn migrate_if_needed(store: &Store) -> anyhow::Result<()> {
+    if store.pending_migrations().await? > 0 {
+        store.migrate().await?;
+    }
+    Ok(())
 }
 
 /// The report as text, in the format `args` asks for.
