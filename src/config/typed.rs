@@ -161,7 +161,15 @@ fn type_message(message: String) -> String {
 }
 
 fn unknown_problems(paths: Vec<String>) -> impl Iterator<Item = Problem> {
-    paths.into_iter().map(|path| Problem { path, message: "unknown key".into() })
+    paths.into_iter().map(|path| {
+        // `tenant = [...]` written below a `[table]` header is a key of that table.
+        let message = if path.ends_with(".tenant") {
+            "unknown key (a `tenant = [...]` array belongs above the first [table] header)"
+        } else {
+            "unknown key"
+        };
+        Problem { path, message: message.into() }
+    })
 }
 
 /// `field` of serde's "missing field `field`".
@@ -219,6 +227,14 @@ mod tests {
         assert_eq!(shown, "invalid type: integer, expected a string (value not shown)");
         let kept = type_message("invalid type: string \"lots\", expected u32".into());
         assert_eq!(kept, "invalid type: string \"lots\", expected u32");
+    }
+
+    #[test]
+    fn a_tenant_array_below_a_table_header_gets_a_hint() {
+        let found: Vec<Problem> =
+            unknown_problems(vec!["log.tenant".into(), "log.colour".into()]).collect();
+        assert!(found[0].message.contains("above the first [table] header"), "{found:?}");
+        assert_eq!(found[1].message, "unknown key");
     }
 
     #[test]
