@@ -26,6 +26,8 @@ pub(super) struct Typed {
     pub problems: Vec<Problem>,
     /// Keys set aside after a type error; the semantic checks of what is below them are moot.
     pub set_aside: Vec<String>,
+    /// The table as last deserialized: overrides read as their key's type, keys set aside removed.
+    pub table: Table,
 }
 
 /// At most this many attempts: each sets one key aside or retypes one override.
@@ -47,7 +49,7 @@ pub(super) fn deserialize(mut table: Table, overrides: &BTreeMap<String, String>
         let err = match result {
             Ok(config) => {
                 problems.extend(unknown_problems(unknown));
-                return Typed { config: Some(config), problems, set_aside };
+                return Typed { config: Some(config), problems, set_aside, table };
             }
             Err(err) => err,
         };
@@ -75,7 +77,7 @@ pub(super) fn deserialize(mut table: Table, overrides: &BTreeMap<String, String>
         set_aside.push(key);
     }
     problems.extend(unknown_problems(unknown));
-    Typed { config: None, problems, set_aside }
+    Typed { config: None, problems, set_aside, table }
 }
 
 /// The top-level keys of the file (`database`, ..., `tenant`), read from `Config`'s own
