@@ -28,4 +28,5 @@ mod serve;
 mod shutdown;
 mod simulator;
 mod soak;
+mod tenant_defaults;
 mod terminal;
