@@ -5,7 +5,8 @@
 //! A double underscore separates levels and names are lower-cased: `KBWATCH_DATABASE__URL` sets
 //! `database.url`. Tenants are selected by index or by name: `KBWATCH_TENANT__0__AUTH__CLIENT_SECRET`,
 //! `KBWATCH_TENANT__CONTOSO__QUOTA__PER_MINUTE` (an all-digit selector is an index; a name matches
-//! ignoring case, with `_` matching `-` or `_`).
+//! ignoring case, with `_` matching `-` or `_`). `[tenant_defaults]` is a section like any other:
+//! `KBWATCH_TENANT_DEFAULTS__AUTH__CLIENT_SECRET` sets what the tenants inherit (`defaults.rs`).
 
 use std::collections::BTreeMap;
 

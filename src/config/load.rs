@@ -1,16 +1,21 @@
 //! Reading the file, applying `KBWATCH_<SECTION>__<KEY>` overrides, and validating.
 //!
-//! The pipeline: parse the TOML into a table; apply the env overrides (`env.rs`) and the cloud
-//! presets (`presets.rs`); deserialize, with every unknown key and type error and its key path
-//! (`typed.rs`); then the semantic checks (`validate.rs`). Every problem found is returned at once,
-//! sorted by key path. No message carries a secret value.
+//! The pipeline: parse the TOML into a table; apply the env overrides (`env.rs`), then
+//! `[tenant_defaults]` (`defaults.rs`), then the cloud presets (`presets.rs`); deserialize, with
+//! every unknown key and type error and its key path (`typed.rs`); then the semantic checks
+//! (`validate.rs`). Every problem found is returned at once, sorted by key path; a problem of a
+//! tenant names it, and says where an inherited or overridden value came from. No message carries
+//! a secret value.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use toml::Table;
 
 use super::{Config, Problem};
 
+#[path = "defaults.rs"]
+mod defaults;
 #[path = "env.rs"]
 mod env;
 #[path = "path.rs"]
@@ -86,27 +91,50 @@ fn load_source(
     let env: Vec<(String, String)> = env.into_iter().collect();
     let mut table = file.clone();
     let applied = env::apply(&mut table, env.iter().cloned());
+    let mut defaults = defaults::take(&mut table, &applied.set);
+    let inherited = defaults::inherit(&mut table, &defaults);
     super::presets::apply(&mut table, &env);
     let mut problems = applied.problems;
+    problems.append(&mut defaults.problems);
     let typed = typed::deserialize(table, &applied.set);
     problems.extend(typed.problems);
     if let Some(config) = &typed.config {
-        let inline_secrets = validate::inline_secrets(config, &file);
+        let inline_secrets = validate::inline_secrets(config, &defaults.secrets, &file);
         let semantic = validate::validate(config, &validate::Context { file_mode, inline_secrets });
         let set_aside =
             |p: &Problem| typed.set_aside.iter().any(|key| path::is_under(&p.path, key));
         problems.extend(semantic.into_iter().filter(|p| !set_aside(p)));
     }
     for p in &mut problems {
-        if let Some(var) = applied.set.get(&p.path).filter(|var| !p.message.contains(var.as_str()))
-        {
-            p.message = format!("{} (set by {var})", p.message);
-        }
+        annotate(p, &inherited, &applied.set);
     }
     problems.sort_by_cached_key(|p| path::parse(&p.path));
     match typed.config {
         Some(config) if problems.is_empty() => Ok(config),
         _ => Err(ConfigError::Invalid(problems)),
+    }
+}
+
+/// Adds to the message of `p` the name of its tenant, where an inherited value came from, and the
+/// variable that set the value, unless the message already says so:
+/// `must be at least 1 (tenant "contoso", inherited from tenant_defaults.quota.per_minute)`.
+fn annotate(p: &mut Problem, inherited: &defaults::Inherited, set: &BTreeMap<String, String>) {
+    let mut notes = Vec::new();
+    let said = |text: &str| p.message.contains(text);
+    if let Some(name) = inherited.name(&p.path).map(|name| format!("{name:?}")).filter(|n| !said(n))
+    {
+        notes.push(format!("tenant {name}"));
+    }
+    let origin = inherited.origin(&p.path);
+    if let Some(origin) = &origin {
+        notes.push(format!("inherited from {origin}"));
+    }
+    let var = set.get(&p.path).or_else(|| origin.as_ref().and_then(|origin| set.get(origin)));
+    if let Some(var) = var.filter(|var| !said(var)) {
+        notes.push(format!("set by {var}"));
+    }
+    if !notes.is_empty() {
+        p.message = format!("{} ({})", p.message, notes.join(", "));
     }
 }
 

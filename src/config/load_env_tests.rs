@@ -96,7 +96,8 @@ fn bad_env_number_and_unknown_tenant_are_problems() {
     assert!(text.iter().all(|p| !p.contains("s3cr3t")), "{text:?}");
     assert!(
         text.contains(
-            &"tenant[0].quota.per_hour: KBWATCH_TENANT__0__QUOTA__PER_HOUR must be an integer"
+            &"tenant[0].quota.per_hour: KBWATCH_TENANT__0__QUOTA__PER_HOUR must be an integer \
+              (tenant \"lab\")"
                 .to_owned()
         )
     );

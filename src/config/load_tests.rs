@@ -9,6 +9,8 @@ use crate::config::{AuthKind, LogFormat};
 
 #[path = "load_env_tests.rs"]
 mod overrides;
+#[path = "load_defaults_tests.rs"]
+mod tenant_defaults;
 
 fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
@@ -185,7 +187,7 @@ fn loopback_http_is_accepted_and_remote_http_refused() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].path, "tenant[0].auth.authority");
     assert!(
-        found[0].message.ends_with("(set by KBWATCH_TENANT__LAB__AUTH__AUTHORITY)"),
+        found[0].message.ends_with("(tenant \"lab\", set by KBWATCH_TENANT__LAB__AUTH__AUTHORITY)"),
         "{}",
         found[0]
     );

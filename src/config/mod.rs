@@ -20,7 +20,8 @@ pub use presets::Cloud;
 pub use private_file::write_private;
 pub use problem::Problem;
 
-/// The whole configuration file. Every section but `[[tenant]]` may be left out.
+/// The whole configuration file. Every section but `[[tenant]]` may be left out. The keys of
+/// `[tenant_defaults]` are inherited by the tenants as the file is loaded (`defaults.rs`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -47,8 +48,7 @@ impl Config {
         let mut out: Vec<_> =
             self.database.url.iter().map(|url| ("database.url".to_owned(), url)).collect();
         for (i, tenant) in self.tenants.iter().enumerate() {
-            let secret = tenant.auth.client_secret.iter();
-            out.extend(secret.map(|s| (format!("tenant[{i}].auth.client_secret"), s)));
+            out.extend(tenant.secrets().map(|(key, s)| (format!("tenant[{i}].{key}"), s)));
         }
         out
     }
@@ -284,6 +284,12 @@ impl Default for HttpConfig {
 }
 
 impl TenantConfig {
+    /// The tenant's part of [`Config::secrets`], with key paths below the tenant; also what the
+    /// loader checks in `[tenant_defaults]`.
+    fn secrets(&self) -> impl Iterator<Item = (&'static str, &SecretString)> {
+        self.auth.client_secret.iter().map(|s| ("auth.client_secret", s))
+    }
+
     fn default_rescan_after() -> Duration {
         Duration::from_secs(20 * 3600)
     }

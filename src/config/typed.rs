@@ -26,6 +26,8 @@ pub(super) struct Typed {
     pub problems: Vec<Problem>,
     /// Keys set aside after a type error; the semantic checks of what is below them are moot.
     pub set_aside: Vec<String>,
+    /// The table as last deserialized: overrides read as their key's type, keys set aside removed.
+    pub table: Table,
 }
 
 /// At most this many attempts: each sets one key aside or retypes one override.
@@ -47,7 +49,7 @@ pub(super) fn deserialize(mut table: Table, overrides: &BTreeMap<String, String>
         let err = match result {
             Ok(config) => {
                 problems.extend(unknown_problems(unknown));
-                return Typed { config: Some(config), problems, set_aside };
+                return Typed { config: Some(config), problems, set_aside, table };
             }
             Err(err) => err,
         };
@@ -75,7 +77,7 @@ pub(super) fn deserialize(mut table: Table, overrides: &BTreeMap<String, String>
         set_aside.push(key);
     }
     problems.extend(unknown_problems(unknown));
-    Typed { config: None, problems, set_aside }
+    Typed { config: None, problems, set_aside, table }
 }
 
 /// The top-level keys of the file (`database`, ..., `tenant`), read from `Config`'s own
@@ -161,7 +163,15 @@ fn type_message(message: String) -> String {
 }
 
 fn unknown_problems(paths: Vec<String>) -> impl Iterator<Item = Problem> {
-    paths.into_iter().map(|path| Problem { path, message: "unknown key".into() })
+    paths.into_iter().map(|path| {
+        // `tenant = [...]` written below a `[table]` header is a key of that table.
+        let message = if path.ends_with(".tenant") {
+            "unknown key (a `tenant = [...]` array belongs above the first [table] header)"
+        } else {
+            "unknown key"
+        };
+        Problem { path, message: message.into() }
+    })
 }
 
 /// `field` of serde's "missing field `field`".
@@ -219,6 +229,14 @@ mod tests {
         assert_eq!(shown, "invalid type: integer, expected a string (value not shown)");
         let kept = type_message("invalid type: string \"lots\", expected u32".into());
         assert_eq!(kept, "invalid type: string \"lots\", expected u32");
+    }
+
+    #[test]
+    fn a_tenant_array_below_a_table_header_gets_a_hint() {
+        let found: Vec<Problem> =
+            unknown_problems(vec!["log.tenant".into(), "log.colour".into()]).collect();
+        assert!(found[0].message.contains("above the first [table] header"), "{found:?}");
+        assert_eq!(found[1].message, "unknown key");
     }
 
     #[test]

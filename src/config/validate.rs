@@ -72,14 +72,17 @@ pub fn parse_cron(expr: &str) -> Result<Cron, String> {
     Ok(cron)
 }
 
-/// Key paths of the secrets of `cfg` (`Config::secrets`) that the file's own table holds, before
-/// env overrides. A URL counts only when it carries a password.
-pub(super) fn inline_secrets(cfg: &Config, file: &Table) -> Vec<String> {
-    let written = |key: &str| {
+/// Key paths of the secrets of `cfg` (`Config::secrets`) and of `defaults` (the secrets set in
+/// `[tenant_defaults]`) that the file's own table holds, before env overrides. A secret a tenant
+/// inherited is at its `tenant_defaults` path in the file, and counts there, once. A URL counts
+/// only when it carries a password.
+pub(super) fn inline_secrets(cfg: &Config, defaults: &[String], file: &Table) -> Vec<String> {
+    let written = |key: &String| {
         let text = path::get(file, &path::parse(key)).and_then(Value::as_str);
         text.is_some_and(|text| !is_url(text) || url_has_password(text))
     };
-    cfg.secrets().into_iter().map(|(key, _)| key).filter(|key| written(key)).collect()
+    let keys = cfg.secrets().into_iter().map(|(key, _)| key);
+    keys.chain(defaults.iter().cloned()).filter(written).collect()
 }
 
 fn check_permissions(ctx: &Context, out: &mut Vec<Problem>) {
@@ -139,14 +142,18 @@ fn check_tenants(tenants: &[TenantConfig], out: &mut Vec<Problem>) {
     }
 }
 
-fn check_name(p: &str, name: &str, out: &mut Vec<Problem>) {
+/// 1 to 63 letters, digits, `_` or `-`, starting with a letter or digit.
+pub(super) fn is_tenant_name(name: &str) -> bool {
     let mut chars = name.chars();
-    let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        && name.len() <= 63;
+        && name.len() <= 63
+}
+
+fn check_name(p: &str, name: &str, out: &mut Vec<Problem>) {
     if name.is_empty() {
         out.push(problem(format!("{p}.name"), "must not be empty"));
-    } else if !valid {
+    } else if !is_tenant_name(name) {
         out.push(problem(
             format!("{p}.name"),
             "must be 1 to 63 letters, digits, _ or -, starting with a letter or digit",

@@ -35,6 +35,7 @@ mod shutdown;
 mod simulator;
 mod soak;
 mod store_columns;
+mod tenant_defaults;
 mod tenant_locks;
 mod terminal;
 mod upgrade;
