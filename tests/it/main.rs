@@ -25,6 +25,7 @@ mod migrations;
 mod outage;
 mod planner;
 mod quota;
+mod read_replica;
 mod references;
 mod replicas;
 mod report;

@@ -214,8 +214,14 @@ impl Scheduler {
 /// A database filled by two scans of a 300-device fleet that changed between them (updates
 /// installed, a new monthly KB, a device added and one offboarded), for the reporting tests.
 pub async fn app_with_two_scans() -> TestApp {
+    app_with_two_scans_on(fresh_database().await).await
+}
+
+/// [`app_with_two_scans`] on a database of the caller's.
+pub async fn app_with_two_scans_on(db_url: String) -> TestApp {
     let sim = SimConfig { seed: 23, ..fleet(300) };
-    let app = spawn_app(sim, Auth::TokenFile, Tenant::default().unpaced().concurrency(16)).await;
+    let tenant = Tenant::default().unpaced().concurrency(16);
+    let app = spawn_app_on(db_url, sim, Auth::TokenFile, tenant).await;
     let client = app.client();
     let first = app.scan_with(client.clone()).await;
     assert_eq!(first.status, RunStatus::Completed, "{first:?}");

@@ -81,6 +81,12 @@ impl ConfigBuilder {
         self
     }
 
+    /// `database.url`: another database (a replica of this one, say).
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = url.into();
+        self
+    }
+
     /// `database.max_connections`.
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = Some(n);

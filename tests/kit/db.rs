@@ -70,6 +70,12 @@ pub async fn drop_database(url: &str) {
 /// A connection to the database at `url` as a new login role granted `kbwatch_reader`, as the
 /// README tells operators to give reporting tools; `pool` creates the role.
 pub async fn reader_connection(pool: &sqlx::PgPool, url: &str) -> sqlx::PgConnection {
+    let role = create_reader(pool).await;
+    connect_as_reader(url, &role).await
+}
+
+/// A new login role granted `kbwatch_reader`, created through `pool`; its name.
+pub async fn create_reader(pool: &sqlx::PgPool) -> String {
     let role = format!("reader_{}", uuid::Uuid::new_v4().simple());
     for ddl in [
         format!("CREATE ROLE {role} LOGIN PASSWORD 'reader-pw'"),
@@ -77,8 +83,14 @@ pub async fn reader_connection(pool: &sqlx::PgPool, url: &str) -> sqlx::PgConnec
     ] {
         sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(pool).await.expect("the role is created");
     }
+    role
+}
+
+/// A connection to the database at `url` as `role`, made by [`create_reader`] (on this server,
+/// or on the primary it replicates).
+pub async fn connect_as_reader(url: &str, role: &str) -> sqlx::PgConnection {
     let mut url = url::Url::parse(url).expect("a database URL");
-    url.set_username(&role).expect("a user name fits the URL");
+    url.set_username(role).expect("a user name fits the URL");
     url.set_password(Some("reader-pw")).expect("a password fits the URL");
     sqlx::PgConnection::connect(url.as_str()).await.expect("the reader logs in")
 }

@@ -11,6 +11,8 @@
 //!   [`Daemon`] handle that waits for a condition and is killed when dropped; [`wait_for`] polls.
 //! - [`reporting`]: typed reads of the `reporting` views, for assertions.
 //! - [`internal`]: the few reads the views do not offer (error texts), named as such.
+//! - [`dashboard`]: the Grafana dashboard's SQL, its macros expanded.
+//! - [`streaming`]: a PostgreSQL primary and a hot standby of a test's own.
 
 // Each target uses a part of the kit: what one of them leaves unused is not dead.
 #![allow(dead_code)]
@@ -19,9 +21,11 @@ pub mod app;
 pub mod auth;
 pub mod binary;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod internal;
 pub mod reporting;
+pub mod streaming;
 
 // What the tests use most, at the kit's root; the benchmark uses fewer of them.
 #[allow(unused_imports)]
