@@ -107,9 +107,29 @@ impl Store {
         self.locks.lock(tenant_id).await
     }
 
+    /// [`Store::pending_migrations`], or `None` for a role that may not read the migrations table
+    /// (a `kbwatch_reader` login, which reads the views as they are and could not migrate).
+    pub async fn pending_migrations_if_readable(&self) -> anyhow::Result<Option<usize>> {
+        match self.pending_migrations().await {
+            Ok(pending) => Ok(Some(pending)),
+            Err(e) if permission_denied(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// Whether `e` is PostgreSQL's insufficient_privilege (42501).
+fn permission_denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(sqlx::Error::as_database_error)
+            .is_some_and(|db| db.code().as_deref() == Some("42501"))
+    })
 }
 
 /// `migrations/NNNN_description.sql` of an embedded migration.

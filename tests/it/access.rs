@@ -1,10 +1,12 @@
-//! The read-only role, and `kbwatch validate` on a broken configuration.
+//! The read-only role (its SQL, and `kbwatch report` logged in as it), and `kbwatch validate` on a
+//! broken configuration.
 //!
 //! The role's test names kbwatch's internal tables on purpose: it checks that `kbwatch_reader`
 //! cannot read or write them.
 
 use kbwatch::sim::SimConfig;
 
+use crate::kit::db::create_reader;
 use crate::kit::{Auth, Kbwatch, Tenant, spawn_app};
 
 const VIEWS: [&str; 7] = [
@@ -46,6 +48,28 @@ async fn kbwatch_reader_reads_every_view_and_writes_nothing() {
         let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
         // 42501: permission denied; 55000: the view cannot be written at all.
         assert!(matches!(code.as_deref(), Some("42501" | "55000")), "{forbidden}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kbwatch_report_logged_in_as_a_reader_prints_what_the_owner_sees() {
+    let sim = SimConfig { devices: 20, ..SimConfig::default() };
+    let app = spawn_app(sim, Auth::TokenFile, Tenant::default()).await;
+    app.scan().await;
+    let role = create_reader(app.pool()).await;
+    let mut url = url::Url::parse(&app.db_url).expect("a database URL");
+    url.set_username(&role).expect("a user name fits the URL");
+    url.set_password(Some("reader-pw")).expect("a password fits the URL");
+    let as_reader =
+        app.write_config("kbwatch-reader.toml", &app.settings.clone().database_url(url.as_str()));
+    let as_owner = app.config_file();
+    for kind in ["summary", "devices", "kbs", "trend", "runs"] {
+        let report = |config| Kbwatch::new(["report", kind, "--format", "json"]).config(config);
+        let owner = report(&as_owner).output().await;
+        let reader = report(&as_reader).output().await;
+        assert!(owner.success() && reader.success(), "{kind}: {}{}", owner.stderr, reader.stderr);
+        assert_eq!(reader.stdout, owner.stdout, "{kind}");
+        assert!(owner.stdout.len() > 2, "{kind} prints rows: {}", owner.stdout);
     }
 }
 

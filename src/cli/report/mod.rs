@@ -75,9 +75,10 @@ pub async fn run(config: Config, args: ReportArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Migrates a database that needs it (a new one, as after `kbwatch demo`), and writes nothing to
-/// one that does not: a report may read a read-only replica.
+/// one that does not: a report may read a read-only replica, or log in as a `kbwatch_reader`
+/// role (which may not read the migrations table, and reads the views as they are).
 async fn migrate_if_needed(store: &Store) -> anyhow::Result<()> {
-    if store.pending_migrations().await? > 0 {
+    if store.pending_migrations_if_readable().await?.is_some_and(|pending| pending > 0) {
         store.migrate().await?;
     }
     Ok(())
