@@ -1,52 +1,15 @@
 //! The Grafana dashboard: every query runs as `kbwatch_reader`, after two scans, and returns rows.
 
-use chrono::{Duration, SecondsFormat, Utc};
-use regex::Regex;
+use chrono::{Duration, Utc};
 use serde_json::Value;
 
 use crate::kit::app::app_with_two_scans;
+use crate::kit::dashboard::{DASHBOARD, queries};
 
-const DASHBOARD: &str = include_str!("../../deploy/grafana/kbwatch.json");
-
-/// Every SQL text of the dashboard with where it comes from: panel targets and query variables.
-fn queries(dashboard: &Value) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    for panel in dashboard["panels"].as_array().expect("panels") {
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            let title = panel["title"].as_str().expect("every panel has a title");
-            assert_eq!(target["rawQuery"], true, "{title}: raw SQL");
-            assert_eq!(target["datasource"]["uid"], "${datasource}", "{title}: the chosen source");
-            let sql = target["rawSql"].as_str().expect("rawSql");
-            found.push((title.to_owned(), sql.to_owned()));
-        }
-    }
-    for variable in dashboard["templating"]["list"].as_array().expect("templating") {
-        if variable["type"] == "query" {
-            let name = variable["name"].as_str().expect("variable name");
-            let sql = variable["query"].as_str().expect("a variable's query is SQL text");
-            found.push((format!("variable {name}"), sql.to_owned()));
-        }
-    }
-    found
-}
-
-/// Expands the Grafana macros the dashboard uses the way Grafana's PostgreSQL source does, over
-/// the last seven days, with `$tenant` as the tenant `t1` (an "All" selection is a quoted list).
+/// A dashboard query as Grafana sends it over the last seven days, for the tenant `t1`.
 fn expand(sql: &str) -> String {
     let to = Utc::now();
-    let (from, to) = (
-        (to - Duration::days(7)).to_rfc3339_opts(SecondsFormat::Millis, true),
-        to.to_rfc3339_opts(SecondsFormat::Millis, true),
-    );
-    let time_filter = Regex::new(r"\$__timeFilter\(([^()]+)\)").expect("regex");
-    let sql = time_filter.replace_all(sql, format!("$1 BETWEEN '{from}' AND '{to}'").as_str());
-    let sql = sql
-        .replace("$__timeFrom()", &format!("'{from}'"))
-        .replace("$__timeTo()", &format!("'{to}'"))
-        .replace("${tenant}", "'t1'")
-        .replace("$tenant", "'t1'");
-    assert!(!sql.contains('$'), "a macro or variable is left unexpanded:\n{sql}");
-    sql
+    crate::kit::dashboard::expand(sql, "t1", to - Duration::days(7), to)
 }
 
 #[test]
