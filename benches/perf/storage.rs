@@ -81,19 +81,24 @@ struct Sizes {
 }
 
 async fn sizes(pool: &PgPool) -> Sizes {
-    let schema = |name: &'static str| async move {
-        let bytes: i64 = sqlx::query_scalar(
-            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::int8
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = $1 AND c.relkind IN ('r', 'm')",
-        )
-        .bind(name)
-        .fetch_one(pool)
-        .await
-        .expect("table sizes are readable");
-        bytes as u64
-    };
-    Sizes { kbwatch: schema("kbwatch").await, naive: schema("bench_naive").await }
+    Sizes {
+        kbwatch: schema_bytes(pool, "kbwatch").await,
+        naive: schema_bytes(pool, "bench_naive").await,
+    }
+}
+
+/// Bytes of a schema's tables with their indexes and TOAST.
+pub async fn schema_bytes(pool: &PgPool, schema: &str) -> u64 {
+    let bytes: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::int8
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $1 AND c.relkind IN ('r', 'm')",
+    )
+    .bind(schema)
+    .fetch_one(pool)
+    .await
+    .expect("table sizes are readable");
+    bytes as u64
 }
 
 /// The comparison: one row per device × KB × scan, as a store of full snapshots keeps them.

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::kit::app::app_with_two_scans;
-use crate::kit::dashboard::{DASHBOARD, expand, queries};
+use crate::kit::dashboard::{DASHBOARD, expand_last_week as expand, queries};
 
 #[test]
 fn the_dashboard_covers_each_subject_from_the_reporting_views_only() {

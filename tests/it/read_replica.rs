@@ -8,7 +8,7 @@
 use sqlx::Connection as _;
 
 use crate::kit::app::app_with_two_scans_on;
-use crate::kit::dashboard::{dashboard, expand, queries};
+use crate::kit::dashboard::{dashboard, expand_last_week as expand, queries};
 use crate::kit::db::{connect_as_reader, create_reader};
 use crate::kit::streaming::Streaming;
 use crate::kit::{Kbwatch, TestApp};

@@ -1,11 +1,18 @@
-//! The Grafana dashboard `deploy/grafana/kbwatch.json`: its SQL texts, and its macros expanded
-//! the way Grafana's PostgreSQL source does, so that tests can run every query.
+//! The Grafana dashboard (`deploy/grafana/kbwatch.json`) as SQL a database can run: its queries
+//! (panel targets and query variables) and the expansion of the Grafana macros they use. The
+//! integration tests run them for rows; the benchmark times them.
 
-use chrono::{Duration, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use regex::Regex;
 use serde_json::Value;
 
+/// The dashboard, as deployed.
 pub const DASHBOARD: &str = include_str!("../../deploy/grafana/kbwatch.json");
+
+/// The dashboard, parsed.
+pub fn dashboard() -> Value {
+    serde_json::from_str(DASHBOARD).expect("the dashboard is JSON")
+}
 
 /// Every SQL text of the dashboard with where it comes from: panel targets and query variables.
 pub fn queries(dashboard: &Value) -> Vec<(String, String)> {
@@ -30,25 +37,26 @@ pub fn queries(dashboard: &Value) -> Vec<(String, String)> {
 }
 
 /// Expands the Grafana macros the dashboard uses the way Grafana's PostgreSQL source does, over
-/// the last seven days, with `$tenant` as the tenant `t1` (an "All" selection is a quoted list).
-pub fn expand(sql: &str) -> String {
-    let to = Utc::now();
+/// `from`..`to`, with `$tenant` as the tenant named `tenant` (an "All" selection is a quoted list).
+pub fn expand(sql: &str, tenant: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
     let (from, to) = (
-        (to - Duration::days(7)).to_rfc3339_opts(SecondsFormat::Millis, true),
+        from.to_rfc3339_opts(SecondsFormat::Millis, true),
         to.to_rfc3339_opts(SecondsFormat::Millis, true),
     );
     let time_filter = Regex::new(r"\$__timeFilter\(([^()]+)\)").expect("regex");
     let sql = time_filter.replace_all(sql, format!("$1 BETWEEN '{from}' AND '{to}'").as_str());
+    let quoted = format!("'{}'", tenant.replace('\'', "''"));
     let sql = sql
         .replace("$__timeFrom()", &format!("'{from}'"))
         .replace("$__timeTo()", &format!("'{to}'"))
-        .replace("${tenant}", "'t1'")
-        .replace("$tenant", "'t1'");
+        .replace("${tenant}", &quoted)
+        .replace("$tenant", &quoted);
     assert!(!sql.contains('$'), "a macro or variable is left unexpanded:\n{sql}");
     sql
 }
 
-/// The dashboard, parsed.
-pub fn dashboard() -> Value {
-    serde_json::from_str(DASHBOARD).expect("the dashboard is JSON")
+/// [`expand`] as the tests send a query: the tenant `t1`, over the last seven days.
+pub fn expand_last_week(sql: &str) -> String {
+    let to = Utc::now();
+    expand(sql, "t1", to - chrono::Duration::days(7), to)
 }

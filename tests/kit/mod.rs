@@ -9,6 +9,7 @@
 //! - [`app`]: [`TestApp`], a simulator, a fresh database and a configuration pointing at both.
 //! - [`binary`]: the one way to run the `kbwatch` binary: to its end ([`Kbwatch::output`]) or as a
 //!   [`Daemon`] handle that waits for a condition and is killed when dropped; [`wait_for`] polls.
+//! - [`dashboard`]: the Grafana dashboard's SQL queries, with its macros expanded.
 //! - [`reporting`]: typed reads of the `reporting` views, for assertions.
 //! - [`internal`]: the few reads the views do not offer (error texts), named as such.
 //! - [`dashboard`]: the Grafana dashboard's SQL, its macros expanded.
