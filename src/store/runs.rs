@@ -139,4 +139,13 @@ impl Store {
         .context("closing the scan run")?;
         Ok(())
     }
+
+    /// Rolls up the days no running run can still write into (`reporting.fleet_daily` reads them
+    /// from the roll-up, and computes only the later days); the number of tenant-days rolled up.
+    pub async fn roll_up_fleet_days(&self) -> anyhow::Result<i64> {
+        sqlx::query_scalar("SELECT kbwatch.roll_up_fleet_days()")
+            .fetch_one(&self.pool)
+            .await
+            .context("rolling up the fleet's days")
+    }
 }

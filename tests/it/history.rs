@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kbwatch::model::RunStatus;
 use kbwatch::sim::{Evolution, SimConfig};
 
+use crate::kit::internal;
 use crate::kit::reporting::{self, triples};
 use crate::kit::{Auth, Tenant, TestApp, fleet, spawn_app};
 
@@ -118,6 +119,8 @@ async fn fleet_daily_counts_each_device_once_a_day_with_its_last_good_scan() {
     place(scan1.scan_run_id, "2026-01-02T10:00:00Z").await.unwrap();
     place(scan2.scan_run_id, "2026-01-02T11:00:00Z").await.unwrap();
     let daily = || async {
+        // The scans were moved into days kbwatch had rolled up: roll them up again.
+        internal::redo_fleet_days(app.pool()).await;
         let days = reporting::fleet_daily(app.pool()).await;
         days.into_iter()
             .map(|d| (d.day.to_string(), d.devices_reporting, d.missing_kbs_total))

@@ -14,6 +14,7 @@ mod dashboard;
 mod demo;
 mod deploy;
 mod faults;
+mod fleet_days;
 mod history;
 mod hostile;
 mod hostile_bounds;

@@ -47,6 +47,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "storage for updates and appends",
         "164afae27ef1a1299ca978d7503b2bd5d5ab3084f6be8d43a7511507724dac7fa0dfc7088a815968cba2953b29d6de43",
     ),
+    (
+        8,
+        "fleet days rolled up",
+        "ac735274c507fd8512436745e197bf0f14f1c37c91e755798c21efa3fd5c4540d5985b4c4903cd241cc8ed704ea85123",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

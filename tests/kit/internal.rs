@@ -1,6 +1,7 @@
 //! Reads of kbwatch's internal tables for what the `reporting` views do not show: the error text
 //! stored with a failed device scan or run (`device_scan.error`, `scan_run.error`). Tests that
 //! check what an operator would read there use these; everything else reads [`super::reporting`].
+//! And [`redo_fleet_days`], for tests and benchmarks that move scans into the past.
 
 use sqlx::PgPool;
 
@@ -31,4 +32,17 @@ pub async fn run_error(pool: &PgPool, scan_run_id: i64) -> Option<String> {
         .fetch_one(pool)
         .await
         .expect("the run exists")
+}
+
+/// Forgets the fleet's rolled-up days and rolls them up again: for a test or benchmark that moved
+/// scans into days kbwatch had already rolled up (which no real scan can write into).
+pub async fn redo_fleet_days(pool: &PgPool) {
+    sqlx::raw_sql(
+        "DELETE FROM kbwatch.fleet_day;
+         UPDATE kbwatch.tenant SET fleet_days_through = NULL;
+         SELECT kbwatch.roll_up_fleet_days();",
+    )
+    .execute(pool)
+    .await
+    .expect("the fleet's days are rolled up again");
 }
