@@ -34,6 +34,8 @@ columns! {
         device_id: i64,
         kb_id: String,
         cve_addressed: Option<i32>,
+        /// When the device was scanned: an interval opened now opened then.
+        opened_at: DateTime<Utc>,
         /// Whether the triple's device is on its first scan (read, not stored).
         first_scan: bool = filter,
     }
@@ -69,18 +71,23 @@ static UPSERT_KBS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Closes (`$1` run) the open intervals of the good devices `$2` scanned before whose (KB,
-/// cveAddressed) is not in the current set (the columns, from `$3`).
+/// Closes (`$1` run) the open intervals of the good devices `$2` scanned before (at `$3`) whose
+/// (KB, cveAddressed) is not in the current set (the columns, from `$4`). The closing is a fix
+/// unless the KB is still reported (with another cveAddressed: a new interval opens).
 static CLOSE_MISSING: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "UPDATE kbwatch.missing_kb m SET closed_scan_run_id = $1
-         WHERE m.device_id = ANY($2::int8[]) AND m.closed_scan_run_id IS NULL
+        "UPDATE kbwatch.missing_kb m
+         SET closed_scan_run_id = $1, closed_at = r.scanned_at,
+             fixed = NOT EXISTS (
+                 SELECT 1 FROM {unnest} WHERE u.device_id = m.device_id AND u.kb_id = m.kb_id)
+         FROM UNNEST($2::int8[], $3::timestamptz[]) AS r(device_id, scanned_at)
+         WHERE m.device_id = r.device_id AND m.closed_scan_run_id IS NULL
            AND m.opened_scan_run_id <> $1
            AND NOT EXISTS (
                SELECT 1 FROM {unnest}
                WHERE u.device_id = m.device_id AND u.kb_id = m.kb_id
                  AND u.cve_addressed IS NOT DISTINCT FROM m.cve_addressed)",
-        unnest = MissingColumns::unnest(3),
+        unnest = MissingColumns::unnest(4),
     )
 });
 
@@ -113,15 +120,23 @@ static INSERT_SCANS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The good devices of a batch scanned before, whose open intervals may close, and when.
+#[derive(Default)]
+pub(super) struct Rescanned {
+    devices: Vec<i64>,
+    scanned_at: Vec<DateTime<Utc>>,
+}
+
 /// Splits results into the current (device, KB, cve) triples and the good devices scanned
 /// before, whose open intervals may close. A KB listed twice for one device counts once.
-pub(super) fn current_set(results: &[DeviceResult]) -> (MissingColumns, Vec<i64>) {
+pub(super) fn current_set(results: &[DeviceResult]) -> (MissingColumns, Rescanned) {
     let mut current = MissingColumns::default();
-    let mut rescanned = Vec::new();
+    let mut rescanned = Rescanned::default();
     for r in results {
         let DeviceOutcome::Ok(items) = &r.outcome else { continue };
         if !r.first_scan {
-            rescanned.push(r.device_id);
+            rescanned.devices.push(r.device_id);
+            rescanned.scanned_at.push(r.scanned_at);
         }
         let mut seen = std::collections::HashSet::new();
         for kb in items.iter().filter(|kb| seen.insert(kb.id.as_str())) {
@@ -129,6 +144,7 @@ pub(super) fn current_set(results: &[DeviceResult]) -> (MissingColumns, Vec<i64>
                 device_id: r.device_id,
                 kb_id: pg_text(&kb.id),
                 cve_addressed: kb.cve_addressed,
+                opened_at: r.scanned_at,
                 first_scan: r.first_scan,
             });
         }
@@ -165,17 +181,17 @@ pub(super) async fn upsert_kbs(
 pub(super) async fn close_missing_kbs(
     conn: &mut PgConnection,
     run_id: i64,
-    rescanned: &[i64],
+    rescanned: &Rescanned,
     current: &MissingColumns,
 ) -> anyhow::Result<()> {
-    if rescanned.is_empty() {
+    if rescanned.devices.is_empty() {
         return Ok(());
     }
-    current
-        .bind(sqlx::query(CLOSE_MISSING.as_str()).bind(run_id).bind(rescanned))
-        .execute(conn)
-        .await
-        .context("closing remediated KB intervals")?;
+    let close = sqlx::query(CLOSE_MISSING.as_str())
+        .bind(run_id)
+        .bind(&rescanned.devices)
+        .bind(&rescanned.scanned_at);
+    current.bind(close).execute(conn).await.context("closing remediated KB intervals")?;
     Ok(())
 }
 

@@ -52,6 +52,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "fleet days rolled up",
         "ac735274c507fd8512436745e197bf0f14f1c37c91e755798c21efa3fd5c4540d5985b4c4903cd241cc8ed704ea85123",
     ),
+    (
+        9,
+        "interval times",
+        "adda4a171befc3a920a3e9c7c25bf404a71150dc178a50a0f878cc2e96832ff7bded5674199c85a0d55207a7dea940ce",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

@@ -1,0 +1,182 @@
+//! An interval keeps when it opened and closed and whether its closing was a fix (migration
+//! 0009), and `current_missing_kbs` and `kb_remediation` read them there: the same rows as the
+//! definitions they replaced (migration 0002's, below), with a fix, a cveAddressed change (not a
+//! fix) and a KB that stays. About the intervals themselves, so it reads `kbwatch.missing_kb`.
+
+use chrono::{DateTime, Duration, Utc};
+use kbwatch::model::{DeviceOutcome, DeviceResult, MissingKb};
+use kbwatch::store::Store;
+use sqlx::PgPool;
+
+use crate::kit::fixture_store;
+
+/// `reporting.current_missing_kbs` as migration 0002 defined it.
+const CURRENT_BEFORE: &str = "
+    SELECT t.name AS tenant, d.machine_id, d.computer_dns_name, m.kb_id, k.name AS kb_name,
+           k.products_names, k.url, m.cve_addressed, o.scanned_at AS missing_since
+    FROM kbwatch.missing_kb m
+    JOIN kbwatch.device d ON d.device_id = m.device_id
+    JOIN kbwatch.tenant t ON t.tenant_id = d.tenant_id
+    JOIN kbwatch.kb k ON k.kb_id = m.kb_id
+    LEFT JOIN kbwatch.device_scan o
+           ON o.device_id = m.device_id AND o.scan_run_id = m.opened_scan_run_id
+    WHERE m.closed_scan_run_id IS NULL AND d.gone_at IS NULL";
+
+/// `reporting.kb_remediation` as migration 0002 defined it.
+const REMEDIATION_BEFORE: &str = "
+    WITH fixed AS (
+        SELECT d.tenant_id, m.kb_id, m.device_id,
+               extract(epoch FROM (c.scanned_at - o.scanned_at)) / 86400.0 AS days
+        FROM kbwatch.missing_kb m
+        JOIN kbwatch.device d ON d.device_id = m.device_id
+        LEFT JOIN kbwatch.device_scan o
+               ON o.device_id = m.device_id AND o.scan_run_id = m.opened_scan_run_id
+        LEFT JOIN kbwatch.device_scan c
+               ON c.device_id = m.device_id AND c.scan_run_id = m.closed_scan_run_id
+        WHERE m.closed_scan_run_id IS NOT NULL
+          AND NOT EXISTS (
+              SELECT 1 FROM kbwatch.missing_kb r
+              WHERE r.device_id = m.device_id AND r.kb_id = m.kb_id
+                AND r.opened_scan_run_id = m.closed_scan_run_id)
+    ), open_now AS (
+        SELECT d.tenant_id, m.kb_id, count(*) AS devices_missing_now
+        FROM kbwatch.missing_kb m
+        JOIN kbwatch.device d ON d.device_id = m.device_id
+        WHERE m.closed_scan_run_id IS NULL AND d.gone_at IS NULL
+        GROUP BY d.tenant_id, m.kb_id
+    ), fixed_agg AS (
+        SELECT tenant_id, kb_id, count(DISTINCT device_id) AS devices_remediated,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY days) AS median_days_to_remediate
+        FROM fixed
+        GROUP BY tenant_id, kb_id
+    )
+    SELECT t.name AS tenant, k.kb_id, k.name AS kb_name,
+           coalesce(o.devices_missing_now, 0) AS devices_missing_now,
+           coalesce(f.devices_remediated, 0) AS devices_remediated,
+           f.median_days_to_remediate
+    FROM (SELECT tenant_id, kb_id FROM open_now UNION SELECT tenant_id, kb_id FROM fixed_agg) tk
+    JOIN kbwatch.tenant t ON t.tenant_id = tk.tenant_id
+    JOIN kbwatch.kb k ON k.kb_id = tk.kb_id
+    LEFT JOIN open_now o ON o.tenant_id = tk.tenant_id AND o.kb_id = tk.kb_id
+    LEFT JOIN fixed_agg f ON f.tenant_id = tk.tenant_id AND f.kb_id = tk.kb_id";
+
+/// (device, KB, opened at, closed at (µs since the epoch), fixed) of an interval.
+type Interval = (i64, String, Option<i64>, Option<i64>, Option<bool>);
+
+fn kb(id: &str, cve: i32) -> MissingKb {
+    MissingKb {
+        id: id.into(),
+        name: Some(format!("Update {id}")),
+        products_names: Some(vec!["windows_11".into()]),
+        url: None,
+        machine_missed_on: Some(1),
+        cve_addressed: Some(cve),
+    }
+}
+
+fn result(device_id: i64, at: DateTime<Utc>, first: bool, kbs: &[(&str, i32)]) -> DeviceResult {
+    DeviceResult {
+        device_id,
+        scanned_at: at,
+        last_seen: None,
+        first_scan: first,
+        outcome: DeviceOutcome::Ok(kbs.iter().map(|(id, cve)| kb(id, *cve)).collect()),
+    }
+}
+
+/// The view's rows equal the old definition's, and there are `rows` of them.
+async fn assert_same_rows(pool: &PgPool, view: &str, before: &str, rows: i64) {
+    let sql = format!(
+        "SELECT (SELECT count(*) FROM reporting.{view}),
+                (SELECT count(*) FROM (
+                    (SELECT * FROM reporting.{view} EXCEPT ALL ({before}))
+                    UNION ALL
+                    (({before}) EXCEPT ALL SELECT * FROM reporting.{view})) differ)"
+    );
+    let (n, differ): (i64, i64) =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap();
+    assert_eq!((n, differ), (rows, 0), "{view}: rows, and rows that differ");
+}
+
+async fn device(store: &Store, tenant: i32, run: i64, n: u8) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO kbwatch.device (tenant_id, machine_id, id_valid, raw, first_listed_at,
+                                     last_listed_at, last_listed_run_id)
+         VALUES ($1, repeat($3, 40), true, '{}', now(), now(), $2) RETURNING device_id",
+    )
+    .bind(tenant)
+    .bind(run)
+    .bind(format!("{n:x}"))
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intervals_keep_their_times_and_the_views_give_the_rows_they_gave() {
+    let (store, tenant) = fixture_store("intervals").await;
+    let t0 = Utc::now() - Duration::days(10);
+    let run1 = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
+    let (a, b) = (device(&store, tenant, run1, 1).await, device(&store, tenant, run1, 2).await);
+    let kbs = [kb("5001", 2), kb("5002", 2), kb("5003", 2)];
+    let day = |n: i64| t0 + Duration::days(n) + Duration::minutes(7 * n);
+    store
+        .write_results(
+            run1,
+            &[
+                result(a, day(0), true, &[("5001", 2), ("5002", 2)]),
+                result(b, day(0), true, &[("5001", 2), ("5003", 2)]),
+            ],
+            &kbs,
+            1,
+            0,
+        )
+        .await
+        .unwrap();
+    // Day 3: a fixes 5001 and 5002 changes its cveAddressed (closed and reopened: no fix);
+    // b keeps both.
+    let run2 = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
+    let changed = [kb("5002", 5)];
+    store
+        .write_results(
+            run2,
+            &[
+                result(a, day(3), false, &[("5002", 5)]),
+                result(b, day(3), false, &[("5001", 2), ("5003", 2)]),
+            ],
+            &changed,
+            1,
+            0,
+        )
+        .await
+        .unwrap();
+    // Day 8: b fixes 5001.
+    let run3 = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
+    store
+        .write_results(run3, &[result(b, day(8), false, &[("5003", 2)])], &[], 1, 0)
+        .await
+        .unwrap();
+
+    let shown: Vec<Interval> = sqlx::query_as(
+        "SELECT device_id, kb_id, (extract(epoch FROM opened_at) * 1000000)::int8,
+                (extract(epoch FROM closed_at) * 1000000)::int8, fixed
+         FROM kbwatch.missing_kb ORDER BY device_id, kb_id, opened_scan_run_id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let micros = |t: DateTime<Utc>| Some(t.timestamp_micros());
+    let (d0, d3, d8) = (micros(day(0)), micros(day(3)), micros(day(8)));
+    assert_eq!(
+        shown,
+        vec![
+            (a, "5001".into(), d0, d3, Some(true)),
+            (a, "5002".into(), d0, d3, Some(false)),
+            (a, "5002".into(), d3, None, None),
+            (b, "5001".into(), d0, d8, Some(true)),
+            (b, "5003".into(), d0, None, None),
+        ]
+    );
+    assert_same_rows(store.pool(), "current_missing_kbs", CURRENT_BEFORE, 2).await;
+    assert_same_rows(store.pool(), "kb_remediation", REMEDIATION_BEFORE, 3).await;
+}
