@@ -19,7 +19,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{ScheduleConfig, TenantConfig};
 use crate::defender::Client;
-use crate::model::RunStatus;
 use crate::scan::{self, Health, Progress, ScanOptions, Trigger};
 use crate::store::Store;
 
@@ -45,8 +44,10 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let turns = Arc::new(Semaphore::new(schedule.max_concurrent_scans.max(1) as usize));
     let running = Arc::new(Mutex::new(HashSet::<String>::new()));
-    let ticks = crate::config::parse_cron(cron)
-        .map_err(|e| anyhow::anyhow!("schedule.cron {cron:?} {e}"))?;
+    let ticks = Arc::new(
+        crate::config::parse_cron(cron)
+            .map_err(|e| anyhow::anyhow!("schedule.cron {cron:?} {e}"))?,
+    );
     let interval = longest_gap(&ticks, Utc::now());
     for tenant in &tenants {
         crate::metrics::tenant_scheduled(&tenant.config.name, interval);
@@ -55,7 +56,7 @@ pub async fn run(
     let job = {
         let (tracker, cancel, store) = (tracker.clone(), cancel.clone(), store.clone());
         Job::new_async(cron, move |_, _| {
-            let (tracker, cancel, store, running, tenants, health, turns) = (
+            let (tracker, cancel, store, running, tenants, health, turns, ticks) = (
                 tracker.clone(),
                 cancel.clone(),
                 store.clone(),
@@ -63,6 +64,7 @@ pub async fn run(
                 tenants.clone(),
                 health.clone(),
                 turns.clone(),
+                ticks.clone(),
             );
             let tick = Tick::around(&ticks, Utc::now());
             Box::pin(async move {
@@ -72,6 +74,7 @@ pub async fn run(
                     store: &store,
                     health: &health,
                     turns: &turns,
+                    ticks: &ticks,
                 };
                 for tenant in tenants {
                     scans.start(tenant, tick, &cancel);
@@ -116,13 +119,9 @@ fn longest_gap(cron: &croner::Cron, now: DateTime<Utc>) -> Duration {
 /// database, so that a restart does not hide a tenant whose scans stopped completing, and a
 /// replica that scans nothing still shows the tenant's state.
 async fn restore_last_success(store: &Store, tenant: &str) {
-    match store.recent_runs(Some(tenant), RESTORE_RUNS).await {
-        Ok(runs) => {
-            let completed = runs.iter().find(|r| r.status == RunStatus::Completed.as_str());
-            if let Some(finished) = completed.and_then(|r| r.finished_at) {
-                crate::metrics::last_success_at(tenant, SystemTime::from(finished));
-            }
-        }
+    match store.last_completed(tenant).await {
+        Ok(Some(finished)) => crate::metrics::last_success_at(tenant, SystemTime::from(finished)),
+        Ok(None) => {}
         Err(e) => tracing::warn!(
             tenant,
             error = format!("{e:#}"),
@@ -130,9 +129,6 @@ async fn restore_last_success(store: &Store, tenant: &str) {
         ),
     }
 }
-
-/// How many of a tenant's latest runs [`restore_last_success`] looks through.
-const RESTORE_RUNS: i64 = 100;
 
 /// The cron tick a job run belongs to and when the next one is due. The scheduler polls, so a
 /// run starts up to ~0.5 s after its tick: the tick is the latest occurrence at or before now,
@@ -163,6 +159,7 @@ struct Scans<'a> {
     health: &'a Arc<Health>,
     /// One permit per scan that may run now.
     turns: &'a Arc<Semaphore>,
+    ticks: &'a Arc<croner::Cron>,
 }
 
 impl Scans<'_> {
@@ -173,7 +170,7 @@ impl Scans<'_> {
             return;
         }
         let (store, health, cancel) = (self.store.clone(), self.health.clone(), cancel.clone());
-        let turns = self.turns.clone();
+        let (turns, ticks) = (self.turns.clone(), self.ticks.clone());
         // Frees the tenant for the next tick however this task ends, a panic included.
         let guard = Running { set: self.running.clone(), name: name.clone() };
         self.tracker.spawn(async move {
@@ -182,10 +179,14 @@ impl Scans<'_> {
                 _ = cancel.cancelled() => return,
                 turn = turns.acquire_owned() => turn.expect("the semaphore is never closed"),
             };
+            // A scan that waited for its turn past the next tick still has until the tick after
+            // that: it scans late rather than not at all (the semaphore serves in order, so the
+            // tenants that waited go first).
+            let deadline = Tick::around(&ticks, Utc::now()).deadline;
             crate::metrics::scan_running(&name, true);
             let options = ScanOptions {
                 trigger: Trigger::Schedule,
-                deadline: tick.deadline,
+                deadline,
                 scheduled_for: tick.at,
                 ..ScanOptions::default()
             };

@@ -40,6 +40,10 @@ pub async fn run(
             let progress = progress.clone();
             let (store, config, cancel) = (&db.store, &config, &cancel);
             async move {
+                if cancel.is_cancelled() {
+                    // Shutdown came before this tenant's turn: no run is opened for it.
+                    return false;
+                }
                 let summary =
                     scan_one(store, config, tenant, Trigger::Manual, progress, cancel).await;
                 match summary {

@@ -144,7 +144,14 @@ impl Scan<'_> {
             effective_per_minute: effective_per_minute as i32,
             error,
         };
-        self.store.finish_run(self.run_id, &end).await.context("closing the scan run")?;
+        let closed =
+            self.store.finish_run(self.run_id, &end).await.context("closing the scan run")?;
+        if !closed {
+            tracing::warn!(
+                status = status.as_str(),
+                "The run was closed by another process meanwhile (its tenant lock was lost); it keeps that status"
+            );
+        }
         Ok(Closed { calls, effective_per_minute })
     }
 

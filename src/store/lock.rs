@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::postgres::PgConnectOptions;
@@ -17,6 +18,8 @@ use tokio::sync::Mutex;
 
 /// First half of the advisory lock key: "kbwd", so other applications' locks never collide.
 const LOCK_CLASS: i32 = 0x6b62_7764;
+/// The longest a lock statement or the lock connection's opening may take.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The lock connection and the tenants whose locks it holds.
 pub(super) struct TenantLocks {
@@ -92,7 +95,12 @@ impl TenantLocks {
         let locked = match locked {
             Ok(locked) => locked,
             // A connection that broke has lost its locks with it: start again on a new one.
-            Err(_) => take(self.reconnect(&mut held).await?, tenant_id).await?,
+            Err(e) => {
+                if held.conn.is_some() {
+                    tracing::warn!(error = format!("{e:#}"), "The tenant-lock connection failed");
+                }
+                take(self.reconnect(&mut held).await?, tenant_id).await?
+            }
         };
         if locked {
             held.tenants.insert(tenant_id);
@@ -106,11 +114,14 @@ impl TenantLocks {
             return Ok(());
         }
         let Some(conn) = held.conn.as_mut() else { return Ok(()) };
-        let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1, $2)")
-            .bind(LOCK_CLASS)
-            .bind(tenant_id)
-            .fetch_one(conn)
-            .await;
+        let unlocked = within(
+            "releasing the tenant lock",
+            sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1, $2)")
+                .bind(LOCK_CLASS)
+                .bind(tenant_id)
+                .fetch_one(conn),
+        )
+        .await;
         match unlocked {
             Ok(true) => Ok(()),
             Ok(false) => {
@@ -121,9 +132,9 @@ impl TenantLocks {
                 Ok(())
             }
             Err(e) => {
-                // The connection broke: PostgreSQL released its locks.
+                // The connection broke (or hangs): PostgreSQL releases its locks with it.
                 held.conn = None;
-                Err(e).context("releasing the tenant lock")
+                Err(e)
             }
         }
     }
@@ -137,9 +148,9 @@ impl TenantLocks {
                 "The tenant-lock connection broke; opening a new one"
             );
         }
-        let mut conn = PgConnection::connect_with(&self.options)
-            .await
-            .context("opening the tenant-lock connection")?;
+        let mut conn =
+            within("opening the tenant-lock connection", PgConnection::connect_with(&self.options))
+                .await?;
         let mut lost = Vec::new();
         for &tenant_id in &held.tenants {
             if !take(&mut conn, tenant_id).await? {
@@ -157,11 +168,25 @@ impl TenantLocks {
     }
 }
 
+/// `what`, given at most [`LOCK_TIMEOUT`]: every scan's start and end waits on the lock
+/// connection, so one that hangs (a half-open socket) must count as broken, not stall them all.
+async fn within<T>(
+    what: &'static str,
+    work: impl Future<Output = Result<T, sqlx::Error>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(LOCK_TIMEOUT, work).await {
+        Ok(done) => done.context(what),
+        Err(_) => Err(anyhow::anyhow!("{what}: no answer within {LOCK_TIMEOUT:?}")),
+    }
+}
+
 async fn take(conn: &mut PgConnection, tenant_id: i32) -> anyhow::Result<bool> {
-    sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-        .bind(LOCK_CLASS)
-        .bind(tenant_id)
-        .fetch_one(conn)
-        .await
-        .context("taking the tenant lock")
+    within(
+        "taking the tenant lock",
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(LOCK_CLASS)
+            .bind(tenant_id)
+            .fetch_one(conn),
+    )
+    .await
 }

@@ -17,10 +17,12 @@ pub struct RunEnd<'a> {
 }
 
 impl Store {
-    /// The id of the tenant named `name`, created on first use.
+    /// The id of the tenant named `name`, created on first use (with nothing to roll up before
+    /// today: it has no scans yet).
     pub async fn ensure_tenant(&self, name: &str) -> anyhow::Result<i32> {
         sqlx::query_scalar(
-            "INSERT INTO kbwatch.tenant (name) VALUES ($1)
+            "INSERT INTO kbwatch.tenant (name, fleet_days_through)
+             VALUES ($1, (now() AT TIME ZONE 'UTC')::date - 1)
              ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
              RETURNING tenant_id",
         )
@@ -120,13 +122,15 @@ impl Store {
         Ok(())
     }
 
-    /// Closes a run with its final status, call counters, effective rate and error text.
-    pub async fn finish_run(&self, run_id: i64, end: &RunEnd<'_>) -> anyhow::Result<()> {
-        sqlx::query(
+    /// Closes a run with its final status, call counters, effective rate and error text. A run
+    /// another process has closed meanwhile (marked `interrupted` when this one's tenant lock was
+    /// lost with its connection) keeps what it says: `false`.
+    pub async fn finish_run(&self, run_id: i64, end: &RunEnd<'_>) -> anyhow::Result<bool> {
+        let done = sqlx::query(
             "UPDATE kbwatch.scan_run
              SET status = $2, finished_at = now(), api_calls = $3, throttled = $4,
                  effective_per_minute = $5, error = $6
-             WHERE scan_run_id = $1",
+             WHERE scan_run_id = $1 AND status = 'running'",
         )
         .bind(run_id)
         .bind(end.status.as_str())
@@ -137,7 +141,7 @@ impl Store {
         .execute(&self.pool)
         .await
         .context("closing the scan run")?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// Rolls up the days no running run can still write into (`reporting.fleet_daily` reads them
@@ -147,5 +151,20 @@ impl Store {
             .fetch_one(&self.pool)
             .await
             .context("rolling up the fleet's days")
+    }
+
+    /// When the tenant's last completed run finished, however many runs came after it.
+    pub async fn last_completed(&self, tenant: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+        sqlx::query_scalar(
+            "SELECT r.finished_at FROM kbwatch.scan_run r
+             JOIN kbwatch.tenant t USING (tenant_id)
+             WHERE t.name = $1 AND r.status = 'completed'
+             ORDER BY r.scan_run_id DESC LIMIT 1",
+        )
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await
+        .map(Option::flatten)
+        .context("reading the last completed run")
     }
 }

@@ -1,6 +1,7 @@
 //! `reporting.fleet_daily` from rolled-up days (migration 0008): the same rows as the definition it
 //! replaced (migration 0003's, below), whether days are rolled up or not, and a day is rolled up
-//! only once no running run can still write into it. About the roll-up's own table, so it reads
+//! only once no running run can still write into it (one whose scan holds the tenant's lock: an
+//! orphan does not count, migration 0010). About the roll-up's own table, so it reads
 //! `kbwatch.fleet_day` and `kbwatch.tenant`.
 
 use chrono::{Duration, NaiveDate, Utc};
@@ -105,17 +106,18 @@ async fn rolled_up_days_give_the_rows_of_the_definition_they_replaced() {
     assert_eq!(last, Some(today - Duration::days(2)), "both past days are in the roll-up");
     assert_same_rows(pool, 3, "past days rolled up").await;
 
-    // A run left running since three days ago (say, by a process that died): it could still
+    // A run running since three days ago (its scan holds the tenant's lock): it could still
     // write into its days, so they are not rolled up, and the view computes them.
     let started = Utc::now() - Duration::days(3);
-    sqlx::query(
+    let tenant: i32 = sqlx::query_scalar(
         "INSERT INTO kbwatch.scan_run (tenant_id, trigger, started_at)
-         SELECT tenant_id, 'manual', $1 FROM kbwatch.tenant",
+         SELECT tenant_id, 'manual', $1 FROM kbwatch.tenant RETURNING tenant_id",
     )
     .bind(started)
-    .execute(pool)
+    .fetch_one(pool)
     .await
     .unwrap();
+    let scanning = app.store.try_lock_tenant(tenant).await.unwrap().expect("the lock is free");
     redo_fleet_days(pool).await;
     let (through, last) = rolled_through(pool).await;
     let blocked = (started - Duration::hours(1)).date_naive();
@@ -126,4 +128,13 @@ async fn rolled_up_days_give_the_rows_of_the_definition_they_replaced() {
     // Such a run writes into a day not rolled up, and the view shows it at once.
     place(pool, runs[3], 3, 23).await;
     assert_same_rows(pool, 2, "a late write into a day not rolled up").await;
+
+    // Left `running` by a process that died (no one holds the tenant's lock): it writes nothing
+    // more and holds nothing back.
+    scanning.release().await.unwrap();
+    redo_fleet_days(pool).await;
+    let (through, last) = rolled_through(pool).await;
+    assert!(through.is_some_and(|d| d >= today - Duration::days(2)), "through {through:?}");
+    assert_eq!(last, Some(today - Duration::days(2)), "every past day is rolled up");
+    assert_same_rows(pool, 2, "an orphaned run").await;
 }

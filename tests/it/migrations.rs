@@ -57,6 +57,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "interval times",
         "adda4a171befc3a920a3e9c7c25bf404a71150dc178a50a0f878cc2e96832ff7bded5674199c85a0d55207a7dea940ce",
     ),
+    (
+        10,
+        "roll up past orphans",
+        "8fb5e3581c8ffbbc5cbde3c167facd68a9d164a5bea2b6ee672b14644a7d20b0786de12b0728b525ff742691a1059d57",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

@@ -155,7 +155,7 @@ async fn replay(db: &YearDb, devices: i32, days: i32, t0: DateTime<Utc>) {
             effective_per_minute: 100,
             error: None,
         };
-        store.finish_run(run_id, &end).await.expect("the run closes");
+        assert!(store.finish_run(run_id, &end).await.expect("the run closes"), "the run was open");
         sqlx::query(
             "UPDATE kbwatch.scan_run SET started_at = $2,
                  finished_at = bench_year.scanned_at($3, $4, $5) + interval '1 s'
