@@ -8,10 +8,12 @@
 //! (`auth`, `quota`, `http`) deep, so an inherited value goes through the tenant's own checks and
 //! its problems name the tenant. Where keys are one choice, a tenant's choice is not mixed with the
 //! defaults':
-//! - a tenant whose `auth.kind` is not the defaults' inherits nothing of `auth` (a `client_id`
-//!   means something else to `managed_identity`);
-//! - `auth.client_secret` and `auth.client_secret_file` are one setting: a tenant that sets either
-//!   inherits neither;
+//! - a tenant inherits `auth` only when its kind is the defaults': one that sets an `auth.kind`
+//!   other than the defaults', or any `auth.kind` when the defaults set none, inherits nothing of
+//!   `auth` (a `client_id` means something else to `managed_identity`);
+//! - `auth.client_secret` and `auth.client_secret_file` are one setting, and so are
+//!   `auth.certificate_file` and `auth.certificate_password_file`: a tenant that sets either
+//!   inherits neither ([`ONE_SETTING`]);
 //! - a tenant whose `cloud` is not the defaults' inherits neither `api_base` nor `auth.authority`
 //!   nor `auth.scope`: its own cloud presets them.
 
@@ -169,15 +171,25 @@ fn tenant_of(path: &str) -> Option<(usize, String)> {
     }
 }
 
+/// Keys that together are one setting: a tenant that sets any of them inherits none of them, so
+/// that it does not pair its own secret or certificate with the defaults' other half.
+const ONE_SETTING: [[&str; 2]; 2] = [
+    ["auth.client_secret", "auth.client_secret_file"],
+    ["auth.certificate_file", "auth.certificate_password_file"],
+];
+
 /// The key paths of `defaults` that `tenant` does not inherit, because it chose otherwise.
 fn not_inherited(tenant: &Table, defaults: &Table) -> Vec<&'static str> {
-    let auth = |t: &Table, key: &str| t.get("auth").and_then(|auth| auth.get(key)).cloned();
+    let get = |table, key| path::get(table, &path::parse(key));
     let mut skip = Vec::new();
-    if auth(tenant, "kind").is_some_and(|own| auth(defaults, "kind").is_some_and(|d| d != own)) {
+    let own_kind = get(tenant, "auth.kind");
+    if own_kind.is_some() && own_kind != get(defaults, "auth.kind") {
         skip.push("auth");
     }
-    if ["client_secret", "client_secret_file"].iter().any(|key| auth(tenant, key).is_some()) {
-        skip.extend(["auth.client_secret", "auth.client_secret_file"]);
+    for setting in ONE_SETTING {
+        if setting.iter().any(|key| get(tenant, key).is_some()) {
+            skip.extend(setting);
+        }
     }
     let public = Value::String("public".into());
     if tenant.get("cloud").is_some_and(|own| own != defaults.get("cloud").unwrap_or(&public)) {

@@ -11,6 +11,9 @@ use secrecy::ExposeSecret;
 use super::*;
 use crate::config::Cloud;
 
+#[path = "load_defaults_choice_tests.rs"]
+mod choices;
+
 /// A service provider's defaults: one multi-tenant app, its secret in a file under `dir`.
 fn defaults(dir: &tempfile::TempDir) -> String {
     let secret = dir.path().join("msp-secret");
@@ -75,38 +78,6 @@ fn tenants_inherit_key_by_key_and_override() {
     assert_eq!(fabrikam.auth.client_secret_file, contoso.auth.client_secret_file);
     assert_eq!((fabrikam.quota.per_minute, fabrikam.quota.concurrency), (20, 4), "deep merge");
     assert_eq!(fabrikam.http.max_attempts, 6);
-}
-
-#[test]
-fn a_tenant_that_chose_otherwise_does_not_inherit_the_other_choice() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!(
-        r#"{}
-        [[tenant]]
-        name = "own-identity"
-        auth.kind = "managed_identity"
-        [[tenant]]
-        name = "own-secret"
-        auth.tenant_id = "own.onmicrosoft.com"
-        auth.client_secret = "its-own"
-        [[tenant]]
-        name = "gov"
-        cloud = "usgov-high"
-        auth.tenant_id = "gov.onmicrosoft.us"
-        "#,
-        defaults(&dir)
-    );
-    let config = load_str(&text, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-    let [identity, secret, gov] = &config.tenants[..] else { panic!("three tenants") };
-    assert_eq!(
-        identity.auth.client_id, None,
-        "a client_id picks a managed identity: not inherited"
-    );
-    assert_eq!(identity.quota.per_minute, 50, "the rest is still inherited");
-    assert_eq!(secret.auth.client_secret_file, None, "the secret is one setting");
-    assert_eq!(secret.auth.client_id.as_deref(), Some("11111111-1111-1111-1111-111111111111"));
-    assert_eq!(gov.api_base, Cloud::UsgovHigh.api_base(), "its cloud, not the defaults' host");
-    assert_eq!(gov.auth.authority, Cloud::UsgovHigh.authority());
 }
 
 #[test]
