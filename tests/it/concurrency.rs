@@ -49,3 +49,36 @@ async fn the_daemon_scans_no_more_tenants_at_once_than_configured() {
         assert!(at_once <= 2, "{at_once} scans at once when {}'s started: {runs:?}", run.tenant);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_whose_turn_comes_after_the_next_tick_still_scans() {
+    // Scans of about 1.3 s, one at a time, on a 2-second cron: the third tenant's turn comes
+    // after the next tick has passed.
+    let sim = slow_fleet(40, Duration::from_millis(60));
+    let app = spawn_app(sim, Auth::TokenFile, Tenant::default().unpaced().concurrency(2)).await;
+    let tenants: Vec<ScheduledTenant> = (1..=3)
+        .map(|n| {
+            let mut config = app.tenant().clone();
+            config.name = format!("tenant-{n}");
+            ScheduledTenant { config, client: app.client() }
+        })
+        .collect();
+    let schedule = ScheduleConfig {
+        cron: "*/2 * * * * *".into(),
+        drain_timeout: Duration::from_secs(10),
+        max_concurrent_scans: 1,
+    };
+    let scheduler = app.start_scheduler_of(schedule, tenants);
+    wait_for("a scan of every tenant that stored devices", Duration::from_secs(30), || async {
+        let runs = reporting::scan_runs(app.pool()).await;
+        let scanned: BTreeSet<String> =
+            runs.into_iter().filter(|r| r.devices_scanned > 0).map(|r| r.tenant).collect();
+        scanned.len() == 3
+    })
+    .await;
+    scheduler.stop().await;
+    let runs = reporting::scan_runs(app.pool()).await;
+    let empty: Vec<_> =
+        runs.iter().filter(|r| r.status == "partial" && r.devices_scanned == 0).collect();
+    assert!(empty.is_empty(), "runs that started past their deadline: {empty:?}");
+}
