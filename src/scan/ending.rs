@@ -15,9 +15,10 @@ pub(super) struct Ending {
     pub devices: RunCounters,
 }
 
-/// The first cause wins: the listing's (it failed, or shutdown or the next tick came before it
-/// ended), then an API error that stopped the tenant, storing failing, shutdown, the next tick.
-pub(super) fn ending(listing: anyhow::Result<Listed>, fanned: Fanned) -> Ending {
+/// The first cause wins: the tenant's lock lost to another process, then the listing's (it
+/// failed, or shutdown or the next tick came before it ended), then an API error that stopped
+/// the tenant, storing failing, shutdown, the next tick.
+pub(super) fn ending(listing: anyhow::Result<Listed>, fanned: Fanned, lock_lost: bool) -> Ending {
     let mut ending = Ending {
         status: RunStatus::Completed,
         error: None,
@@ -52,6 +53,11 @@ pub(super) fn ending(listing: anyhow::Result<Listed>, fanned: Fanned) -> Ending 
         ),
         Err(e) => (RunStatus::Failed, Some(format!("{e:#}"))),
     };
-    (ending.status, ending.error) = (status, error);
+    (ending.status, ending.error) = if lock_lost {
+        let lost = "the tenant's lock was lost (its connection broke) and another process took it";
+        (RunStatus::Interrupted, Some(lost.to_owned()))
+    } else {
+        (status, error)
+    };
     ending
 }

@@ -64,6 +64,15 @@ pub async fn scan_tenant(
     };
     let client = Arc::new(client.with_fresh_counters());
     let span = tracing::info_span!("scan", tenant = %tenant.name, scan_run_id = run_id);
+    // The scan stops on shutdown, and when its lock is lost to another process.
+    let (lock_lost, stop) = (lock.lost(), cancel.child_token());
+    let stop_on_loss = {
+        let (lost, stop) = (lock_lost.clone(), stop.clone());
+        tokio::spawn(async move {
+            lost.cancelled().await;
+            stop.cancel();
+        })
+    };
     let scan = Scan {
         store,
         tenant,
@@ -72,12 +81,14 @@ pub async fn scan_tenant(
         client: client.clone(),
         options,
         progress,
-        cancel,
+        cancel: &stop,
+        lock_lost,
     };
     let summary = match AssertUnwindSafe(scan.run().instrument(span)).catch_unwind().await {
         Ok(summary) => summary,
         Err(panic) => Err(panicked::close_run(&scan, panic).await),
     };
+    stop_on_loss.abort();
     if let Err(e) = lock.release().await {
         tracing::warn!(
             error = format!("{e:#}"),
@@ -196,7 +207,7 @@ impl Scan<'_> {
         {
             self.stopped_by(api);
         }
-        ending::ending(listing, fanned)
+        ending::ending(listing, fanned, self.lock_lost.is_cancelled())
     }
 }
 

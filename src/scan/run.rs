@@ -91,6 +91,8 @@ pub(super) struct Scan<'a> {
     pub(super) options: &'a ScanOptions,
     pub(super) progress: Arc<Progress>,
     pub(super) cancel: &'a CancellationToken,
+    /// Fired when the tenant's lock was lost to another process (`cancel` fires too).
+    pub(super) lock_lost: CancellationToken,
 }
 
 /// Waits until `deadline`; forever when there is none.

@@ -1,13 +1,14 @@
 //! The tenant locks of one process: all on one connection beside the pool, one scan of a tenant at
-//! a time, and taken back when that connection breaks. About PostgreSQL's lock table itself, so it
-//! reads `pg_locks`.
+//! a time, taken back when that connection breaks, and a scan stopped when another process took
+//! its tenant meanwhile. About PostgreSQL's lock table itself, so it reads `pg_locks`.
 
 use std::time::Duration;
 
+use kbwatch::model::RunStatus;
 use kbwatch::store::Store;
 use secrecy::SecretString;
 
-use crate::kit::fresh_database;
+use crate::kit::{Auth, Tenant, fresh_database, slow_fleet, spawn_app, wait_for};
 
 /// kbwatch's advisory lock class ("kbwd").
 const LOCK_CLASS: i64 = 0x6b62_7764;
@@ -91,4 +92,44 @@ async fn a_broken_lock_connection_takes_its_locks_back_on_a_new_one() {
     first.release().await.unwrap();
     second.release().await.unwrap();
     assert!(other.try_lock_tenant(1).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_whose_lock_another_process_took_stops_interrupted() {
+    // About 10 s of requests: long enough for the lock check (every 5 s) to run mid-scan.
+    let sim = slow_fleet(400, Duration::from_millis(50));
+    let app = spawn_app(sim, Auth::TokenFile, Tenant::default().unpaced().concurrency(2)).await;
+    let scanning = {
+        let app = &app;
+        async move { app.scan().await }
+    };
+    let replica = store(&app.db_url).await;
+    let take_over = async {
+        wait_for("the scan's tenant lock", Duration::from_secs(10), || async {
+            !held(&replica).await.is_empty()
+        })
+        .await;
+        let (pid, tenant) = held(&replica).await[0];
+        // The lock connection breaks; before the scan's process notices, another takes the tenant.
+        let _: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(replica.pool())
+            .await
+            .unwrap();
+        let mut taken = None;
+        for _ in 0..50 {
+            taken = replica.try_lock_tenant(tenant as i32).await.unwrap();
+            if taken.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        taken.expect("the other process takes the tenant")
+    };
+    let (summary, theirs) = tokio::join!(scanning, take_over);
+    assert_eq!(summary.status, RunStatus::Interrupted, "{summary:?}");
+    let error = summary.error.as_deref().unwrap_or_default();
+    assert!(error.contains("lock was lost"), "{error}");
+    assert!(summary.devices.ok < 400, "stopped early: {summary:?}");
+    theirs.release().await.unwrap();
 }
