@@ -107,12 +107,10 @@ pub async fn generate(db: &YearDb, devices: i32, days: i32, t0: DateTime<Utc>) -
         }
         c0 = c1;
     }
-    // kbwatch rolls up each day once its runs have ended; the history is written after its days,
-    // so they are rolled up once it is all written (a day rolled up is never computed again).
-    sqlx::query("SELECT kbwatch.roll_up_fleet_days()")
-        .execute(&mut *conn)
-        .await
-        .expect("the fleet's days are rolled up");
+    // kbwatch rolls up each day once its runs have ended; the history is written after its days
+    // (and after its tenant was registered, as of today), so they are rolled up once it is all
+    // written, from scratch.
+    crate::kit::internal::redo_fleet_days(db.pool()).await;
     let elapsed = started.elapsed();
     let count = |table: &'static str| async move {
         let sql = format!("SELECT count(*) FROM kbwatch.{table}");

@@ -212,17 +212,21 @@ BEGIN
         last_seen_at = EXCLUDED.last_seen_at;
 
     -- Intervals opened in the chunk: month m's KBs on the day they appear.
-    INSERT INTO kbwatch.missing_kb (device_id, kb_id, opened_scan_run_id, cve_addressed)
-    SELECT v.device_id, bench_year.kb_id(m, j), r.scan_run_id, bench_year.cve(m, j)
+    INSERT INTO kbwatch.missing_kb (device_id, kb_id, opened_scan_run_id, cve_addressed,
+                                    opened_at)
+    SELECT v.device_id, bench_year.kb_id(m, j), r.scan_run_id, bench_year.cve(m, j),
+           bench_year.scanned_at(t0, r.k, v.d)
     FROM generate_series((c0 + 29) / 30, (c1 - 1) / 30) m, bench_year.run r,
          bench_year.device v, generate_series(0, 2) j
     WHERE r.k = 30 * m
     ORDER BY m, v.d, j;
-    -- Intervals closed in the chunk: at the run of the day the KB is installed.
-    UPDATE kbwatch.missing_kb mk SET closed_scan_run_id = c.scan_run_id
+    -- Intervals closed in the chunk: at the run of the day the KB is installed (a fix: the
+    -- history never changes a KB's cveAddressed).
+    UPDATE kbwatch.missing_kb mk
+    SET closed_scan_run_id = c.scan_run_id, closed_at = c.scanned_at, fixed = true
     FROM (
         SELECT v.device_id, bench_year.kb_id(m, j) AS kb_id, o.scan_run_id AS opened,
-               r.scan_run_id
+               r.scan_run_id, bench_year.scanned_at(t0, r.k, v.d) AS scanned_at
         FROM generate_series(greatest(0, (c0 - 40) / 30), (c1 - 1) / 30) m,
              generate_series(0, 2) j, bench_year.device v, bench_year.run o, bench_year.run r
         WHERE o.k = 30 * m AND r.k = 30 * m + bench_year.fix_days(v.d, m, j)

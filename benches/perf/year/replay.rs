@@ -171,7 +171,7 @@ async fn replay(db: &YearDb, devices: i32, days: i32, t0: DateTime<Utc>) {
         .expect("the run is moved to the history's time");
     }
     // As the generator does: the history's days are rolled up once all of it is written.
-    store.roll_up_fleet_days().await.expect("the fleet's days are rolled up");
+    crate::kit::internal::redo_fleet_days(pool).await;
 }
 
 /// A KB the API reports missing on device `d`.
