@@ -45,7 +45,7 @@ impl Store {
     pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result<Store> {
         let options: PgConnectOptions =
             url.expose_secret().parse().context("database.url is not a valid PostgreSQL URL")?;
-        let options = options.application_name("kbwatch");
+        let options = connect_options(options);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(15))
@@ -59,7 +59,7 @@ impl Store {
     pub fn connect_lazy(url: &SecretString, max_connections: u32) -> anyhow::Result<Store> {
         let options: PgConnectOptions =
             url.expose_secret().parse().context("database.url is not a valid PostgreSQL URL")?;
-        let options = options.application_name("kbwatch");
+        let options = connect_options(options);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(15))
@@ -120,6 +120,16 @@ impl Store {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// kbwatch's connection settings: its application name, and sqlx's slow-statement lines (which
+/// carry the whole statement, a migration's file included) at INFO, below the default filter's
+/// `sqlx=warn`, rather than WARN: a long migration or report is not a fault.
+fn connect_options(options: PgConnectOptions) -> PgConnectOptions {
+    use sqlx::ConnectOptions as _;
+    options
+        .application_name("kbwatch")
+        .log_slow_statements(log::LevelFilter::Info, Duration::from_secs(1))
 }
 
 /// Whether `e` is PostgreSQL's insufficient_privilege (42501).
