@@ -18,6 +18,7 @@
 //! | `kbwatch_fleet_missing_kbs` | gauge | tenant |
 //! | `kbwatch_fleet_cve_addressed` | gauge | tenant |
 //! | `kbwatch_last_success_timestamp_seconds` | gauge | tenant |
+//! | `kbwatch_last_progress_timestamp_seconds` | gauge | tenant |
 //! | `kbwatch_last_auth_failure_timestamp_seconds` | gauge | tenant, kind (`unauthorized`, `forbidden`) |
 //! | `kbwatch_scan_interval_seconds` | gauge | tenant |
 //! | `kbwatch_scheduled_since_timestamp_seconds` | gauge | tenant |
@@ -57,6 +58,7 @@ const FLEET_DEVICES: &str = "kbwatch_fleet_devices";
 const FLEET_MISSING_KBS: &str = "kbwatch_fleet_missing_kbs";
 const FLEET_CVE_ADDRESSED: &str = "kbwatch_fleet_cve_addressed";
 const LAST_SUCCESS: &str = "kbwatch_last_success_timestamp_seconds";
+const LAST_PROGRESS: &str = "kbwatch_last_progress_timestamp_seconds";
 const LAST_AUTH_FAILURE: &str = "kbwatch_last_auth_failure_timestamp_seconds";
 const SCAN_INTERVAL: &str = "kbwatch_scan_interval_seconds";
 const SCHEDULED_SINCE: &str = "kbwatch_scheduled_since_timestamp_seconds";
@@ -116,6 +118,11 @@ pub fn describe() {
         "CVEs addressed by the missing KBs, summed over the devices, at the last completed scan"
     );
     describe_gauge!(LAST_SUCCESS, Unit::Seconds, "Unix time of the last completed scan");
+    describe_gauge!(
+        LAST_PROGRESS,
+        Unit::Seconds,
+        "Unix time of the last scan that stored results: completed, or partial with devices stored"
+    );
     describe_gauge!(
         LAST_AUTH_FAILURE,
         Unit::Seconds,
@@ -209,6 +216,12 @@ pub(crate) fn last_success(tenant: &str) {
 /// A completed scan that ended at `at` (at start-up: the latest one in the database).
 pub(crate) fn last_success_at(tenant: &str, at: SystemTime) {
     gauge!(LAST_SUCCESS, "tenant" => tenant.to_owned()).set(unix_seconds(at));
+}
+
+/// A scan that stored results ended at `at`: a completed one, or a partial one that stored
+/// devices (a fleet beyond one run's quota is scanned in rotation, every run partial).
+pub(crate) fn progress_at(tenant: &str, at: SystemTime) {
+    gauge!(LAST_PROGRESS, "tenant" => tenant.to_owned()).set(unix_seconds(at));
 }
 
 /// A scan stopped by an authentication (`kind` = `unauthorized`: no token, or 401 after a

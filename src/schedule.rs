@@ -115,13 +115,20 @@ fn longest_gap(cron: &croner::Cron, now: DateTime<Utc>) -> Duration {
     gaps.max().unwrap_or(GAP_HORIZON.to_std().expect("eight days is positive"))
 }
 
-/// Sets `kbwatch_last_success_timestamp_seconds` from the tenant's latest completed run in the
+/// Sets `kbwatch_last_success_timestamp_seconds` and `kbwatch_last_progress_timestamp_seconds`
+/// from the tenant's latest completed run, and latest run that stored results, in the
 /// database, so that a restart does not hide a tenant whose scans stopped completing, and a
 /// replica that scans nothing still shows the tenant's state.
 async fn restore_last_success(store: &Store, tenant: &str) {
     match store.last_completed(tenant).await {
-        Ok(Some(finished)) => crate::metrics::last_success_at(tenant, SystemTime::from(finished)),
-        Ok(None) => {}
+        Ok((completed, stored)) => {
+            if let Some(at) = completed {
+                crate::metrics::last_success_at(tenant, SystemTime::from(at));
+            }
+            if let Some(at) = stored {
+                crate::metrics::progress_at(tenant, SystemTime::from(at));
+            }
+        }
         Err(e) => tracing::warn!(
             tenant,
             error = format!("{e:#}"),

@@ -172,6 +172,11 @@ impl Scan<'_> {
         let d = &summary.devices;
         let status = summary.status.as_str();
         crate::metrics::scan_finished(tenant, status, summary.elapsed, d.ok, d.not_found, d.failed);
+        let stored = summary.status == RunStatus::Completed
+            || (summary.status == RunStatus::Partial && d.ok > 0);
+        if stored {
+            crate::metrics::progress_at(tenant, std::time::SystemTime::now());
+        }
         if summary.status != RunStatus::Completed {
             return;
         }

@@ -153,18 +153,24 @@ impl Store {
             .context("rolling up the fleet's days")
     }
 
-    /// When the tenant's last completed run finished, however many runs came after it.
-    pub async fn last_completed(&self, tenant: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
-        sqlx::query_scalar(
-            "SELECT r.finished_at FROM kbwatch.scan_run r
-             JOIN kbwatch.tenant t USING (tenant_id)
-             WHERE t.name = $1 AND r.status = 'completed'
-             ORDER BY r.scan_run_id DESC LIMIT 1",
+    /// When the tenant's last completed run finished, and its last run that stored results (a
+    /// completed one, or a partial one with devices stored), however many runs came after them.
+    pub async fn last_completed(
+        &self,
+        tenant: &str,
+    ) -> anyhow::Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+        sqlx::query_as(
+            "SELECT (SELECT max(r.finished_at) FROM kbwatch.scan_run r
+                     WHERE r.tenant_id = t.tenant_id AND r.status = 'completed'),
+                    (SELECT max(r.finished_at) FROM kbwatch.scan_run r
+                     WHERE r.tenant_id = t.tenant_id
+                       AND (r.status = 'completed' OR (r.status = 'partial' AND r.devices_ok > 0)))
+             FROM kbwatch.tenant t WHERE t.name = $1",
         )
         .bind(tenant)
         .fetch_optional(&self.pool)
         .await
-        .map(Option::flatten)
+        .map(Option::unwrap_or_default)
         .context("reading the last completed run")
     }
 }

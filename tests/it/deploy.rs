@@ -210,6 +210,8 @@ async fn the_daemon_metrics_pass_promtool_and_carry_what_the_alerts_read() {
     assert_eq!(sum(&s, "kbwatch_scan_panics_total", &[t1]), 0.0);
     let since = sum(&s, "kbwatch_scheduled_since_timestamp_seconds", &[t1]);
     let success = sum(&s, "kbwatch_last_success_timestamp_seconds", &[t1]);
+    let progress = sum(&s, "kbwatch_last_progress_timestamp_seconds", &[t1]);
+    assert!((progress - success).abs() < 5.0, "a completed scan stored results: {text}");
     assert!(since > 0.0 && success > since, "scheduled since {since}, last success {success}");
     assert!(text.contains("# TYPE kbwatch_pacer_wait_seconds_total counter"), "{text}");
     assert!(!text.contains("kbwatch_last_auth_failure"), "no failure yet: {text}");
