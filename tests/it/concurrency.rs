@@ -7,20 +7,24 @@ use std::time::Duration;
 use kbwatch::config::ScheduleConfig;
 use kbwatch::schedule::ScheduledTenant;
 
-use crate::kit::{Auth, Tenant, reporting, slow_fleet, spawn_app, wait_for};
+use crate::kit::{Auth, Tenant, TestApp, reporting, slow_fleet, spawn_app, wait_for};
+
+/// `n` tenants on the app's simulated API, `tenant-1`…: each its own rows, pacer and lock.
+fn copies(app: &TestApp, n: usize) -> Vec<ScheduledTenant> {
+    (1..=n)
+        .map(|i| {
+            let mut config = app.tenant().clone();
+            config.name = format!("tenant-{i}");
+            ScheduledTenant { config, client: app.client() }
+        })
+        .collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_scans_no_more_tenants_at_once_than_configured() {
     let sim = slow_fleet(60, Duration::from_millis(20));
     let app = spawn_app(sim, Auth::TokenFile, Tenant::default().unpaced().concurrency(4)).await;
-    // Four tenants on one simulated API: each its own rows, pacer and lock.
-    let tenants: Vec<ScheduledTenant> = (1..=4)
-        .map(|n| {
-            let mut config = app.tenant().clone();
-            config.name = format!("tenant-{n}");
-            ScheduledTenant { config, client: app.client() }
-        })
-        .collect();
+    let tenants = copies(&app, 4);
     let schedule = ScheduleConfig {
         cron: "*/2 * * * * *".into(),
         drain_timeout: Duration::from_secs(10),
@@ -56,13 +60,7 @@ async fn a_tenant_whose_turn_comes_after_the_next_tick_still_scans() {
     // after the next tick has passed.
     let sim = slow_fleet(40, Duration::from_millis(60));
     let app = spawn_app(sim, Auth::TokenFile, Tenant::default().unpaced().concurrency(2)).await;
-    let tenants: Vec<ScheduledTenant> = (1..=3)
-        .map(|n| {
-            let mut config = app.tenant().clone();
-            config.name = format!("tenant-{n}");
-            ScheduledTenant { config, client: app.client() }
-        })
-        .collect();
+    let tenants = copies(&app, 3);
     let schedule = ScheduleConfig {
         cron: "*/2 * * * * *".into(),
         drain_timeout: Duration::from_secs(10),

@@ -5,9 +5,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use kbwatch::model::{DeviceOutcome, DeviceResult, MissingKb};
-use kbwatch::store::Store;
 use sqlx::PgPool;
 
+use crate::kit::db::fixture_device;
 use crate::kit::fixture_store;
 
 /// `reporting.current_missing_kbs` as migration 0002 defined it.
@@ -98,26 +98,13 @@ async fn assert_same_rows(pool: &PgPool, view: &str, before: &str, rows: i64) {
     assert_eq!((n, differ), (rows, 0), "{view}: rows, and rows that differ");
 }
 
-async fn device(store: &Store, tenant: i32, run: i64, n: u8) -> i64 {
-    sqlx::query_scalar(
-        "INSERT INTO kbwatch.device (tenant_id, machine_id, id_valid, raw, first_listed_at,
-                                     last_listed_at, last_listed_run_id)
-         VALUES ($1, repeat($3, 40), true, '{}', now(), now(), $2) RETURNING device_id",
-    )
-    .bind(tenant)
-    .bind(run)
-    .bind(format!("{n:x}"))
-    .fetch_one(store.pool())
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intervals_keep_their_times_and_the_views_give_the_rows_they_gave() {
     let (store, tenant) = fixture_store("intervals").await;
     let t0 = Utc::now() - Duration::days(10);
     let run1 = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
-    let (a, b) = (device(&store, tenant, run1, 1).await, device(&store, tenant, run1, 2).await);
+    let a = fixture_device(&store, tenant, run1, '1').await;
+    let b = fixture_device(&store, tenant, run1, '2').await;
     let kbs = [kb("5001", 2), kb("5002", 2), kb("5003", 2)];
     let day = |n: i64| t0 + Duration::days(n) + Duration::minutes(7 * n);
     store

@@ -7,6 +7,7 @@ use chrono::Utc;
 use kbwatch::model::{DeviceOutcome, DeviceResult, MissingKb};
 use kbwatch::store::Store;
 
+use crate::kit::db::fixture_device;
 use crate::kit::fixture_store;
 
 fn kb(id: &str) -> MissingKb {
@@ -46,16 +47,7 @@ async fn intervals(store: &Store, device: i64) -> Vec<(String, i64, Option<i64>)
 async fn a_first_scan_written_again_as_a_retry_changes_nothing_and_later_scans_close_intervals() {
     let (store, tenant) = fixture_store("results").await;
     let first = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
-    let device: i64 = sqlx::query_scalar(
-        "INSERT INTO kbwatch.device (tenant_id, machine_id, id_valid, raw, first_listed_at,
-                                     last_listed_at, last_listed_run_id)
-         VALUES ($1, repeat('a', 40), true, '{}', now(), now(), $2) RETURNING device_id",
-    )
-    .bind(tenant)
-    .bind(first)
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    let device = fixture_device(&store, tenant, first, 'a').await;
     let kbs = [kb("5001"), kb("5002")];
 
     store

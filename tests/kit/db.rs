@@ -104,3 +104,19 @@ pub async fn fixture_store(tenant: &str) -> (Store, i32) {
     let tenant = store.ensure_tenant(tenant).await.expect("the tenant is stored");
     (store, tenant)
 }
+
+/// A listed device of `tenant` (first listed by run `run`), whose machine id is `digit` 40
+/// times; its `device_id`.
+pub async fn fixture_device(store: &Store, tenant: i32, run: i64, digit: char) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO kbwatch.device (tenant_id, machine_id, id_valid, raw, first_listed_at,
+                                     last_listed_at, last_listed_run_id)
+         VALUES ($1, repeat($3, 40), true, '{}', now(), now(), $2) RETURNING device_id",
+    )
+    .bind(tenant)
+    .bind(run)
+    .bind(digit.to_string())
+    .fetch_one(store.pool())
+    .await
+    .expect("the device is stored")
+}
