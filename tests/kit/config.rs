@@ -120,21 +120,13 @@ impl ConfigBuilder {
     /// The TOML text of the file.
     pub fn to_toml(&self) -> String {
         let mut root = Table::new();
-        let mut database = table([("url", string(&self.database_url))]);
-        if let (Value::Table(t), Some(n)) = (&mut database, self.max_connections) {
-            t.insert("max_connections".into(), Value::Integer(n.into()));
-        }
-        root.insert("database".into(), database);
+        let mut database = Table::from_iter([("url".to_owned(), string(&self.database_url))]);
+        insert(&mut database, "max_connections", self.max_connections.map(integer));
+        insert_table(&mut root, "database", database);
         let mut schedule = Table::new();
-        if let Some(cron) = &self.cron {
-            schedule.insert("cron".into(), string(cron));
-        }
-        if let Some(n) = self.max_concurrent_scans {
-            schedule.insert("max_concurrent_scans".into(), Value::Integer(n.into()));
-        }
-        if !schedule.is_empty() {
-            root.insert("schedule".into(), Value::Table(schedule));
-        }
+        insert(&mut schedule, "cron", self.cron.as_deref().map(string));
+        insert(&mut schedule, "max_concurrent_scans", self.max_concurrent_scans.map(integer));
+        insert_table(&mut root, "schedule", schedule);
         if let Some(listen) = self.listen {
             root.insert("serve".into(), table([("listen", string(listen))]));
         }
