@@ -138,6 +138,7 @@ async fn backdate(pool: &PgPool, run_id: i64, days: u32) {
     .execute(pool)
     .await
     .expect("the run is backdated");
+    crate::kit::internal::redo_device_state(pool).await;
     crate::kit::internal::redo_fleet_days(pool).await;
 }
 

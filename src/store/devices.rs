@@ -181,17 +181,14 @@ impl Store {
         // Streamed into the plan, so that a large fleet's rows are not held twice.
         sqlx::query_as::<_, (i64, String, Option<DateTime<Utc>>)>(
             "SELECT d.device_id, d.machine_id, d.last_seen FROM kbwatch.device d
-             LEFT JOIN LATERAL (
-                 SELECT s.scanned_at, s.last_seen FROM kbwatch.device_scan s
-                 WHERE s.device_id = d.device_id AND s.outcome = 'ok'
-                 ORDER BY s.scan_run_id DESC LIMIT 1) good ON true
+             LEFT JOIN kbwatch.device_state st ON st.device_id = d.device_id
              WHERE d.tenant_id = $1 AND d.last_listed_run_id = $2
                AND (d.first_listed_at < $4 OR d.device_id > $5)
                AND d.id_valid AND d.merged_into_machine_id IS NULL
-               AND (good.scanned_at IS NULL OR good.scanned_at <= $3)
-             ORDER BY good.scanned_at IS NULL DESC,
-                      d.last_seen IS DISTINCT FROM good.last_seen DESC,
-                      good.scanned_at ASC, d.device_id",
+               AND (st.good_scanned_at IS NULL OR st.good_scanned_at <= $3)
+             ORDER BY st.good_scanned_at IS NULL DESC,
+                      d.last_seen IS DISTINCT FROM st.good_last_seen DESC,
+                      st.good_scanned_at ASC, d.device_id",
         )
         .bind(tenant_id)
         .bind(run_id)

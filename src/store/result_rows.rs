@@ -107,13 +107,37 @@ static OPEN_MISSING: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// One row per device and scan (`$1` run, then the columns); a row written already is kept.
+/// One row per device and scan (`$1` run, then the columns); a row written already is kept. Each
+/// row written moves its device's `device_state` to it, unless that holds a later run's scan; the
+/// good scan and the counts move only with an `ok` one.
 static INSERT_SCANS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO kbwatch.device_scan (scan_run_id, {columns})
-         SELECT $1, {values}
-         FROM {unnest}
-         ON CONFLICT (device_id, scan_run_id) DO NOTHING",
+        "WITH s AS (
+             INSERT INTO kbwatch.device_scan (scan_run_id, {columns})
+             SELECT $1, {values}
+             FROM {unnest}
+             ON CONFLICT (device_id, scan_run_id) DO NOTHING
+             RETURNING *)
+         INSERT INTO kbwatch.device_state AS st (
+             device_id, scan_run_id, scanned_at, outcome, good_scan_run_id, good_scanned_at,
+             good_last_seen, missing_kbs, cve_addressed_total)
+         SELECT s.device_id, s.scan_run_id, s.scanned_at, s.outcome, g.scan_run_id,
+                g.scanned_at, g.last_seen, g.missing_kbs, g.cve_addressed_total
+         FROM s LEFT JOIN LATERAL (SELECT s.* WHERE s.outcome = 'ok') g ON true
+         ON CONFLICT (device_id) DO UPDATE SET
+             scan_run_id = EXCLUDED.scan_run_id, scanned_at = EXCLUDED.scanned_at,
+             outcome = EXCLUDED.outcome,
+             good_scan_run_id = coalesce(EXCLUDED.good_scan_run_id, st.good_scan_run_id),
+             good_scanned_at = CASE WHEN EXCLUDED.good_scan_run_id IS NULL
+                                    THEN st.good_scanned_at ELSE EXCLUDED.good_scanned_at END,
+             good_last_seen = CASE WHEN EXCLUDED.good_scan_run_id IS NULL
+                                   THEN st.good_last_seen ELSE EXCLUDED.good_last_seen END,
+             missing_kbs = CASE WHEN EXCLUDED.good_scan_run_id IS NULL
+                                THEN st.missing_kbs ELSE EXCLUDED.missing_kbs END,
+             cve_addressed_total = CASE WHEN EXCLUDED.good_scan_run_id IS NULL
+                                        THEN st.cve_addressed_total
+                                        ELSE EXCLUDED.cve_addressed_total END
+         WHERE st.scan_run_id <= EXCLUDED.scan_run_id",
         columns = ScanColumns::insert_columns(),
         values = ScanColumns::select_list(),
         unnest = ScanColumns::unnest(2),

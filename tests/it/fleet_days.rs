@@ -9,6 +9,7 @@ use kbwatch::sim::Evolution;
 use sqlx::PgPool;
 
 use crate::kit::internal::redo_fleet_days;
+use crate::kit::reporting::assert_view_as_before;
 use crate::kit::{Auth, Tenant, fleet, spawn_app};
 
 /// `reporting.fleet_daily` as migration 0003 defined it.
@@ -36,16 +37,7 @@ const BEFORE: &str = "
 
 /// The view's rows equal the old definition's, and there are `days` of them.
 async fn assert_same_rows(pool: &PgPool, days: i64, when: &str) {
-    let sql = format!(
-        "SELECT (SELECT count(*) FROM reporting.fleet_daily),
-                (SELECT count(*) FROM (
-                    (SELECT * FROM reporting.fleet_daily EXCEPT ALL {BEFORE})
-                    UNION ALL
-                    ({BEFORE} EXCEPT ALL SELECT * FROM reporting.fleet_daily)) differ)"
-    );
-    let (rows, differ): (i64, i64) =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap();
-    assert_eq!((rows, differ), (days, 0), "{when}: rows, and rows that differ");
+    assert_view_as_before(pool, "fleet_daily", BEFORE, days, when).await;
 }
 
 /// Moves run `run_id`'s device scans `days_ago` days back, to `hour`:00 UTC, device by device a

@@ -3,12 +3,11 @@
 //! definitions they replaced (migration 0002's, below), with a fix, a cveAddressed change (not a
 //! fix) and a KB that stays. About the intervals themselves, so it reads `kbwatch.missing_kb`.
 
-use chrono::{DateTime, Duration, Utc};
-use kbwatch::model::{DeviceOutcome, DeviceResult, MissingKb};
-use sqlx::PgPool;
-
 use crate::kit::db::fixture_device;
 use crate::kit::fixture_store;
+use crate::kit::reporting::assert_view_as_before;
+use chrono::{DateTime, Duration, Utc};
+use kbwatch::model::{DeviceOutcome, DeviceResult, MissingKb};
 
 /// `reporting.current_missing_kbs` as migration 0002 defined it.
 const CURRENT_BEFORE: &str = "
@@ -84,20 +83,6 @@ fn result(device_id: i64, at: DateTime<Utc>, first: bool, kbs: &[(&str, i32)]) -
     }
 }
 
-/// The view's rows equal the old definition's, and there are `rows` of them.
-async fn assert_same_rows(pool: &PgPool, view: &str, before: &str, rows: i64) {
-    let sql = format!(
-        "SELECT (SELECT count(*) FROM reporting.{view}),
-                (SELECT count(*) FROM (
-                    (SELECT * FROM reporting.{view} EXCEPT ALL ({before}))
-                    UNION ALL
-                    (({before}) EXCEPT ALL SELECT * FROM reporting.{view})) differ)"
-    );
-    let (n, differ): (i64, i64) =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap();
-    assert_eq!((n, differ), (rows, 0), "{view}: rows, and rows that differ");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intervals_keep_their_times_and_the_views_give_the_rows_they_gave() {
     let (store, tenant) = fixture_store("intervals").await;
@@ -164,6 +149,6 @@ async fn intervals_keep_their_times_and_the_views_give_the_rows_they_gave() {
             (b, "5003".into(), d0, None, None),
         ]
     );
-    assert_same_rows(store.pool(), "current_missing_kbs", CURRENT_BEFORE, 2).await;
-    assert_same_rows(store.pool(), "kb_remediation", REMEDIATION_BEFORE, 3).await;
+    assert_view_as_before(store.pool(), "current_missing_kbs", CURRENT_BEFORE, 2, "now").await;
+    assert_view_as_before(store.pool(), "kb_remediation", REMEDIATION_BEFORE, 3, "now").await;
 }

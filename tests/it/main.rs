@@ -13,6 +13,7 @@ mod daemon;
 mod dashboard;
 mod demo;
 mod deploy;
+mod device_state;
 mod faults;
 mod fleet_days;
 mod history;

@@ -62,6 +62,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "roll up past orphans",
         "8fb5e3581c8ffbbc5cbde3c167facd68a9d164a5bea2b6ee672b14644a7d20b0786de12b0728b525ff742691a1059d57",
     ),
+    (
+        11,
+        "device state",
+        "80c605c73bb6f42bffc72ba4c94bf6b7e8e58aafac43e0970fa53ee18d3d71ca5776a76610a0719e0e7315662b6f83ea",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

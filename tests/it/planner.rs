@@ -98,6 +98,7 @@ async fn the_plan_puts_never_scanned_then_moved_then_stalest_first_and_skips_the
         .await
         .unwrap();
     }
+    crate::kit::internal::redo_device_state(store.pool()).await;
 
     let plan = plan_of(&store, tenant, run, listed_at).await;
     let order: Vec<&str> = plan

@@ -1,7 +1,8 @@
 //! Reads of kbwatch's internal tables for what the `reporting` views do not show: the error text
 //! stored with a failed device scan or run (`device_scan.error`, `scan_run.error`). Tests that
 //! check what an operator would read there use these; everything else reads [`super::reporting`].
-//! And [`redo_fleet_days`], for tests and benchmarks that move scans into the past.
+//! And [`redo_device_state`] and [`redo_fleet_days`], for tests and benchmarks that write scans
+//! themselves or move them into the past.
 
 use sqlx::PgPool;
 
@@ -32,6 +33,30 @@ pub async fn run_error(pool: &PgPool, scan_run_id: i64) -> Option<String> {
         .fetch_one(pool)
         .await
         .expect("the run exists")
+}
+
+/// Derives each device's last scans (`device_state`) from its `device_scan` rows again, as the
+/// write path keeps them: for a test or benchmark that wrote scans itself or moved them into the
+/// past (which no real scan can do).
+pub async fn redo_device_state(pool: &PgPool) {
+    sqlx::raw_sql(
+        "DELETE FROM kbwatch.device_state;
+         INSERT INTO kbwatch.device_state (device_id, scan_run_id, scanned_at, outcome,
+             good_scan_run_id, good_scanned_at, good_last_seen, missing_kbs, cve_addressed_total)
+         SELECT d.device_id, l.scan_run_id, l.scanned_at, l.outcome, g.scan_run_id, g.scanned_at,
+                g.last_seen, g.missing_kbs, g.cve_addressed_total
+         FROM kbwatch.device d
+         JOIN LATERAL (
+             SELECT s.scan_run_id, s.scanned_at, s.outcome FROM kbwatch.device_scan s
+             WHERE s.device_id = d.device_id ORDER BY s.scan_run_id DESC LIMIT 1) l ON true
+         LEFT JOIN LATERAL (
+             SELECT s.scan_run_id, s.scanned_at, s.last_seen, s.missing_kbs, s.cve_addressed_total
+             FROM kbwatch.device_scan s WHERE s.device_id = d.device_id AND s.outcome = 'ok'
+             ORDER BY s.scan_run_id DESC LIMIT 1) g ON true;",
+    )
+    .execute(pool)
+    .await
+    .expect("the devices' last scans are derived again");
 }
 
 /// Forgets the fleet's rolled-up days and rolls them up again: for a test or benchmark that moved

@@ -183,3 +183,18 @@ pub fn triples(truth: &BTreeMap<String, Vec<kbwatch::sim::TruthKb>>) -> BTreeSet
         .flat_map(|(m, kbs)| kbs.iter().map(move |k| (m.clone(), k.id.clone(), k.cve_addressed)))
         .collect()
 }
+
+/// Asserts that `reporting.{view}` has `rows` rows, equal to those of `before` (the definition it
+/// replaced, as a query over the same tables): the views are a contract. `when` names the state.
+pub async fn assert_view_as_before(pool: &PgPool, view: &str, before: &str, rows: i64, when: &str) {
+    let sql = format!(
+        "SELECT (SELECT count(*) FROM reporting.{view}),
+                (SELECT count(*) FROM (
+                    (SELECT * FROM reporting.{view} EXCEPT ALL ({before}))
+                    UNION ALL
+                    (({before}) EXCEPT ALL SELECT * FROM reporting.{view})) differ)"
+    );
+    let (n, differ): (i64, i64) =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.expect("the rows compare");
+    assert_eq!((n, differ), (rows, 0), "{view}, {when}: rows, and rows that differ");
+}

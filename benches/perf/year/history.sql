@@ -116,9 +116,9 @@ CREATE TABLE bench_year.device (d int PRIMARY KEY, device_id bigint NOT NULL);
 -- Writes days c0 .. c1-1 of the history of n devices into kbwatch's tables as kbwatch's scans of
 -- those days leave them: one completed scheduled run a day; the devices inserted by the first
 -- listing and updated to the chunk's last listing; one ok device_scan row per device and day with
--- its counts; an interval opened at the run of the day a KB appears and closed (an UPDATE, as
--- kbwatch does) at the run of the day it is gone; the KBs reported, with what the API said of them
--- the last time. Where kbwatch writes every day (the listing's update, the KB upsert), one write
+-- its counts, and each device's last scan; an interval opened at the run of the day a KB appears
+-- and closed (an UPDATE, as kbwatch does) at the run of the day it is gone; the KBs reported, with
+-- what the API said of them the last time. Where kbwatch writes every day (the listing's update, the KB upsert), one write
 -- per chunk leaves the same rows.
 CREATE FUNCTION bench_year.generate_days(tenant int, n int, t0 timestamptz, c0 int, c1 int)
     RETURNS void LANGUAGE plpgsql AS $$
@@ -188,6 +188,21 @@ BEGIN
         OFFSET 0
     ) x
     ORDER BY x.k, x.d;
+
+    -- Each device's last scan as of the chunk's last day (kbwatch moves it with every scan).
+    INSERT INTO kbwatch.device_state AS st (device_id, scan_run_id, scanned_at, outcome,
+                                            good_scan_run_id, good_scanned_at, good_last_seen,
+                                            missing_kbs, cve_addressed_total)
+    SELECT s.device_id, s.scan_run_id, s.scanned_at, s.outcome, s.scan_run_id, s.scanned_at,
+           s.last_seen, s.missing_kbs, s.cve_addressed_total
+    FROM bench_year.run r
+    JOIN kbwatch.device_scan s ON s.scan_run_id = r.scan_run_id
+    WHERE r.k = c1 - 1
+    ON CONFLICT (device_id) DO UPDATE SET
+        scan_run_id = EXCLUDED.scan_run_id, scanned_at = EXCLUDED.scanned_at,
+        outcome = EXCLUDED.outcome, good_scan_run_id = EXCLUDED.good_scan_run_id,
+        good_scanned_at = EXCLUDED.good_scanned_at, good_last_seen = EXCLUDED.good_last_seen,
+        missing_kbs = EXCLUDED.missing_kbs, cve_addressed_total = EXCLUDED.cve_addressed_total;
 
     -- The KBs reported in the chunk, as the last scan that reported each stored it (before the
     -- intervals that refer to them, as kbwatch stores them).

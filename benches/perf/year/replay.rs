@@ -43,6 +43,7 @@ pub async fn check(devices: i32, days: i32) -> Row {
             "SELECT v::text FROM kbwatch.scan_run v",
             "SELECT v::text FROM kbwatch.device v",
             "SELECT v::text FROM kbwatch.device_scan v",
+            "SELECT v::text FROM kbwatch.device_state v",
             "SELECT v::text FROM kbwatch.missing_kb v",
             "SELECT (kb_id, name, url, products_names, cve_addressed, machine_missed_on)::text
              FROM kbwatch.kb",
