@@ -62,6 +62,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "roll up past orphans",
         "8fb5e3581c8ffbbc5cbde3c167facd68a9d164a5bea2b6ee672b14644a7d20b0786de12b0728b525ff742691a1059d57",
     ),
+    (
+        12,
+        "retention",
+        "1dfab021a01ae4c2f546373916f62bb95defed9ce41b13242c7be38ed9aae9ef0bc720fd88da27ec106a4e5d462d8c86",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {
