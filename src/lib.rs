@@ -41,7 +41,8 @@ pub mod schedule;
 pub mod serve;
 /// The simulated Defender API, for tests, the demo and benchmarks.
 pub mod sim;
-/// The only code that speaks SQL: migrations, batched writes, run bookkeeping, tenant locks.
+/// The only code that speaks SQL: migrations, batched writes, run bookkeeping, tenant locks,
+/// retention.
 pub mod store;
 /// Tracing subscriber set-up.
 pub mod telemetry;

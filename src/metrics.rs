@@ -23,6 +23,7 @@
 //! | `kbwatch_scan_interval_seconds` | gauge | tenant |
 //! | `kbwatch_scheduled_since_timestamp_seconds` | gauge | tenant |
 //! | `kbwatch_scan_running_since_timestamp_seconds` | gauge, 0 when idle | tenant |
+//! | `kbwatch_retention_rows_dropped_total` | counter | table (of the `kbwatch` schema) |
 //!
 //! The functions take plain values (names, labels, numbers), never another module's types: this
 //! module is a leaf that every floor may call.
@@ -63,6 +64,7 @@ const LAST_AUTH_FAILURE: &str = "kbwatch_last_auth_failure_timestamp_seconds";
 const SCAN_INTERVAL: &str = "kbwatch_scan_interval_seconds";
 const SCHEDULED_SINCE: &str = "kbwatch_scheduled_since_timestamp_seconds";
 const RUNNING_SINCE: &str = "kbwatch_scan_running_since_timestamp_seconds";
+const RETENTION_DROPPED: &str = "kbwatch_retention_rows_dropped_total";
 
 /// Upper bounds of the scan duration buckets: a small tenant takes seconds, 100k devices hours.
 const SCAN_DURATION_BUCKETS: &[f64] =
@@ -138,6 +140,10 @@ pub fn describe() {
         RUNNING_SINCE,
         Unit::Seconds,
         "Unix time the tenant's running scan started; 0 while none runs"
+    );
+    describe_counter!(
+        RETENTION_DROPPED,
+        "Rows dropped by retention passes (retention.keep_days) of this process, by table"
     );
 }
 
@@ -260,6 +266,11 @@ pub(crate) fn scan_running(tenant: &str, running: bool) {
 
 fn unix_seconds(at: SystemTime) -> f64 {
     at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+/// Rows of `table` (`device_scan`, `missing_kb`, ...) a retention pass dropped.
+pub(crate) fn retention_dropped(table: &'static str, rows: u64) {
+    counter!(RETENTION_DROPPED, "table" => table).increment(rows);
 }
 
 /// The fleet totals after a completed scan.

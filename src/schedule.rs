@@ -17,7 +17,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{ScheduleConfig, TenantConfig};
+use crate::config::{RetentionConfig, ScheduleConfig, TenantConfig};
 use crate::defender::Client;
 use crate::scan::{self, Health, Progress, ScanOptions, Trigger};
 use crate::store::Store;
@@ -31,15 +31,18 @@ pub struct ScheduledTenant {
 
 /// Runs scans on `schedule.cron`, at most `schedule.max_concurrent_scans` at once, until
 /// `cancel`; then waits up to `schedule.drain_timeout` for running scans to stop. A scan that
-/// panics is noted in `health`.
+/// panics is noted in `health`. After each scan, history older than `retention` is dropped (once
+/// a day).
 pub async fn run(
     schedule: ScheduleConfig,
+    retention: RetentionConfig,
     tenants: Vec<ScheduledTenant>,
     store: Store,
     health: Arc<Health>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let (cron, drain) = (schedule.cron.as_str(), schedule.drain_timeout);
+    let keep_days = retention.keep_days;
     let scheduler = JobScheduler::new().await.context("starting the scheduler")?;
     let tracker = TaskTracker::new();
     let turns = Arc::new(Semaphore::new(schedule.max_concurrent_scans.max(1) as usize));
@@ -75,6 +78,7 @@ pub async fn run(
                     health: &health,
                     turns: &turns,
                     ticks: &ticks,
+                    keep_days,
                 };
                 for tenant in tenants {
                     scans.start(tenant, tick, &cancel);
@@ -167,6 +171,8 @@ struct Scans<'a> {
     /// One permit per scan that may run now.
     turns: &'a Arc<Semaphore>,
     ticks: &'a Arc<croner::Cron>,
+    /// `retention.keep_days`, for each scan.
+    keep_days: Option<u32>,
 }
 
 impl Scans<'_> {
@@ -177,7 +183,7 @@ impl Scans<'_> {
             return;
         }
         let (store, health, cancel) = (self.store.clone(), self.health.clone(), cancel.clone());
-        let (turns, ticks) = (self.turns.clone(), self.ticks.clone());
+        let (turns, ticks, keep_days) = (self.turns.clone(), self.ticks.clone(), self.keep_days);
         // Frees the tenant for the next tick however this task ends, a panic included.
         let guard = Running { set: self.running.clone(), name: name.clone() };
         self.tracker.spawn(async move {
@@ -195,6 +201,7 @@ impl Scans<'_> {
                 trigger: Trigger::Schedule,
                 deadline,
                 scheduled_for: tick.at,
+                keep_days,
                 ..ScanOptions::default()
             };
             let result = scan::scan_tenant(

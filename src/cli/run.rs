@@ -34,8 +34,14 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Ex
         health.clone(),
         cancel.clone(),
     );
-    let scheduler =
-        schedule::run(config.schedule.clone(), tenants, db.store.clone(), health, cancel.clone());
+    let scheduler = schedule::run(
+        config.schedule.clone(),
+        config.retention.clone(),
+        tenants,
+        db.store.clone(),
+        health,
+        cancel.clone(),
+    );
     // Either one failing stops the process, so that its supervisor restarts it.
     let result = tokio::try_join!(server, async {
         let r = scheduler.await;

@@ -104,7 +104,8 @@ async fn scan_one(
     let client = Arc::new(
         client_for(tenant, &config.tls).with_context(|| format!("tenant {}", tenant.name))?,
     );
-    let options = ScanOptions { trigger, ..ScanOptions::default() };
+    let keep_days = config.retention.keep_days;
+    let options = ScanOptions { trigger, keep_days, ..ScanOptions::default() };
     scan_tenant(store, tenant, client, &options, progress, cancel).await
 }
 

@@ -128,3 +128,35 @@ fn env_secret_with_readable_file_is_accepted() {
     ]);
     load_with_env(&path, env).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn retention_keep_days_from_the_file_and_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = minimal(&token_file(&dir));
+    let keep_days = |text: &str, env: &[(&str, &str)]| {
+        load_str(text, vars(env)).unwrap_or_else(|e| panic!("{e}")).retention.keep_days
+    };
+    assert_eq!(keep_days(&base, &[]), None, "left out: all history is kept");
+    let in_file = format!("[retention]\nkeep_days = 90\n{base}");
+    assert_eq!(keep_days(&in_file, &[]), Some(90));
+    let env = [("KBWATCH_RETENTION__KEEP_DAYS", "30")];
+    assert_eq!(keep_days(&in_file, &env), Some(30), "the override wins over the file");
+    assert_eq!(keep_days(&base, &env), Some(30), "and needs no [retention] in the file");
+
+    let zero = problems(load_str(&format!("[retention]\nkeep_days = 0\n{base}"), vars(&[])));
+    let text: Vec<String> = zero.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        ["retention.keep_days: must be at least 1 (days); leave it out to keep all history"]
+    );
+    let found = problems(load_str(&base, vars(&[("KBWATCH_RETENTION__KEEP_DAYS", "0")])));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].message.ends_with("(set by KBWATCH_RETENTION__KEEP_DAYS)"), "{}", found[0]);
+    let found = problems(load_str(&base, vars(&[("KBWATCH_RETENTION__KEEP_DAYS", "36501")])));
+    assert!(found[0].message.starts_with("must be at most 36500"), "{}", found[0]);
+    let found = problems(load_str(&base, vars(&[("KBWATCH_RETENTION__KEEP_DAYS", "a week")])));
+    assert_eq!(found[0].path, "retention.keep_days");
+    assert!(found[0].message.contains("KBWATCH_RETENTION__KEEP_DAYS must be an integer"));
+    let negative = problems(load_str(&format!("[retention]\nkeep_days = -7\n{base}"), vars(&[])));
+    assert_eq!(negative[0].path, "retention.keep_days", "{negative:?}");
+}

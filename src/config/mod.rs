@@ -37,6 +37,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Extra trust for TLS (a private CA, for tests and proxies). Default: the OS store only.
     pub tls: TlsConfig,
+    /// How long history is kept. Default: all of it.
+    pub retention: RetentionConfig,
     /// The tenants to scan; at least one.
     #[serde(rename = "tenant")]
     pub tenants: Vec<TenantConfig>,
@@ -135,4 +137,14 @@ pub enum LogFormat {
 pub struct TlsConfig {
     /// PEM file of extra CA certificates trusted for the API and the authority. Default: none.
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// Days of history kept: once a day, what is older than UTC midnight `keep_days` days ago is
+    /// dropped (`store::retention`), and every `reporting` view stays exact for the days kept.
+    /// 1 to 36500. Default: unset, which keeps all history.
+    pub keep_days: Option<u32>,
 }

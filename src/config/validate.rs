@@ -41,6 +41,7 @@ pub(super) fn validate(cfg: &Config, ctx: &Context) -> Vec<Problem> {
     if let Some(ca) = &cfg.tls.ca_file {
         check_readable("tls.ca_file", ca, &mut out);
     }
+    check_keep_days(cfg.retention.keep_days, &mut out);
     check_tenants(&cfg.tenants, &mut out);
     out
 }
@@ -110,6 +111,20 @@ fn check_database(db: &DatabaseConfig, out: &mut Vec<Problem>) {
     if db.max_connections == 0 {
         out.push(problem("database.max_connections", "must be at least 1"));
     }
+}
+
+/// The most days `retention.keep_days` may keep: a hundred years, far inside PostgreSQL's dates.
+const MAX_KEEP_DAYS: u32 = 36_500;
+
+fn check_keep_days(keep_days: Option<u32>, out: &mut Vec<Problem>) {
+    let message = match keep_days {
+        Some(0) => "must be at least 1 (days); leave it out to keep all history",
+        Some(days) if days > MAX_KEEP_DAYS => {
+            "must be at most 36500 (days, a hundred years); leave it out to keep all history"
+        }
+        _ => return,
+    };
+    out.push(problem("retention.keep_days", message));
 }
 
 fn check_tenants(tenants: &[TenantConfig], out: &mut Vec<Problem>) {

@@ -30,7 +30,7 @@ use crate::config::TenantConfig;
 use crate::defender::Client;
 use crate::model::{CallCount, RunStatus};
 use crate::pacer::Endpoint;
-use crate::store::{RunEnd, Store};
+use crate::store::{Retention, RunEnd, Store};
 
 /// Scans `tenant` once. `Ok(None)` when another process holds the tenant's lock, or has already
 /// scanned the cron tick of `options.scheduled_for`. The client's
@@ -135,6 +135,10 @@ impl Scan<'_> {
         };
         log_summary(&summary);
         self.record_metrics(&summary).await;
+        // After the roll-up, and outside the scan's duration.
+        if let Some(keep_days) = self.options.keep_days {
+            self.drop_old_history(keep_days).await;
+        }
         Ok(summary)
     }
 
@@ -164,6 +168,44 @@ impl Scan<'_> {
             );
         }
         Ok(Closed { calls, effective_per_minute })
+    }
+
+    /// `[retention]`: drops the history older than `keep_days` days, if no process did today. A
+    /// failure costs only space until the next day's pass, so it does not fail the scan.
+    async fn drop_old_history(&self, keep_days: u32) {
+        if self.cancel.is_cancelled() {
+            return; // shutting down: the pass would stop at once, and today's would be spent
+        }
+        let d = match self.store.drop_old_history(keep_days, self.cancel).await {
+            Ok(Retention::Dropped(d)) => d,
+            Ok(Retention::AlreadyDone | Retention::Busy) => return,
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "Dropping old history failed; the next day's pass drops it"
+                );
+                return;
+            }
+        };
+        let rows = [
+            ("device_scan", d.device_scans),
+            ("missing_kb", d.missing_kbs),
+            ("device", d.devices),
+            ("fleet_day", d.fleet_days),
+            ("scan_run", d.scan_runs),
+        ];
+        rows.iter().for_each(|&(table, n)| crate::metrics::retention_dropped(table, n));
+        tracing::info!(
+            keep_days,
+            cutoff = %d.cutoff,
+            device_scans = d.device_scans,
+            missing_kbs = d.missing_kbs,
+            devices = d.devices,
+            fleet_days = d.fleet_days,
+            scan_runs = d.scan_runs,
+            finished = d.finished,
+            "Dropped history older than the retention"
+        );
     }
 
     /// The scan's metrics; after a completed scan, the fleet totals as the store now has them.

@@ -43,6 +43,9 @@ pub struct ScanOptions {
     pub batch_size: usize,
     /// Longest time a finished result waits before it is committed.
     pub flush_every: Duration,
+    /// `retention.keep_days`: after the run, history older than this many days is dropped (once
+    /// a day per database). `None` keeps all history.
+    pub keep_days: Option<u32>,
 }
 
 impl Default for ScanOptions {
@@ -53,6 +56,7 @@ impl Default for ScanOptions {
             scheduled_for: None,
             batch_size: 500,
             flush_every: Duration::from_secs(1),
+            keep_days: None,
         }
     }
 }

@@ -18,8 +18,9 @@ use sqlx::{Connection as _, PgConnection};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-/// First half of the advisory lock key: "kbwd", so other applications' locks never collide.
-const LOCK_CLASS: i32 = 0x6b62_7764;
+/// First half of the advisory lock key: "kbwd", so other applications' locks never collide. The
+/// second half is the tenant id (from 1); 0 is the fleet-day roll-up's, -1 retention's.
+pub(super) const LOCK_CLASS: i32 = 0x6b62_7764;
 /// The longest a lock statement or the lock connection's opening may take.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the lock connection is checked while it holds locks.

@@ -10,6 +10,7 @@ mod lock;
 mod report;
 mod result_rows;
 mod results;
+mod retention;
 mod runs;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use devices::{HandedOver, ListedDevice};
 pub use lock::TenantLock;
 pub use report::{DeviceRow, FleetSummary, KbRow, RunSummary, TrendRow};
 pub use results::kbs_to_store;
+pub use retention::{Dropped, Retention};
 pub use runs::RunEnd;
 
 /// The migrations embedded in the binary.

@@ -33,6 +33,7 @@ mod references;
 mod replicas;
 mod report;
 mod results;
+mod retention;
 mod secrets;
 mod serve;
 mod shutdown;

@@ -67,6 +67,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "device state",
         "80c605c73bb6f42bffc72ba4c94bf6b7e8e58aafac43e0970fa53ee18d3d71ca5776a76610a0719e0e7315662b6f83ea",
     ),
+    (
+        12,
+        "retention",
+        "1dfab021a01ae4c2f546373916f62bb95defed9ce41b13242c7be38ed9aae9ef0bc720fd88da27ec106a4e5d462d8c86",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

@@ -176,6 +176,7 @@ impl TestApp {
         let store = self.store.clone();
         let task = tokio::spawn(schedule::run(
             schedule,
+            self.config.retention.clone(),
             tenants,
             store,
             Default::default(),
