@@ -116,9 +116,12 @@ impl Scan<'_> {
         let started = Instant::now();
         let ending = self.work().await;
         let closed = self.close(ending.status, ending.error.as_deref()).await?;
-        // The view computes the days not rolled up yet: a failure here costs only read time.
+        // The views compute what is not rolled up yet: a failure here costs only read time.
         if let Err(e) = self.store.roll_up_fleet_days().await {
             tracing::warn!(error = format!("{e:#}"), "Rolling up the fleet's days failed");
+        }
+        if let Err(e) = self.store.roll_up_kb_fixes().await {
+            tracing::warn!(error = format!("{e:#}"), "Rolling up the fixes failed");
         }
         let summary = ScanSummary {
             scan_run_id: self.run_id,

@@ -19,7 +19,8 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 /// First half of the advisory lock key: "kbwd", so other applications' locks never collide. The
-/// second half is the tenant id (from 1); 0 is the fleet-day roll-up's, -1 retention's.
+/// second half is the tenant id (from 1); 0 is the fleet-day roll-up's, -1 retention's, -2 the
+/// fix roll-up's (migration 0013).
 pub(super) const LOCK_CLASS: i32 = 0x6b62_7764;
 /// The longest a lock statement or the lock connection's opening may take.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(15);

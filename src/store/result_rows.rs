@@ -73,20 +73,29 @@ static UPSERT_KBS: LazyLock<String> = LazyLock::new(|| {
 
 /// Closes (`$1` run) the open intervals of the good devices `$2` scanned before (at `$3`) whose
 /// (KB, cveAddressed) is not in the current set (the columns, from `$4`). The closing is a fix
-/// unless the KB is still reported (with another cveAddressed: a new interval opens).
+/// unless the KB is still reported (with another cveAddressed: a new interval opens); each fix is
+/// staged for `kbwatch.kb_fix` (migration 0013) with the days it took.
 static CLOSE_MISSING: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "UPDATE kbwatch.missing_kb m
-         SET closed_scan_run_id = $1, closed_at = r.scanned_at,
-             fixed = NOT EXISTS (
-                 SELECT 1 FROM {unnest} WHERE u.device_id = m.device_id AND u.kb_id = m.kb_id)
-         FROM UNNEST($2::int8[], $3::timestamptz[]) AS r(device_id, scanned_at)
-         WHERE m.device_id = r.device_id AND m.closed_scan_run_id IS NULL
-           AND m.opened_scan_run_id <> $1
-           AND NOT EXISTS (
-               SELECT 1 FROM {unnest}
-               WHERE u.device_id = m.device_id AND u.kb_id = m.kb_id
-                 AND u.cve_addressed IS NOT DISTINCT FROM m.cve_addressed)",
+        "WITH closed AS (
+             UPDATE kbwatch.missing_kb m
+             SET closed_scan_run_id = $1, closed_at = r.scanned_at,
+                 fixed = NOT EXISTS (
+                     SELECT 1 FROM {unnest} WHERE u.device_id = m.device_id AND u.kb_id = m.kb_id)
+             FROM UNNEST($2::int8[], $3::timestamptz[]) AS r(device_id, scanned_at)
+             WHERE m.device_id = r.device_id AND m.closed_scan_run_id IS NULL
+               AND m.opened_scan_run_id <> $1
+               AND NOT EXISTS (
+                   SELECT 1 FROM {unnest}
+                   WHERE u.device_id = m.device_id AND u.kb_id = m.kb_id
+                     AND u.cve_addressed IS NOT DISTINCT FROM m.cve_addressed)
+             RETURNING m.device_id, m.kb_id, m.opened_scan_run_id, m.opened_at, m.closed_at,
+                       m.fixed)
+         INSERT INTO kbwatch.kb_fix_new (tenant_id, device_id, kb_id, opened_scan_run_id, days)
+         SELECT d.tenant_id, c.device_id, c.kb_id, c.opened_scan_run_id,
+                (extract(epoch FROM (c.closed_at - c.opened_at)) / 86400.0)::float8
+         FROM closed c JOIN kbwatch.device d ON d.device_id = c.device_id
+         WHERE c.fixed",
         unnest = MissingColumns::unnest(4),
     )
 });

@@ -8,7 +8,8 @@
 //! 2. `missing_kb` intervals closed before the cutoff. Those still open, or closed since, are part
 //!    of the snapshots of the days kept (and an open one keeps its `missing_since`);
 //! 3. devices gone before the cutoff and not scanned since, with their scans and intervals;
-//! 4. `fleet_day` rows of the days before the cutoff's;
+//! 4. `fleet_day` rows of the days before the cutoff's (and the fixes rolled up for
+//!    `kb_remediation` are rolled up again from the intervals kept);
 //! 5. `scan_run` rows started before the cutoff, not running, that no row kept refers to: a scan
 //!    row, an interval it opened or closed, a device it last listed.
 //!
@@ -113,6 +114,13 @@ async fn run_pass(
     let Some((pass_id, cutoff)) = claimed else { return Ok(Retention::AlreadyDone) };
     let mut dropped = Dropped { cutoff, ..Dropped::default() };
     dropped.finished = drop_steps(conn, &mut dropped, cancel).await?;
+    if dropped.missing_kbs > 0 {
+        // The fixes rolled up for kb_remediation (migration 0013) counted the dropped ones.
+        sqlx::query("SELECT kbwatch.rebuild_kb_fixes()")
+            .execute(&mut *conn)
+            .await
+            .context("rolling the fixes kept up again")?;
+    }
     sqlx::query(
         "UPDATE kbwatch.retention_pass
          SET finished_at = CASE WHEN $7 THEN now() END, device_scans = $2, missing_kbs = $3,

@@ -153,6 +153,15 @@ impl Store {
             .context("rolling up the fleet's days")
     }
 
+    /// Moves the fixes written since the last call into their tenant and KB's roll-up
+    /// (`reporting.kb_remediation` adds those not moved yet); the number of fixes moved.
+    pub async fn roll_up_kb_fixes(&self) -> anyhow::Result<i64> {
+        sqlx::query_scalar("SELECT kbwatch.roll_up_kb_fixes()")
+            .fetch_one(&self.pool)
+            .await
+            .context("rolling up the fixes")
+    }
+
     /// When the tenant's last completed run finished, and its last run that stored results (a
     /// completed one, or a partial one with devices stored), however many runs came after them.
     pub async fn last_completed(

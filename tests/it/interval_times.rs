@@ -1,7 +1,9 @@
 //! An interval keeps when it opened and closed and whether its closing was a fix (migration
 //! 0009), and `current_missing_kbs` and `kb_remediation` read them there: the same rows as the
 //! definitions they replaced (migration 0002's, below), with a fix, a cveAddressed change (not a
-//! fix) and a KB that stays. About the intervals themselves, so it reads `kbwatch.missing_kb`.
+//! fix), a KB that stays and a KB fixed twice; `kb_remediation` with its fixes staged, rolled up
+//! (migration 0013) and rolled up again from the intervals. About the intervals themselves, so
+//! it reads `kbwatch.missing_kb`.
 
 use crate::kit::db::fixture_device;
 use crate::kit::fixture_store;
@@ -150,5 +152,30 @@ async fn intervals_keep_their_times_and_the_views_give_the_rows_they_gave() {
         ]
     );
     assert_view_as_before(store.pool(), "current_missing_kbs", CURRENT_BEFORE, 2, "now").await;
-    assert_view_as_before(store.pool(), "kb_remediation", REMEDIATION_BEFORE, 3, "now").await;
+    let remediation = |when: &'static str| {
+        assert_view_as_before(store.pool(), "kb_remediation", REMEDIATION_BEFORE, 3, when)
+    };
+    remediation("fixes staged").await;
+    assert_eq!(store.roll_up_kb_fixes().await.unwrap(), 2, "two fixes moved");
+    remediation("fixes rolled up").await;
+
+    // Day 10: 5001 is missing on a again; day 12 a fixes it a second time (a device counts once),
+    // and b fixes 5003.
+    let run4 = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
+    let again = [result(a, day(10), false, &[("5001", 2), ("5002", 5)])];
+    store.write_results(run4, &again, &[], 1, 0).await.unwrap();
+    let run5 = store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
+    let fixed = [result(a, day(12), false, &[("5002", 5)]), result(b, day(12), false, &[])];
+    store.write_results(run5, &fixed, &[], 2, 0).await.unwrap();
+    remediation("a second fix staged, one rolled up").await;
+    let staged: Vec<(String, i64)> =
+        sqlx::query_as("SELECT kb_id, new_devices FROM kbwatch.kb_fixes_staged() ORDER BY kb_id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(staged, [("5001".into(), 0), ("5003".into(), 1)], "a fixed 5001 before");
+    store.roll_up_kb_fixes().await.unwrap();
+    remediation("rolled up again").await;
+    sqlx::query("SELECT kbwatch.rebuild_kb_fixes()").execute(store.pool()).await.unwrap();
+    remediation("rolled up from the intervals").await;
 }

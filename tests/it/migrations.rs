@@ -72,6 +72,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "retention",
         "1dfab021a01ae4c2f546373916f62bb95defed9ce41b13242c7be38ed9aae9ef0bc720fd88da27ec106a4e5d462d8c86",
     ),
+    (
+        13,
+        "kb fixes rolled up",
+        "8a3f16e99ed2910da0d6826580c5f9cfe9b93d4c149946cc18f348093a66b14cefe9ce80c473c0cc995a098675ebbba9",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

@@ -107,10 +107,14 @@ pub async fn generate(db: &YearDb, devices: i32, days: i32, t0: DateTime<Utc>) -
         }
         c0 = c1;
     }
-    // kbwatch rolls up each day once its runs have ended; the history is written after its days
-    // (and after its tenant was registered, as of today), so they are rolled up once it is all
-    // written, from scratch.
+    // kbwatch rolls up each day once its runs have ended, and the fixes after each run; the
+    // history is written after its days (and after its tenant was registered, as of today), so
+    // both are rolled up once it is all written, from scratch.
     crate::kit::internal::redo_fleet_days(db.pool()).await;
+    sqlx::query("SELECT kbwatch.rebuild_kb_fixes()")
+        .execute(db.pool())
+        .await
+        .expect("the fixes are rolled up");
     let elapsed = started.elapsed();
     let count = |table: &'static str| async move {
         let sql = format!("SELECT count(*) FROM kbwatch.{table}");

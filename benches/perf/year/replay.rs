@@ -44,6 +44,9 @@ pub async fn check(devices: i32, days: i32) -> Row {
             "SELECT v::text FROM kbwatch.device v",
             "SELECT v::text FROM kbwatch.device_scan v",
             "SELECT v::text FROM kbwatch.device_state v",
+            "SELECT (tenant_id, kb_id, devices_remediated, median_days,
+                     ARRAY(SELECT x FROM unnest(days) x ORDER BY x))::text
+             FROM kbwatch.kb_fix",
             "SELECT v::text FROM kbwatch.missing_kb v",
             "SELECT (kb_id, name, url, products_names, cve_addressed, machine_missed_on)::text
              FROM kbwatch.kb",
@@ -157,6 +160,7 @@ async fn replay(db: &YearDb, devices: i32, days: i32, t0: DateTime<Utc>) {
             error: None,
         };
         assert!(store.finish_run(run_id, &end).await.expect("the run closes"), "the run was open");
+        store.roll_up_kb_fixes().await.expect("the run's fixes are rolled up");
         sqlx::query(
             "UPDATE kbwatch.scan_run SET started_at = $2,
                  finished_at = bench_year.scanned_at($3, $4, $5) + interval '1 s'
