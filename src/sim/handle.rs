@@ -61,7 +61,7 @@ impl Sim {
             fleet: RwLock::new(fleet),
             tokens: Mutex::default(),
             assertions: Mutex::default(),
-            quotas: Mutex::new(Quotas::new(cfg.quota)),
+            quotas: Mutex::new(Quotas::new(cfg.quota, cfg.export_quota)),
             faults: Mutex::new(FaultState::new(cfg.faults, seeded_rng(cfg.seed, 0xFA17, 0))),
             stats: Default::default(),
         });
@@ -145,6 +145,11 @@ impl Sim {
     /// Replaces the quota; the windows start empty.
     pub fn set_quota(&self, q: Option<SimQuota>) {
         lock(&self.shared.quotas).set(q);
+    }
+
+    /// Replaces the quota of the export endpoints; their windows start empty.
+    pub fn set_export_quota(&self, q: Option<SimQuota>) {
+        lock(&self.shared.quotas).set_export(q);
     }
 
     /// Every issued token answers 401 from now on (the static token stays valid).

@@ -18,8 +18,11 @@ mod admin;
 mod auth;
 mod catalog;
 mod envelope;
+mod export;
+mod export_rows;
 mod faults;
 mod fleet;
+mod guard;
 mod handle;
 mod identity;
 mod machine;
@@ -65,6 +68,8 @@ pub struct SimConfig {
     pub static_token: Option<String>,
     /// Per-endpoint quota; `None` (the default) is unlimited.
     pub quota: Option<SimQuota>,
+    /// Quota of each vulnerability export endpoint. Default [`EXPORT_QUOTA`], the documented limits.
+    pub export_quota: Option<SimQuota>,
     /// Serve HTTPS with a freshly generated test CA ([`Sim::ca_pem`]). Default false.
     pub tls: bool,
     /// Where to listen. Default `127.0.0.1:0` (a free port). An address that is not loopback is
@@ -90,6 +95,7 @@ impl Default for SimConfig {
             token_lifetime: Duration::from_secs(3599),
             static_token: None,
             quota: None,
+            export_quota: Some(EXPORT_QUOTA),
             tls: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             allow_remote: false,
@@ -107,6 +113,9 @@ pub struct SimQuota {
     pub per_minute: u32,
     pub per_hour: u32,
 }
+
+/// The documented limits of the JSON vulnerability exports, full and delta: 30 calls a minute, 1,000 an hour.
+pub const EXPORT_QUOTA: SimQuota = SimQuota { per_minute: 30, per_hour: 1000 };
 
 /// One KB a device is missing, as the admin surface reports it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

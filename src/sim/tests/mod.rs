@@ -3,6 +3,7 @@
 mod api;
 mod auth_quota;
 mod evolve_faults;
+mod export;
 
 use serde_json::Value;
 
