@@ -142,6 +142,17 @@ fn score(seed: u64, n: u64) -> (&'static str, f64, &'static str) {
 
 /// Appends every row of `d`, KB rows first (KBs ascending, then CVEs), then the rows without a KB.
 pub(crate) fn device_rows(fleet: &Fleet, d: &Device, out: &mut Vec<Row>) {
+    some_rows(fleet, d, &d.missing, true, out);
+}
+
+/// Appends the rows of `d` for the KBs `kbs` (catalog indices) and, if `extras`, its rows without a KB.
+pub(crate) fn some_rows(
+    fleet: &Fleet,
+    d: &Device,
+    kbs: &[u32],
+    with_extras: bool,
+    out: &mut Vec<Row>,
+) {
     let m = Machine::of(d, fleet.seed);
     let os_version = match m.os_build {
         Some(build) => {
@@ -188,7 +199,7 @@ pub(crate) fn device_rows(fleet: &Fleet, d: &Device, out: &mut Vec<Row>) {
         "office" => format!("16.0.{}.20000", 17000 + d.profile % 900),
         _ => os_version.clone(),
     };
-    for &i in &d.missing {
+    for &i in kbs {
         let kb = &fleet.catalog.kbs[i as usize];
         for (j, cve) in kb_cves(i as usize, kb).enumerate() {
             let product = kb.products[j % kb.products.len()];
@@ -200,7 +211,8 @@ pub(crate) fn device_rows(fleet: &Fleet, d: &Device, out: &mut Vec<Row>) {
             out.push(row);
         }
     }
-    for e in extras(fleet.seed, d) {
+    let extras = if with_extras { extras(fleet.seed, d) } else { Vec::new() };
+    for e in extras {
         let (name, version) = match e.name {
             "" => (d.os.product(), os_version.clone()),
             _ => (e.name, e.version),

@@ -59,6 +59,7 @@ impl Sim {
             admin_token: random_token("sim-admin"),
             base_url,
             fleet: RwLock::new(fleet),
+            changes: Mutex::default(),
             tokens: Mutex::default(),
             assertions: Mutex::default(),
             quotas: Mutex::new(Quotas::new(cfg.quota, cfg.export_quota)),
@@ -124,7 +125,8 @@ impl Sim {
 
     /// One deterministic step of the fleet (see [`Evolution`]).
     pub fn evolve(&self, e: Evolution) -> ChangeSummary {
-        write(&self.shared.fleet).evolve(&e)
+        let mut fleet = write(&self.shared.fleet);
+        lock(&self.shared.changes).evolve(&mut fleet, &e)
     }
 
     pub fn stats(&self) -> SimStats {

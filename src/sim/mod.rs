@@ -17,8 +17,10 @@
 mod admin;
 mod auth;
 mod catalog;
+mod changelog;
 mod envelope;
 mod export;
+mod export_delta;
 mod export_rows;
 mod faults;
 mod fleet;

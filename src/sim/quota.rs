@@ -15,6 +15,8 @@ pub(crate) enum Endpoint {
     MissingKbs = 1,
     /// The full vulnerability export; limited by the export quota, not by the one of the two above.
     Export = 2,
+    /// The delta export: the export quota, in a window of its own.
+    ExportChanges = 3,
 }
 
 /// What the quota says about one request.
@@ -65,7 +67,7 @@ const IN_FLIGHT_GRACE: Duration = Duration::from_millis(100);
 pub(crate) struct Quotas {
     limits: Option<SimQuota>,
     export: Option<SimQuota>,
-    windows: [Window; 3],
+    windows: [Window; 4],
 }
 
 impl Quotas {
@@ -84,7 +86,11 @@ impl Quotas {
     /// Decides on a request for `ep` checked at `now` (it reached the server at `arrived`, before any
     /// injected latency), and records it if admitted.
     pub(crate) fn check(&mut self, ep: Endpoint, arrived: Instant, now: Instant) -> Verdict {
-        let limits = if ep == Endpoint::Export { self.export } else { self.limits };
+        let limits = if matches!(ep, Endpoint::Export | Endpoint::ExportChanges) {
+            self.export
+        } else {
+            self.limits
+        };
         let Some(q) = limits else { return Verdict::Admit };
         let w = &mut self.windows[ep as usize];
         while w.admitted.front().is_some_and(|&t| now.duration_since(t) >= HOUR) {

@@ -21,7 +21,7 @@ use super::machine::Machine;
 use super::odata::Filter;
 use super::quota::Endpoint;
 use super::state::Shared;
-use super::{admin, auth, export, lock, read};
+use super::{admin, auth, export, export_delta, lock, read};
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 
@@ -41,6 +41,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(machines).layer(CompressionLayer::new().quality(CompressionLevel::Fastest)),
         )
         .route("/api/machines/SoftwareVulnerabilitiesByMachine", get(export::full))
+        .route("/api/machines/SoftwareVulnerabilityChangesByMachine", get(export_delta::changes))
         .route("/api/machines/{id}/getmissingkbs", get(missing_kbs))
         .merge(admin::router(shared.clone()))
         .fallback(|| async {
