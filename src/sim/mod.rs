@@ -5,11 +5,14 @@
 //! `fleet` holds the devices and evolves them, `catalog` the KB releases, `machine` renders the machine
 //! entity, `odata` parses `$filter`. `routes` answers the API behind `auth` (the token endpoints and the
 //! bearer check; `identity` checks client assertions, `tokens` keeps what was issued), `quota` and
-//! `faults` decide what goes wrong, `envelope` is the API's error body. `admin` is the operator's
+//! `faults` decide what goes wrong, `envelope` is the API's error body; `guard` is what every API request
+//! passes first. `export` serves the full vulnerability export (rows from `export_rows`), `export_delta`
+//! the delta export from the events `changelog` logs at each evolution step. `admin` is the operator's
 //! surface, behind its own token. `state` is what the handle and the handlers share behind an `Arc`;
 //! `handle` starts the server, `tls` makes the test CA. Imports go one way: `handle` → `routes` →
-//! `admin` → `auth` → `state` → `faults`, `fleet`, `identity`, `quota`, `stats`, `tokens` → `envelope`,
-//! `catalog` and the model types and helpers of this file; nothing imports back up.
+//! `export_delta` → `export` → `guard`, `admin` → `auth` → `state` → `changelog`, `faults`, `fleet`,
+//! `identity`, `quota`, `stats`, `tokens` → `export_rows`, `machine`, `envelope`, `catalog` and the model
+//! types and helpers of this file; nothing imports back up (`scripts/import-graph.py` checks it).
 //!
 //! The server stops when the [`Sim`] is dropped (or [`Sim::shutdown`] is called): open connections are closed
 //! at once, without a drain.
