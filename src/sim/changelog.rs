@@ -2,7 +2,8 @@
 //! `New` and `Fixed` events per device, stamped with the 6-hour snapshot that first carries them (the new
 //! simulated present rounded down to 6 h). A device that appears (added, or a reinstall's new entity)
 //! gives `New` events for everything, an offboarded one `Fixed` events for everything. Not modelled yet:
-//! `Updated`, RBAC-group moves and software-version changes (the Fixed + New pairs of the reference).
+//! `Updated` and software-version changes. A device moved to another RBAC group gives the reference's pair:
+//! `Fixed` for every row in the old group, `New` for every row in the new one.
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
@@ -19,6 +20,8 @@ pub(crate) struct Event {
     pub device: usize,
     pub kbs: Vec<u32>,
     pub extras: bool,
+    /// The device's RBAC moves when the event happened: its rows are rendered in that group.
+    pub rbac_moves: u8,
     pub status: &'static str,
 }
 
@@ -36,35 +39,36 @@ fn snapshot_time(t: DateTime<Utc>) -> DateTime<Utc> {
 impl ChangeLog {
     /// One evolution step of the fleet, with its changes logged.
     pub(crate) fn evolve(&mut self, fleet: &mut Fleet, e: &Evolution) -> ChangeSummary {
-        let before: Vec<Option<Vec<u32>>> =
-            fleet.devices.iter().map(|d| (!d.offboarded).then(|| d.missing.clone())).collect();
+        let before: Vec<Option<(Vec<u32>, u8)>> = fleet
+            .devices
+            .iter()
+            .map(|d| (!d.offboarded).then(|| (d.missing.clone(), d.rbac_moves)))
+            .collect();
         let summary = fleet.evolve(e);
         let at = snapshot_time(fleet.now);
-        let mut push = |device, kbs: Vec<u32>, extras, status| {
+        let mut push = |device, kbs: Vec<u32>, extras, rbac_moves, status| {
             if !kbs.is_empty() || extras {
-                self.events.push(Event { at, device, kbs, extras, status });
+                self.events.push(Event { at, device, kbs, extras, rbac_moves, status });
             }
         };
         for (i, d) in fleet.devices.iter().enumerate() {
             let was = before.get(i).and_then(Option::as_ref);
             let now = (!d.offboarded).then_some(&d.missing);
+            let moves = d.rbac_moves;
             match (was, now) {
                 (None, None) => {}
-                (None, Some(now)) => push(i, now.clone(), true, "New"),
-                (Some(was), None) => push(i, was.clone(), true, "Fixed"),
-                (Some(was), Some(now)) => {
-                    push(
-                        i,
-                        was.iter().filter(|k| !now.contains(k)).copied().collect(),
-                        false,
-                        "Fixed",
-                    );
-                    push(
-                        i,
-                        now.iter().filter(|k| !was.contains(k)).copied().collect(),
-                        false,
-                        "New",
-                    );
+                (None, Some(now)) => push(i, now.clone(), true, moves, "New"),
+                (Some((was, old)), None) => push(i, was.clone(), true, *old, "Fixed"),
+                // Another RBAC group: every row leaves the old one and enters the new one.
+                (Some((was, old)), Some(now)) if *old != moves => {
+                    push(i, was.clone(), true, *old, "Fixed");
+                    push(i, now.clone(), true, moves, "New");
+                }
+                (Some((was, _)), Some(now)) => {
+                    let fixed = was.iter().filter(|k| !now.contains(k)).copied().collect();
+                    push(i, fixed, false, moves, "Fixed");
+                    let new = now.iter().filter(|k| !was.contains(k)).copied().collect();
+                    push(i, new, false, moves, "New");
                 }
             }
         }

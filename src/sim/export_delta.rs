@@ -71,10 +71,11 @@ pub(crate) async fn changes(
     let log = lock(&shared.changes);
     let mut rows = Vec::new();
     for ev in log.since(since) {
-        let d = &fleet.devices[ev.device];
+        let mut d = fleet.devices[ev.device].clone();
+        d.rbac_moves = ev.rbac_moves;
         let stamp = ev.at.to_rfc3339_opts(SecondsFormat::Millis, true);
         let mut part = Vec::new();
-        some_rows(&fleet, d, &ev.kbs, ev.extras, &mut part);
+        some_rows(&fleet, &d, &ev.kbs, ev.extras, &mut part);
         rows.extend(part.into_iter().map(|row| DeltaRow {
             row,
             status: ev.status,

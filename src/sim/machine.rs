@@ -113,10 +113,10 @@ impl<'a> Machine<'a> {
             OsFamily::MacOs => "mac",
         };
         let (version, os_build, agent_version) = os_release(d.os, &mut rng);
-        let (rbac_group_id, rbac_group_name) = pick(
-            &mut rng,
-            &[(5, (0, None)), (3, (140, Some("The-A-Team"))), (2, (141, Some("Servers")))],
-        );
+        const GROUPS: [(i64, Option<&str>); 3] =
+            [(0, None), (140, Some("The-A-Team")), (141, Some("Servers"))];
+        let group = pick(&mut rng, &[(5, 0usize), (3, 1), (2, 2)]);
+        let (rbac_group_id, rbac_group_name) = GROUPS[(group + usize::from(d.rbac_moves)) % 3];
         let is_aad_joined = d.os.is_windows() && rng.random_bool(0.6);
         let aad_device_id = is_aad_joined
             .then(|| uuid::Builder::from_random_bytes(rng.random()).into_uuid().to_string());

@@ -142,6 +142,8 @@ pub struct Evolution {
     pub offboard_devices: usize,
     /// Reinstalls: a new id with the same `computerDnsName`; the old entity stays listed, `Inactive`.
     pub duplicate_devices: usize,
+    /// Devices that move to another RBAC group (the delta export gives Fixed + New pairs for them).
+    pub move_rbac_devices: usize,
 }
 
 /// What one evolution step changed.
@@ -154,6 +156,8 @@ pub struct ChangeSummary {
     /// New ids, including the new entities of duplicated devices.
     pub devices_added: Vec<String>,
     pub devices_offboarded: Vec<String>,
+    /// Devices moved to another RBAC group.
+    pub devices_moved: Vec<String>,
 }
 
 /// Locks a mutex; a panic in another holder leaves data that is still usable for a simulator.

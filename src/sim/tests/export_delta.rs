@@ -76,3 +76,33 @@ async fn kb_events_equal_the_change_in_the_truth() {
     let old = (now - TimeDelta::days(15)).to_rfc3339_opts(SecondsFormat::Secs, true);
     assert_eq!(t.get(PATH, &[("sinceTime", &old)]).await.status(), 400);
 }
+
+#[tokio::test]
+async fn an_rbac_move_gives_fixed_then_new_for_every_row() {
+    let now = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+    let cfg = SimConfig { devices: 40, now: Some(now), export_quota: None, ..SimConfig::default() };
+    let t = TestSim::start(cfg).await;
+    let since = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let truth = t.sim.truth();
+    let s = t.sim.evolve(Evolution { move_rbac_devices: 1, ..Default::default() });
+    let moved = &s.devices_moved[0];
+    let delta = t.get_json(PATH, &[("sinceTime", &since)]).await;
+    let rows = delta["value"].as_array().unwrap();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r["deviceId"] == moved.as_str()));
+    let group = |status: &str| -> BTreeSet<String> {
+        let of = rows.iter().filter(|r| r["status"] == status);
+        of.map(|r| r["rbacGroupName"].as_str().unwrap().to_string()).collect()
+    };
+    let (old, new) = (group("Fixed"), group("New"));
+    assert_eq!((old.len(), new.len()), (1, 1));
+    assert_ne!(old, new);
+    let ids = |status: &str| -> Vec<String> {
+        let of = rows.iter().filter(|r| r["status"] == status);
+        of.map(|r| r["cveId"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids("Fixed"), ids("New"));
+    let kbs: BTreeSet<&str> =
+        rows.iter().filter_map(|r| r["recommendedSecurityUpdateId"].as_str()).collect();
+    let want: BTreeSet<&str> = truth[moved].iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(kbs, want);
+}
