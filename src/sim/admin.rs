@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use super::auth::bearer;
 use super::state::Shared;
 use super::tokens::same_secret;
-use super::{ChangeSummary, Evolution, SimStats, TruthKb, read, write};
+use super::{ChangeSummary, Evolution, SimStats, TruthKb, lock, read, write};
 
 /// `GET /admin/truth`, `GET /admin/stats`, `POST /admin/evolve` (JSON [`Evolution`], missing fields default),
 /// each with `Authorization: Bearer <admin token>`.
@@ -56,5 +56,6 @@ async fn evolve(
     State(shared): State<Arc<Shared>>,
     Json(e): Json<Evolution>,
 ) -> Json<ChangeSummary> {
-    Json(write(&shared.fleet).evolve(&e))
+    let mut fleet = write(&shared.fleet);
+    Json(lock(&shared.changes).evolve(&mut fleet, &e))
 }

@@ -53,7 +53,7 @@ impl OsFamily {
     }
 
     /// The TVM product name of the OS itself, as in `productsNames`.
-    fn product(self) -> &'static str {
+    pub(crate) fn product(self) -> &'static str {
         match self {
             Self::Win10 => "windows_10",
             Self::Win11 => "windows_11",

@@ -24,6 +24,8 @@ pub(crate) struct Device {
     pub inactive: bool,
     pub potential_duplicate: bool,
     pub offboarded: bool,
+    /// How many times the device moved to the next RBAC group (see `machine.rs`).
+    pub rbac_moves: u8,
     /// Indices into the catalog of the updates missing now, ascending.
     pub missing: Vec<u32>,
 }
@@ -84,6 +86,7 @@ impl Fleet {
             inactive: false,
             potential_duplicate: false,
             offboarded: false,
+            rbac_moves: 0,
             missing,
         });
         id
@@ -162,6 +165,13 @@ impl Fleet {
         }
         if e.new_monthly_kb {
             summary.kbs_added += self.release_month();
+        }
+        if e.move_rbac_devices > 0 {
+            for i in self.pick_listed(e.move_rbac_devices) {
+                let d = &mut self.devices[i];
+                d.rbac_moves = d.rbac_moves.wrapping_add(1);
+                summary.devices_moved.push(d.id.clone());
+            }
         }
         self.offboard(e.offboard_devices, &mut summary);
         self.duplicate(e.duplicate_devices, &mut summary);

@@ -59,9 +59,10 @@ impl Sim {
             admin_token: random_token("sim-admin"),
             base_url,
             fleet: RwLock::new(fleet),
+            changes: Mutex::default(),
             tokens: Mutex::default(),
             assertions: Mutex::default(),
-            quotas: Mutex::new(Quotas::new(cfg.quota)),
+            quotas: Mutex::new(Quotas::new(cfg.quota, cfg.export_quota)),
             faults: Mutex::new(FaultState::new(cfg.faults, seeded_rng(cfg.seed, 0xFA17, 0))),
             stats: Default::default(),
         });
@@ -124,7 +125,8 @@ impl Sim {
 
     /// One deterministic step of the fleet (see [`Evolution`]).
     pub fn evolve(&self, e: Evolution) -> ChangeSummary {
-        write(&self.shared.fleet).evolve(&e)
+        let mut fleet = write(&self.shared.fleet);
+        lock(&self.shared.changes).evolve(&mut fleet, &e)
     }
 
     pub fn stats(&self) -> SimStats {
@@ -145,6 +147,11 @@ impl Sim {
     /// Replaces the quota; the windows start empty.
     pub fn set_quota(&self, q: Option<SimQuota>) {
         lock(&self.shared.quotas).set(q);
+    }
+
+    /// Replaces the quota of the export endpoints; their windows start empty.
+    pub fn set_export_quota(&self, q: Option<SimQuota>) {
+        lock(&self.shared.quotas).set_export(q);
     }
 
     /// Every issued token answers 401 from now on (the static token stays valid).

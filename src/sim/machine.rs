@@ -19,21 +19,21 @@ pub(crate) struct Machine<'a> {
     is_potential_duplication: bool,
     is_excluded: bool,
     exclusion_reason: Option<&'a str>,
-    computer_dns_name: String,
+    pub(crate) computer_dns_name: String,
     first_seen: String,
     last_seen: String,
-    os_platform: &'static str,
+    pub(crate) os_platform: &'static str,
     os_version: Option<&'static str>,
     os_processor: &'static str,
-    version: &'static str,
+    pub(crate) version: &'static str,
     last_ip_address: String,
     last_external_ip_address: String,
     agent_version: String,
-    os_build: Option<i64>,
+    pub(crate) os_build: Option<i64>,
     health_status: &'static str,
     device_value: &'static str,
     rbac_group_id: i64,
-    rbac_group_name: Option<&'static str>,
+    pub(crate) rbac_group_name: Option<&'static str>,
     risk_score: &'static str,
     exposure_level: &'static str,
     is_aad_joined: bool,
@@ -41,7 +41,7 @@ pub(crate) struct Machine<'a> {
     machine_tags: Vec<&'static str>,
     defender_av_status: &'static str,
     onboarding_status: &'static str,
-    os_architecture: &'static str,
+    pub(crate) os_architecture: &'static str,
     managed_by: &'static str,
     managed_by_status: &'static str,
     ip_addresses: Vec<IpAddress>,
@@ -113,10 +113,10 @@ impl<'a> Machine<'a> {
             OsFamily::MacOs => "mac",
         };
         let (version, os_build, agent_version) = os_release(d.os, &mut rng);
-        let (rbac_group_id, rbac_group_name) = pick(
-            &mut rng,
-            &[(5, (0, None)), (3, (140, Some("The-A-Team"))), (2, (141, Some("Servers")))],
-        );
+        const GROUPS: [(i64, Option<&str>); 3] =
+            [(0, None), (140, Some("The-A-Team")), (141, Some("Servers"))];
+        let group = pick(&mut rng, &[(5, 0usize), (3, 1), (2, 2)]);
+        let (rbac_group_id, rbac_group_name) = GROUPS[(group + usize::from(d.rbac_moves)) % 3];
         let is_aad_joined = d.os.is_windows() && rng.random_bool(0.6);
         let aad_device_id = is_aad_joined
             .then(|| uuid::Builder::from_random_bytes(rng.random()).into_uuid().to_string());

@@ -5,11 +5,14 @@
 //! `fleet` holds the devices and evolves them, `catalog` the KB releases, `machine` renders the machine
 //! entity, `odata` parses `$filter`. `routes` answers the API behind `auth` (the token endpoints and the
 //! bearer check; `identity` checks client assertions, `tokens` keeps what was issued), `quota` and
-//! `faults` decide what goes wrong, `envelope` is the API's error body. `admin` is the operator's
+//! `faults` decide what goes wrong, `envelope` is the API's error body; `guard` is what every API request
+//! passes first. `export` serves the full vulnerability export (rows from `export_rows`), `export_delta`
+//! the delta export from the events `changelog` logs at each evolution step. `admin` is the operator's
 //! surface, behind its own token. `state` is what the handle and the handlers share behind an `Arc`;
 //! `handle` starts the server, `tls` makes the test CA. Imports go one way: `handle` → `routes` →
-//! `admin` → `auth` → `state` → `faults`, `fleet`, `identity`, `quota`, `stats`, `tokens` → `envelope`,
-//! `catalog` and the model types and helpers of this file; nothing imports back up.
+//! `export_delta` → `export` → `guard`, `admin` → `auth` → `state` → `changelog`, `faults`, `fleet`,
+//! `identity`, `quota`, `stats`, `tokens` → `export_rows`, `machine`, `envelope`, `catalog` and the model
+//! types and helpers of this file; nothing imports back up (`scripts/import-graph.py` checks it).
 //!
 //! The server stops when the [`Sim`] is dropped (or [`Sim::shutdown`] is called): open connections are closed
 //! at once, without a drain.
@@ -17,9 +20,14 @@
 mod admin;
 mod auth;
 mod catalog;
+mod changelog;
 mod envelope;
+mod export;
+mod export_delta;
+mod export_rows;
 mod faults;
 mod fleet;
+mod guard;
 mod handle;
 mod identity;
 mod machine;
@@ -65,6 +73,8 @@ pub struct SimConfig {
     pub static_token: Option<String>,
     /// Per-endpoint quota; `None` (the default) is unlimited.
     pub quota: Option<SimQuota>,
+    /// Quota of each vulnerability export endpoint. Default [`EXPORT_QUOTA`], the documented limits.
+    pub export_quota: Option<SimQuota>,
     /// Serve HTTPS with a freshly generated test CA ([`Sim::ca_pem`]). Default false.
     pub tls: bool,
     /// Where to listen. Default `127.0.0.1:0` (a free port). An address that is not loopback is
@@ -90,6 +100,7 @@ impl Default for SimConfig {
             token_lifetime: Duration::from_secs(3599),
             static_token: None,
             quota: None,
+            export_quota: Some(EXPORT_QUOTA),
             tls: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             allow_remote: false,
@@ -107,6 +118,9 @@ pub struct SimQuota {
     pub per_minute: u32,
     pub per_hour: u32,
 }
+
+/// The documented limits of the JSON vulnerability exports, full and delta: 30 calls a minute, 1,000 an hour.
+pub const EXPORT_QUOTA: SimQuota = SimQuota { per_minute: 30, per_hour: 1000 };
 
 /// One KB a device is missing, as the admin surface reports it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -128,6 +142,8 @@ pub struct Evolution {
     pub offboard_devices: usize,
     /// Reinstalls: a new id with the same `computerDnsName`; the old entity stays listed, `Inactive`.
     pub duplicate_devices: usize,
+    /// Devices that move to another RBAC group (the delta export gives Fixed + New pairs for them).
+    pub move_rbac_devices: usize,
 }
 
 /// What one evolution step changed.
@@ -140,6 +156,8 @@ pub struct ChangeSummary {
     /// New ids, including the new entities of duplicated devices.
     pub devices_added: Vec<String>,
     pub devices_offboarded: Vec<String>,
+    /// Devices moved to another RBAC group.
+    pub devices_moved: Vec<String>,
 }
 
 /// Locks a mutex; a panic in another holder leaves data that is still usable for a simulator.

@@ -13,6 +13,10 @@ const HOUR: Duration = Duration::from_secs(3600);
 pub(crate) enum Endpoint {
     Machines = 0,
     MissingKbs = 1,
+    /// The full vulnerability export; limited by the export quota, not by the one of the two above.
+    Export = 2,
+    /// The delta export: the export quota, in a window of its own.
+    ExportChanges = 3,
 }
 
 /// What the quota says about one request.
@@ -46,7 +50,7 @@ struct Window {
 /// could have read it (it was in flight on another connection): throttled, but not a violation.
 const IN_FLIGHT_GRACE: Duration = Duration::from_millis(100);
 
-/// Quota state of both endpoints.
+/// Quota state of every endpoint.
 ///
 /// The rule, the same as the server's: a request arriving at `t` is admitted if fewer than `per_minute`
 /// admitted requests arrived in `(t - 60 s, t]` and fewer than `per_hour` in `(t - 3600 s, t]`; only admitted
@@ -55,26 +59,39 @@ const IN_FLIGHT_GRACE: Duration = Duration::from_millis(100);
 /// recorded; a request for the same endpoint arriving before it is answered 429 (with the seconds left) even if
 /// the windows would admit it, and is a violation unless it arrived within [`IN_FLIGHT_GRACE`] of that 429.
 ///
-/// Changing the quota ([`Quotas::set`]) forgets every recorded request; with no quota nothing is recorded.
+/// The export endpoints follow the same rule with limits of their own (`export`).
+///
+/// Changing a quota ([`Quotas::set`], [`Quotas::set_export`]) forgets every recorded request; with no quota
+/// nothing is recorded.
 #[derive(Default)]
 pub(crate) struct Quotas {
     limits: Option<SimQuota>,
-    windows: [Window; 2],
+    export: Option<SimQuota>,
+    windows: [Window; 4],
 }
 
 impl Quotas {
-    pub(crate) fn new(limits: Option<SimQuota>) -> Self {
-        Quotas { limits, windows: Default::default() }
+    pub(crate) fn new(limits: Option<SimQuota>, export: Option<SimQuota>) -> Self {
+        Quotas { limits, export, windows: Default::default() }
     }
 
     pub(crate) fn set(&mut self, limits: Option<SimQuota>) {
-        *self = Quotas::new(limits);
+        *self = Quotas::new(limits, self.export);
+    }
+
+    pub(crate) fn set_export(&mut self, export: Option<SimQuota>) {
+        *self = Quotas::new(self.limits, export);
     }
 
     /// Decides on a request for `ep` checked at `now` (it reached the server at `arrived`, before any
     /// injected latency), and records it if admitted.
     pub(crate) fn check(&mut self, ep: Endpoint, arrived: Instant, now: Instant) -> Verdict {
-        let Some(q) = self.limits else { return Verdict::Admit };
+        let limits = if matches!(ep, Endpoint::Export | Endpoint::ExportChanges) {
+            self.export
+        } else {
+            self.limits
+        };
+        let Some(q) = limits else { return Verdict::Admit };
         let w = &mut self.windows[ep as usize];
         while w.admitted.front().is_some_and(|&t| now.duration_since(t) >= HOUR) {
             w.admitted.pop_front();
@@ -127,7 +144,7 @@ mod tests {
 
     #[test]
     fn sliding_minute_and_hour_windows() {
-        let mut q = Quotas::new(Some(SimQuota { per_minute: 2, per_hour: 3 }));
+        let mut q = Quotas::new(Some(SimQuota { per_minute: 2, per_hour: 3 }), None);
         let t0 = Instant::now();
         let ep = Endpoint::Machines;
         assert_eq!(q.check(ep, t0, t0), Verdict::Admit);

@@ -1,9 +1,9 @@
-//! The axum handlers of the API surface: list machines and getmissingkbs, behind auth, quota and faults.
+//! The axum handlers of the API surface: list machines and getmissingkbs, behind auth, quota and faults;
+//! the vulnerability exports are in `export`.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -16,11 +16,12 @@ use serde_json::json;
 use super::envelope::{correlation_id, error_response};
 use super::faults::{self, Injected};
 use super::fleet::{Device, Fleet};
+use super::guard::guard;
 use super::machine::Machine;
 use super::odata::Filter;
-use super::quota::{Endpoint, Verdict};
+use super::quota::Endpoint;
 use super::state::Shared;
-use super::{admin, auth, lock, read};
+use super::{admin, auth, export, export_delta, lock, read};
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 
@@ -39,49 +40,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/api/machines",
             get(machines).layer(CompressionLayer::new().quality(CompressionLevel::Fastest)),
         )
+        .route("/api/machines/SoftwareVulnerabilitiesByMachine", get(export::full))
+        .route("/api/machines/SoftwareVulnerabilityChangesByMachine", get(export_delta::changes))
         .route("/api/machines/{id}/getmissingkbs", get(missing_kbs))
         .merge(admin::router(shared.clone()))
         .fallback(|| async {
             error_response(StatusCode::NOT_FOUND, "ResourceNotFound", "Resource not found", "")
         })
         .with_state(shared)
-}
-
-/// What every API request goes through, in order: latency, bearer token (401), the forbidden fault (403),
-/// the endpoint's quota (429). Returns the tenant of the token.
-async fn guard(shared: &Shared, headers: &HeaderMap, ep: Endpoint) -> Result<String, Response> {
-    let arrived = Instant::now();
-    let (latency, forbidden) = {
-        let f = lock(&shared.faults);
-        (f.faults.latency, f.faults.forbidden.clone())
-    };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let Some(tenant) = auth::authorize(shared, headers) else {
-        shared.stats.count_unauthorized();
-        return Err(auth::unauthorized());
-    };
-    if let Some(message) = forbidden {
-        return Err(error_response(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            &message,
-            &correlation_id(),
-        ));
-    }
-    let verdict = lock(&shared.quotas).check(ep, arrived, Instant::now());
-    if let Verdict::Throttle { retry_after, limit, window, violation } = verdict {
-        shared.stats.count_throttled(violation);
-        let message = format!(
-            "API calls quota exceeded! Maximum allowed {limit} per {window} for the key \
-             Destination+TenantID+AppID. You can send requests again in {retry_after} seconds."
-        );
-        let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "429", &message, &tenant);
-        response.headers_mut().insert(header::RETRY_AFTER, retry_after.into());
-        return Err(response);
-    }
-    Ok(tenant)
 }
 
 fn injected(f: Injected, id: &str, context: &str) -> Response {

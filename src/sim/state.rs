@@ -3,6 +3,7 @@
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
+use super::changelog::ChangeLog;
 use super::faults::FaultState;
 use super::fleet::Fleet;
 use super::identity::Assertions;
@@ -19,6 +20,8 @@ pub(crate) struct Shared {
     pub(super) admin_token: String,
     pub(super) base_url: url::Url,
     pub(super) fleet: RwLock<Fleet>,
+    /// The events of the delta export, appended by every evolution step.
+    pub(super) changes: Mutex<ChangeLog>,
     pub(super) tokens: Mutex<Tokens>,
     pub(super) assertions: Mutex<Assertions>,
     pub(super) quotas: Mutex<Quotas>,

@@ -35,6 +35,7 @@ fn evolution(n: usize) -> Evolution {
         add_devices: 1,
         offboard_devices: 1,
         duplicate_devices: usize::from(n.is_multiple_of(50)),
+        move_rbac_devices: 0,
     }
 }
 

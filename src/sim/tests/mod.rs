@@ -3,6 +3,8 @@
 mod api;
 mod auth_quota;
 mod evolve_faults;
+mod export;
+mod export_delta;
 
 use serde_json::Value;
 

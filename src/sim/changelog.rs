@@ -1,0 +1,84 @@
+//! The log behind the delta export: every evolution step diffs the fleet before and after and logs
+//! `New` and `Fixed` events per device, stamped with the 6-hour snapshot that first carries them (the new
+//! simulated present rounded down to 6 h). A device that appears (added, or a reinstall's new entity)
+//! gives `New` events for everything, an offboarded one `Fixed` events for everything. Not modelled yet:
+//! `Updated` and software-version changes. A device moved to another RBAC group gives the reference's pair:
+//! `Fixed` for every row in the old group, `New` for every row in the new one.
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+
+use super::fleet::Fleet;
+use super::{ChangeSummary, Evolution};
+
+/// How far back `sinceTime` may reach.
+pub(crate) const MAX_DAYS_BACK: i64 = 14;
+
+/// One logged change of one device: the rows of `kbs` (catalog indices), and of its KB-less software if
+/// `extras`, became `status` at the snapshot `at`.
+pub(crate) struct Event {
+    pub at: DateTime<Utc>,
+    pub device: usize,
+    pub kbs: Vec<u32>,
+    pub extras: bool,
+    /// The device's RBAC moves when the event happened: its rows are rendered in that group.
+    pub rbac_moves: u8,
+    pub status: &'static str,
+}
+
+/// The events of every evolution step so far, oldest first.
+#[derive(Default)]
+pub(crate) struct ChangeLog {
+    events: Vec<Event>,
+}
+
+/// The snapshot that first carries a change made at `t`: `t` rounded down to 6 hours.
+fn snapshot_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::hours(6)).unwrap_or(t)
+}
+
+impl ChangeLog {
+    /// One evolution step of the fleet, with its changes logged.
+    pub(crate) fn evolve(&mut self, fleet: &mut Fleet, e: &Evolution) -> ChangeSummary {
+        let before: Vec<Option<(Vec<u32>, u8)>> = fleet
+            .devices
+            .iter()
+            .map(|d| (!d.offboarded).then(|| (d.missing.clone(), d.rbac_moves)))
+            .collect();
+        let summary = fleet.evolve(e);
+        let at = snapshot_time(fleet.now);
+        let mut push = |device, kbs: Vec<u32>, extras, rbac_moves, status| {
+            if !kbs.is_empty() || extras {
+                self.events.push(Event { at, device, kbs, extras, rbac_moves, status });
+            }
+        };
+        for (i, d) in fleet.devices.iter().enumerate() {
+            let was = before.get(i).and_then(Option::as_ref);
+            let now = (!d.offboarded).then_some(&d.missing);
+            let moves = d.rbac_moves;
+            match (was, now) {
+                (None, None) => {}
+                (None, Some(now)) => push(i, now.clone(), true, moves, "New"),
+                (Some((was, old)), None) => push(i, was.clone(), true, *old, "Fixed"),
+                // Another RBAC group: every row leaves the old one and enters the new one.
+                (Some((was, old)), Some(now)) if *old != moves => {
+                    push(i, was.clone(), true, *old, "Fixed");
+                    push(i, now.clone(), true, moves, "New");
+                }
+                (Some((was, _)), Some(now)) => {
+                    let fixed = was.iter().filter(|k| !now.contains(k)).copied().collect();
+                    push(i, fixed, false, moves, "Fixed");
+                    let new = now.iter().filter(|k| !was.contains(k)).copied().collect();
+                    push(i, new, false, moves, "New");
+                }
+            }
+        }
+        let horizon = fleet.now - TimeDelta::days(MAX_DAYS_BACK + 1);
+        self.events.retain(|ev| ev.at > horizon);
+        summary
+    }
+
+    /// The events stamped after `since`, oldest first.
+    pub(crate) fn since(&self, since: DateTime<Utc>) -> impl Iterator<Item = &Event> {
+        self.events.iter().filter(move |ev| ev.at > since)
+    }
+}

@@ -1,0 +1,53 @@
+//! What every API request goes through before its handler: latency, bearer token, the forbidden fault and
+//! the endpoint's quota.
+
+use std::time::Instant;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+
+use super::envelope::{correlation_id, error_response};
+use super::quota::{Endpoint, Verdict};
+use super::state::Shared;
+use super::{auth, lock};
+
+/// What every API request goes through, in order: latency, bearer token (401), the forbidden fault (403),
+/// the endpoint's quota (429). Returns the tenant of the token.
+pub(crate) async fn guard(
+    shared: &Shared,
+    headers: &HeaderMap,
+    ep: Endpoint,
+) -> Result<String, Response> {
+    let arrived = Instant::now();
+    let (latency, forbidden) = {
+        let f = lock(&shared.faults);
+        (f.faults.latency, f.faults.forbidden.clone())
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let Some(tenant) = auth::authorize(shared, headers) else {
+        shared.stats.count_unauthorized();
+        return Err(auth::unauthorized());
+    };
+    if let Some(message) = forbidden {
+        return Err(error_response(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &message,
+            &correlation_id(),
+        ));
+    }
+    let verdict = lock(&shared.quotas).check(ep, arrived, Instant::now());
+    if let Verdict::Throttle { retry_after, limit, window, violation } = verdict {
+        shared.stats.count_throttled(violation);
+        let message = format!(
+            "API calls quota exceeded! Maximum allowed {limit} per {window} for the key \
+             Destination+TenantID+AppID. You can send requests again in {retry_after} seconds."
+        );
+        let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "429", &message, &tenant);
+        response.headers_mut().insert(header::RETRY_AFTER, retry_after.into());
+        return Err(response);
+    }
+    Ok(tenant)
+}

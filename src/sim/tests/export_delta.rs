@@ -1,0 +1,108 @@
+//! The delta export: after an evolution step, its KB-bearing events are exactly the change in the truth.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, TimeZone, Utc};
+use serde_json::Value;
+
+use super::TestSim;
+use crate::sim::{Evolution, SimConfig, TruthKb};
+
+const PATH: &str = "api/machines/SoftwareVulnerabilityChangesByMachine";
+
+fn pairs(truth: &BTreeMap<String, Vec<TruthKb>>) -> BTreeSet<(String, String)> {
+    truth.iter().flat_map(|(d, kbs)| kbs.iter().map(move |k| (d.clone(), k.id.clone()))).collect()
+}
+
+#[tokio::test]
+async fn kb_events_equal_the_change_in_the_truth() {
+    let now = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+    let cfg = SimConfig { devices: 60, now: Some(now), export_quota: None, ..SimConfig::default() };
+    let t = TestSim::start(cfg).await;
+    let since = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let empty = t.get_json(PATH, &[("sinceTime", &since)]).await;
+    assert_eq!(empty["value"].as_array().unwrap().len(), 0);
+
+    let before = t.sim.truth();
+    let cves: BTreeMap<String, u64> =
+        before.values().flatten().map(|k| (k.id.clone(), k.cve_addressed as u64)).collect();
+    let evolution = Evolution {
+        install_updates: 0.3,
+        new_monthly_kb: true,
+        add_devices: 2,
+        offboard_devices: 2,
+        ..Default::default()
+    };
+    t.sim.evolve(evolution);
+    let after = t.sim.truth();
+    let mut cves = cves;
+    cves.extend(after.values().flatten().map(|k| (k.id.clone(), k.cve_addressed as u64)));
+    let fixed_want: BTreeSet<_> = pairs(&before).difference(&pairs(&after)).cloned().collect();
+    let new_want: BTreeSet<_> = pairs(&after).difference(&pairs(&before)).cloned().collect();
+    assert!(!fixed_want.is_empty() && !new_want.is_empty());
+
+    // Follow the pages; count the CVEs of each (status, device, KB).
+    let mut got: BTreeMap<(String, String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut page = t.get_json(PATH, &[("sinceTime", &since), ("pageSize", "500")]).await;
+    loop {
+        for r in page["value"].as_array().unwrap() {
+            let stamp: DateTime<Utc> = r["eventTimestamp"].as_str().unwrap().parse().unwrap();
+            assert!(stamp > now && stamp <= now + TimeDelta::days(1), "{stamp}");
+            let Some(kb) = r["recommendedSecurityUpdateId"].as_str() else { continue };
+            let key = (
+                r["status"].as_str().unwrap().into(),
+                r["deviceId"].as_str().unwrap().into(),
+                kb.into(),
+            );
+            got.entry(key).or_default().insert(r["cveId"].as_str().unwrap().into());
+        }
+        let Some(next) = page["@odata.nextLink"].as_str() else { break };
+        page = t.get_url(next.parse().unwrap()).await.json::<Value>().await.unwrap();
+    }
+    let of = |status: &str| -> BTreeSet<(String, String)> {
+        got.keys().filter(|k| k.0 == status).map(|k| (k.1.clone(), k.2.clone())).collect()
+    };
+    assert_eq!(of("Fixed"), fixed_want);
+    assert_eq!(of("New"), new_want);
+    for ((_, _, kb), set) in &got {
+        assert_eq!(set.len() as u64, cves[kb], "KB {kb}");
+    }
+
+    // After the event, nothing; sinceTime is required and reaches at most 14 days back.
+    let later = (now + TimeDelta::days(1)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let none = t.get_json(PATH, &[("sinceTime", &later)]).await;
+    assert_eq!(none["value"].as_array().unwrap().len(), 0);
+    assert_eq!(t.get(PATH, &[]).await.status(), 400);
+    let old = (now - TimeDelta::days(15)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    assert_eq!(t.get(PATH, &[("sinceTime", &old)]).await.status(), 400);
+}
+
+#[tokio::test]
+async fn an_rbac_move_gives_fixed_then_new_for_every_row() {
+    let now = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+    let cfg = SimConfig { devices: 40, now: Some(now), export_quota: None, ..SimConfig::default() };
+    let t = TestSim::start(cfg).await;
+    let since = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let truth = t.sim.truth();
+    let s = t.sim.evolve(Evolution { move_rbac_devices: 1, ..Default::default() });
+    let moved = &s.devices_moved[0];
+    let delta = t.get_json(PATH, &[("sinceTime", &since)]).await;
+    let rows = delta["value"].as_array().unwrap();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r["deviceId"] == moved.as_str()));
+    let group = |status: &str| -> BTreeSet<String> {
+        let of = rows.iter().filter(|r| r["status"] == status);
+        of.map(|r| r["rbacGroupName"].as_str().unwrap().to_string()).collect()
+    };
+    let (old, new) = (group("Fixed"), group("New"));
+    assert_eq!((old.len(), new.len()), (1, 1));
+    assert_ne!(old, new);
+    let ids = |status: &str| -> Vec<String> {
+        let of = rows.iter().filter(|r| r["status"] == status);
+        of.map(|r| r["cveId"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids("Fixed"), ids("New"));
+    let kbs: BTreeSet<&str> =
+        rows.iter().filter_map(|r| r["recommendedSecurityUpdateId"].as_str()).collect();
+    let want: BTreeSet<&str> = truth[moved].iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(kbs, want);
+}
