@@ -3,6 +3,7 @@
 mod database;
 mod demo;
 mod escape;
+mod probe;
 mod report;
 mod run;
 mod scan;

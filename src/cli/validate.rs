@@ -1,5 +1,5 @@
 //! `kbwatch validate [--online]`: every configuration problem at once; online, also the database,
-//! a token and one device per tenant.
+//! a token and one call per endpoint and tenant, naming the permission a refusal means (`probe`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -7,9 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::database::open_store;
-use super::escape;
+use super::probe;
 use crate::config::{self, ConfigError};
-use crate::defender::{ApiError, client_for};
 
 pub async fn run(path: Option<&Path>, online: bool) -> anyhow::Result<ExitCode> {
     let path = path.context("no configuration: pass --config PATH or set KBWATCH_CONFIG")?;
@@ -37,39 +36,7 @@ pub async fn run(path: Option<&Path>, online: bool) -> anyhow::Result<ExitCode> 
     db.close().await;
     let mut ok = true;
     for tenant in &config.tenants {
-        let probe = crate::config::TenantConfig { page_size: 1, ..tenant.clone() };
-        let client = client_for(&probe, &config.tls)?;
-        let mut pager = client.machines(tenant.device_filter.as_deref());
-        match pager.next_page().await {
-            Ok(page) => println!(
-                "{}: token ok, device list answers ({} device(s) on a one-row page)",
-                tenant.name,
-                page.map_or(0, |p| p.len())
-            ),
-            Err(e) => {
-                ok = false;
-                println!("{}", probe_failed(&tenant.name, &e));
-            }
-        }
+        ok &= probe::tenant(tenant, &config.tls).await?;
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-/// The line printed when a tenant's probe fails: the API's message with controls escaped.
-fn probe_failed(tenant: &str, e: &ApiError) -> String {
-    format!("{tenant}: {}", escape::terminal(&e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_failed_probe_shows_the_api_message_escaped() {
-        let e = ApiError::Status { status: 400, body: "machines: bad\x1b[2J\x1b]0;x\x07\n".into() };
-        assert_eq!(
-            probe_failed("t1", &e),
-            "t1: unexpected status 400: machines: bad\\x1b[2J\\x1b]0;x\\x07\\x0a"
-        );
-    }
 }

@@ -5,9 +5,9 @@
 //! works like any override) and checked as a tenant would be: their unknown keys and type errors
 //! are reported once, at `tenant_defaults.<key>`, and are not inherited. The rest is merged into
 //! each tenant's table before the cloud presets and deserialization, key by key and the sub-tables
-//! (`auth`, `quota`, `http`) deep, so an inherited value goes through the tenant's own checks and
-//! its problems name the tenant. Where keys are one choice, a tenant's choice is not mixed with the
-//! defaults':
+//! (`auth`, `quota`, `http`, `export`) deep, so an inherited value goes through the tenant's own
+//! checks and its problems name the tenant. Where keys are one choice, a tenant's choice is not
+//! mixed with the defaults':
 //! - a tenant inherits `auth` only when its kind is the defaults': one that sets an `auth.kind`
 //!   other than the defaults', or any `auth.kind` when the defaults set none, inherits nothing of
 //!   `auth` (a `client_id` means something else to `managed_identity`);

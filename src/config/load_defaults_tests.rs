@@ -81,6 +81,31 @@ fn tenants_inherit_key_by_key_and_override() {
 }
 
 #[test]
+fn the_export_switch_is_inherited_and_overridden() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    fs::write(&token, "t0ken").expect("write token file");
+    let tenants = format!(
+        r#"
+        [tenant_defaults.auth]
+        kind = "token_file"
+        token_file = {token:?}
+        [[tenant]]
+        name = "contoso"
+        [[tenant]]
+        name = "fabrikam"
+        export.enabled = false
+        "#
+    );
+    let on = format!("[tenant_defaults.export]\nenabled = true\n{tenants}");
+    let config = load_str(&on, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    let enabled: Vec<bool> = config.tenants.iter().map(|t| t.export.enabled).collect();
+    assert_eq!(enabled, [true, false], "contoso inherits, fabrikam overrides");
+    let config = load_str(&tenants, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.tenants.iter().all(|t| !t.export.enabled), "off unless enabled");
+}
+
+#[test]
 fn problems_name_the_tenant_and_the_defaults_once() {
     let text = r#"
         colour = "blue"

@@ -20,7 +20,7 @@ pub use load::{ConfigError, load, load_str, load_with_env, parse_cron};
 pub use presets::Cloud;
 pub use private_file::write_private;
 pub use problem::Problem;
-pub use tenant::{AuthConfig, AuthKind, HttpConfig, QuotaConfig, TenantConfig};
+pub use tenant::{AuthConfig, AuthKind, ExportConfig, HttpConfig, QuotaConfig, TenantConfig};
 
 /// The whole configuration file. Every section but `[[tenant]]` may be left out. The keys of
 /// `[tenant_defaults]` are inherited by the tenants as the file is loaded (`defaults.rs`).

@@ -37,6 +37,9 @@ pub struct TenantConfig {
     /// HTTP limits.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The vulnerability export (opt-in).
+    #[serde(default)]
+    pub export: ExportConfig,
 }
 
 /// `[tenant.auth]`
@@ -154,6 +157,17 @@ impl Default for HttpConfig {
             retry_base: Duration::from_millis(500),
         }
     }
+}
+
+/// `[tenant.export]`: Defender's vulnerability export
+/// (`GET /api/machines/SoftwareVulnerabilitiesByMachine`), which needs the app permission
+/// `Vulnerability.Read.All`. Only `kbwatch validate --online` reads it so far (it then checks that
+/// permission); no scan uses the export yet (the planner that will comes later).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ExportConfig {
+    /// Whether the tenant may use the export. Default: `false`.
+    pub enabled: bool,
 }
 
 impl TenantConfig {

@@ -58,7 +58,7 @@ impl Default for ClientOptions {
 pub struct Client {
     http: reqwest::Client,
     base: Url,
-    tokens: Arc<dyn TokenSource>,
+    pub(super) tokens: Arc<dyn TokenSource>,
     pacer: Arc<Pacer>,
     pub(super) options: ClientOptions,
     counters: Arc<CallCounters>,

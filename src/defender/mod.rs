@@ -9,6 +9,7 @@ mod azure;
 mod body;
 mod client;
 mod error;
+mod export;
 mod model;
 mod pager;
 mod token;

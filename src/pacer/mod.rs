@@ -28,6 +28,8 @@ pub enum Endpoint {
     Machines,
     /// `GET /api/machines/{id}/getmissingkbs`
     MissingKbs,
+    /// `GET /api/machines/SoftwareVulnerabilitiesByMachine`, the vulnerability export.
+    Export,
 }
 
 impl Endpoint {
@@ -35,6 +37,7 @@ impl Endpoint {
         match self {
             Endpoint::Machines => "machines",
             Endpoint::MissingKbs => "getmissingkbs",
+            Endpoint::Export => "export",
         }
     }
 }
@@ -45,6 +48,7 @@ pub struct Pacer {
     tenant: Arc<str>,
     machines: Window,
     missing_kbs: Window,
+    export: Window,
     in_flight: Arc<Semaphore>,
     waited_micros: AtomicU64,
 }
@@ -68,6 +72,7 @@ impl Pacer {
             tenant: tenant.into(),
             machines: Window::new(quota),
             missing_kbs: Window::new(quota),
+            export: Window::new(&export_quota(quota)),
             in_flight: Arc::new(Semaphore::new(quota.concurrency.max(1) as usize)),
             waited_micros: AtomicU64::new(0),
         }
@@ -128,7 +133,18 @@ impl Pacer {
         match endpoint {
             Endpoint::Machines => &self.machines,
             Endpoint::MissingKbs => &self.missing_kbs,
+            Endpoint::Export => &self.export,
         }
+    }
+}
+
+/// The export's documented limits (30 calls a minute, 1,000 an hour), or the tenant's quota where
+/// that is lower.
+fn export_quota(quota: &QuotaConfig) -> QuotaConfig {
+    QuotaConfig {
+        per_minute: quota.per_minute.min(30),
+        per_hour: quota.per_hour.min(1000),
+        ..quota.clone()
     }
 }
 

@@ -148,6 +148,7 @@ pub(crate) async fn full(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    shared.stats.count_export();
     if let Err(r) = guard(&shared, &headers, Endpoint::Export).await {
         return r;
     }

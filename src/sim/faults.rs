@@ -1,4 +1,5 @@
-//! Faults on demand: latency, 5xx, intermittent 404, malformed bodies, dropped connections, 403, per device.
+//! Faults on demand: latency, 5xx, intermittent 404, malformed bodies, dropped connections, 403 (on every
+//! route or on some), per device.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,6 +27,9 @@ pub struct Faults {
     pub drop_rate: f64,
     /// When set, every API request answers 403 `Forbidden` with this message.
     pub forbidden: Option<String>,
+    /// Requests to each listed route answer 403 `Forbidden` with its message: the app lacks the
+    /// permission of that route only.
+    pub forbidden_on: Vec<(super::Route, String)>,
 }
 
 /// A fault pinned to one device, whatever the rates say.

@@ -21,7 +21,8 @@ pub(crate) async fn guard(
     let arrived = Instant::now();
     let (latency, forbidden) = {
         let f = lock(&shared.faults);
-        (f.faults.latency, f.faults.forbidden.clone())
+        let on_route = f.faults.forbidden_on.iter().find(|(route, _)| *route == ep);
+        (f.faults.latency, f.faults.forbidden.clone().or_else(|| on_route.map(|r| r.1.clone())))
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

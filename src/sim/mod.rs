@@ -52,6 +52,7 @@ use serde::{Deserialize, Serialize};
 pub use auth::IDENTITY_HEADER;
 pub use faults::{DeviceFault, Faults};
 pub use handle::Sim;
+pub use quota::Endpoint as Route;
 pub use stats::SimStats;
 /// A throw-away CA and `localhost` certificate, for other test servers beside the simulator.
 pub use tls::{TestTls, generate as generate_test_tls};

@@ -10,8 +10,10 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// The endpoints that have a quota of their own (the token endpoint has none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Endpoint {
+pub enum Endpoint {
+    /// `GET /api/machines`
     Machines = 0,
+    /// `GET /api/machines/{id}/getmissingkbs`
     MissingKbs = 1,
     /// The full vulnerability export; limited by the export quota, not by the one of the two above.
     Export = 2,

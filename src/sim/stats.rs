@@ -12,6 +12,8 @@ use serde::Serialize;
 pub struct SimStats {
     pub machines_requests: u64,
     pub kbs_requests: u64,
+    /// Requests of the full vulnerability export (`SoftwareVulnerabilitiesByMachine`).
+    pub export_requests: u64,
     pub token_requests: u64,
     /// 429s served, violations included.
     pub throttled: u64,
@@ -27,6 +29,7 @@ pub struct SimStats {
 pub(crate) struct Counters {
     machines: AtomicU64,
     kbs: AtomicU64,
+    export: AtomicU64,
     token: AtomicU64,
     throttled: AtomicU64,
     violations: AtomicU64,
@@ -50,6 +53,10 @@ impl Counters {
         }
     }
 
+    pub(crate) fn count_export(&self) {
+        self.export.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn count_token(&self) {
         self.token.fetch_add(1, Relaxed);
     }
@@ -69,6 +76,7 @@ impl Counters {
         SimStats {
             machines_requests: self.machines.load(Relaxed),
             kbs_requests: self.kbs.load(Relaxed),
+            export_requests: self.export.load(Relaxed),
             token_requests: self.token.load(Relaxed),
             throttled: self.throttled.load(Relaxed),
             retry_after_violations: self.violations.load(Relaxed),

@@ -26,6 +26,7 @@ mod interval_times;
 mod listing;
 mod migrations;
 mod outage;
+mod permissions;
 mod planner;
 mod quota;
 mod read_replica;

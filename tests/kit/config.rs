@@ -43,6 +43,7 @@ pub struct Tenant {
     max_kbs_bytes: Option<u64>,
     max_attempts: Option<u32>,
     retry_base: Option<Duration>,
+    export: Option<bool>,
 }
 
 impl ConfigBuilder {
@@ -176,6 +177,7 @@ impl Tenant {
             max_kbs_bytes: None,
             max_attempts: None,
             retry_base: None,
+            export: None,
         }
     }
 
@@ -236,6 +238,12 @@ impl Tenant {
         self
     }
 
+    /// `[tenant.export] enabled`.
+    pub fn export(mut self, enabled: bool) -> Self {
+        self.export = Some(enabled);
+        self
+    }
+
     fn to_table(&self) -> Table {
         let mut t = Table::new();
         t.insert("name".into(), string(&self.name));
@@ -254,6 +262,8 @@ impl Tenant {
         insert(&mut http, "max_attempts", self.max_attempts.map(integer));
         insert(&mut http, "retry_base", self.retry_base.map(duration));
         insert_table(&mut t, "http", http);
+        let export = self.export.map(Value::Boolean);
+        insert_table(&mut t, "export", Table::from_iter(export.map(|on| ("enabled".into(), on))));
         let auth = self.auth.as_ref().expect("the tenant has an auth");
         t.insert("auth".into(), Value::Table(auth.to_table()));
         t
