@@ -132,13 +132,19 @@ async fn backdate(pool: &PgPool, run_id: i64, days: u32) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "UPDATE kbwatch.device_scan SET scanned_at = scanned_at - interval '{days} days'
              WHERE scan_run_id = {run_id};
+         UPDATE kbwatch.scan_pack SET scanned_from = scanned_from - interval '{days} days',
+             scanned_to = scanned_to - interval '{days} days' WHERE scan_run_id = {run_id};
+         UPDATE kbwatch.device_state SET scanned_at = scanned_at - interval '{days} days'
+             WHERE scan_run_id = {run_id};
+         UPDATE kbwatch.device_state
+             SET good_scanned_at = good_scanned_at - interval '{days} days'
+             WHERE good_scan_run_id = {run_id};
          UPDATE kbwatch.scan_run SET started_at = started_at - interval '{days} days',
              finished_at = finished_at - interval '{days} days' WHERE scan_run_id = {run_id};"
     )))
     .execute(pool)
     .await
     .expect("the run is backdated");
-    crate::kit::internal::redo_device_state(pool).await;
     crate::kit::internal::redo_fleet_days(pool).await;
 }
 

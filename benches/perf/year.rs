@@ -104,7 +104,7 @@ fn history_rows(plan: &Plan, g: &Generated) -> Vec<Row> {
                  (writes what kbwatch writes: checked against its write path in the smoke run)"
             ),
             format!(
-                "{secs:.0} s ({:.0} device-scans/s; {} device_scan rows, {} intervals)",
+                "{secs:.0} s ({:.0} device-scans/s; {} device scans, {} intervals)",
                 scans / secs.max(1e-9),
                 thousands(g.device_scans as u64),
                 thousands(g.intervals as u64)

@@ -116,6 +116,11 @@ impl Scan<'_> {
         let started = Instant::now();
         let ending = self.work().await;
         let closed = self.close(ending.status, ending.error.as_deref()).await?;
+        // The views read what is not packed yet: a failure here costs only space until the
+        // tenant's next run packs it.
+        if let Err(e) = self.store.pack_scans(self.tenant_id).await {
+            tracing::warn!(error = format!("{e:#}"), "Packing the run's scans failed");
+        }
         // The views compute what is not rolled up yet: a failure here costs only read time.
         if let Err(e) = self.store.roll_up_fleet_days().await {
             tracing::warn!(error = format!("{e:#}"), "Rolling up the fleet's days failed");

@@ -7,6 +7,7 @@ mod catalog;
 mod columns;
 mod devices;
 mod lock;
+mod packs;
 mod report;
 mod result_rows;
 mod results;

@@ -116,8 +116,9 @@ static OPEN_MISSING: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// One row per device and scan (`$1` run, then the columns); a row written already is kept. Each
-/// row written moves its device's `device_state` to it, unless that holds a later run's scan; the
+/// One row per device and scan (`$1` run, then the columns); a row written already is kept, as
+/// is a scan packed already (migration 0014: a batch written again after its run ended). Each row
+/// written moves its device's `device_state` to it, unless that holds a later run's scan; the
 /// good scan and the counts move only with an `ok` one.
 static INSERT_SCANS: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -125,6 +126,10 @@ static INSERT_SCANS: LazyLock<String> = LazyLock::new(|| {
              INSERT INTO kbwatch.device_scan (scan_run_id, {columns})
              SELECT $1, {values}
              FROM {unnest}
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM kbwatch.scan_pack p
+                 WHERE p.scan_run_id = $1 AND u.device_id BETWEEN p.device_lo AND p.device_hi
+                   AND u.device_id = ANY (p.device_ids))
              ON CONFLICT (device_id, scan_run_id) DO NOTHING
              RETURNING *)
          INSERT INTO kbwatch.device_state AS st (

@@ -3,15 +3,16 @@
 //! A pass drops what lies wholly before its cutoff, UTC midnight `keep_days` days before today,
 //! step by step in an order that never deletes a row another row still refers to (the reference
 //! triggers of migration 0004), each step in short transactions of a few hundred devices or runs:
-//! 1. `device_scan` rows scanned before the cutoff (each device's last scan and last good scan,
-//!    which `reporting.devices` and the planner read, stay in `device_state`);
+//! 1. scans before the cutoff: `device_scan` rows, and packed scans (a pack across the cutoff is
+//!    rewritten with the scans it keeps). Each device's last scan and last good scan, which
+//!    `reporting.devices` and the planner read, stay in `device_state`;
 //! 2. `missing_kb` intervals closed before the cutoff. Those still open, or closed since, are part
 //!    of the snapshots of the days kept (and an open one keeps its `missing_since`);
 //! 3. devices gone before the cutoff and not scanned since, with their scans and intervals;
 //! 4. `fleet_day` rows of the days before the cutoff's (and the fixes rolled up for
 //!    `kb_remediation` are rolled up again from the intervals kept);
 //! 5. `scan_run` rows started before the cutoff, not running, that no row kept refers to: a scan
-//!    row, an interval it opened or closed, a device it last listed.
+//!    row or pack, an interval it opened or closed, a device it last listed.
 //!
 //! Every `reporting` view is exact for the days kept: the scans from the cutoff on, their
 //! snapshots, the days from the cutoff's on, the runs started since and the current state read
@@ -165,6 +166,10 @@ async fn drop_steps(
         dropped.device_scans += drop_scans(conn, (after, through), last_old_run, cutoff).await?;
         after = through;
     }
+    let Some(packed) = super::packs::drop_old_packs(conn, cutoff, cancel).await? else {
+        return Ok(false);
+    };
+    dropped.device_scans += packed;
     after = 0;
     while let Some(through) = next_devices(conn, after).await? {
         if cancel.is_cancelled() {
@@ -266,7 +271,8 @@ async fn drop_intervals(
     Ok(done.rows_affected())
 }
 
-/// Step 3, one batch in one transaction: devices gone before the cutoff with no scan since are
+/// Step 3, one batch in one transaction: devices gone before the cutoff with no scan since (in
+/// a row or a pack: step 1 left no packed scan before the cutoff, so none is deleted here) are
 /// locked (a listing that brings one back waits, then stores it anew), and go with their rows.
 /// Returns the number of devices dropped.
 async fn drop_gone_devices(
@@ -280,6 +286,9 @@ async fn drop_gone_devices(
          WHERE d.gone_at < $1
            AND NOT EXISTS (SELECT 1 FROM kbwatch.device_scan s
                            WHERE s.device_id = d.device_id AND s.scanned_at >= $1)
+           AND NOT EXISTS (SELECT 1 FROM kbwatch.scan_pack p
+                           WHERE int8range(p.device_lo, p.device_hi, '[]') @> d.device_id
+                             AND p.scanned_to >= $1 AND d.device_id = ANY (p.device_ids))
          ORDER BY d.device_id LIMIT $2
          FOR UPDATE SKIP LOCKED",
     )
@@ -312,7 +321,7 @@ async fn drop_gone_devices(
 }
 
 /// Step 5's runs: started before the cutoff, not running, and referred to by no device (as its
-/// last listing), no interval (opened or closed by it) and no scan row. Every run before the
+/// last listing), no interval (opened or closed by it), no scan row and no pack. Every run before the
 /// cutoff is at most `last_old_run`, so each device's scan rows up to it are all the scan rows
 /// that can refer to one (read by their key, as in step 1: after steps 1 and 3, a few per
 /// device).
@@ -330,6 +339,8 @@ async fn unreferenced_runs(
                            WHERE m.opened_scan_run_id = r.scan_run_id)
            AND NOT EXISTS (SELECT 1 FROM kbwatch.missing_kb m
                            WHERE m.closed_scan_run_id = r.scan_run_id)
+           AND NOT EXISTS (SELECT 1 FROM kbwatch.scan_pack p
+                           WHERE p.scan_run_id = r.scan_run_id)
            AND r.scan_run_id NOT IN (
                SELECT s.scan_run_id FROM kbwatch.device d
                CROSS JOIN LATERAL (

@@ -8,7 +8,7 @@ use chrono::{Duration, NaiveDate, Utc};
 use kbwatch::sim::Evolution;
 use sqlx::PgPool;
 
-use crate::kit::internal::redo_fleet_days;
+use crate::kit::internal::{pack_scans, redo_fleet_days, unpack_scans};
 use crate::kit::reporting::assert_view_as_before;
 use crate::kit::{Auth, Tenant, fleet, spawn_app};
 
@@ -45,15 +45,18 @@ async fn assert_same_rows(pool: &PgPool, days: i64, when: &str) {
 async fn place(pool: &PgPool, run_id: i64, days_ago: i64, hour: u32) {
     let day = (Utc::now() - Duration::days(days_ago)).date_naive();
     let at = day.and_hms_opt(hour, 0, 0).unwrap().and_utc();
+    let mut conn = pool.acquire().await.unwrap();
+    unpack_scans(&mut conn).await;
     sqlx::query(
         "UPDATE kbwatch.device_scan SET scanned_at = $2 + (device_id % 60) * interval '1 second'
          WHERE scan_run_id = $1",
     )
     .bind(run_id)
     .bind(at)
-    .execute(pool)
+    .execute(&mut *conn)
     .await
     .unwrap();
+    pack_scans(pool).await;
 }
 
 async fn rolled_through(pool: &PgPool) -> (Option<NaiveDate>, Option<NaiveDate>) {

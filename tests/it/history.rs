@@ -108,16 +108,8 @@ async fn fleet_daily_counts_each_device_once_a_day_with_its_last_good_scan() {
     assert_ne!(before, after, "the fleet changed between the scans");
 
     // Both scans on one day (at fixed times, whatever the clock says), then on two days.
-    let place = |run: i64, at: &'static str| {
-        sqlx::query(
-            "UPDATE kbwatch.device_scan SET scanned_at = $2::timestamptz WHERE scan_run_id = $1",
-        )
-        .bind(run)
-        .bind(at)
-        .execute(app.pool())
-    };
-    place(scan1.scan_run_id, "2026-01-02T10:00:00Z").await.unwrap();
-    place(scan2.scan_run_id, "2026-01-02T11:00:00Z").await.unwrap();
+    place(app.pool(), scan1.scan_run_id, "2026-01-02T10:00:00Z").await;
+    place(app.pool(), scan2.scan_run_id, "2026-01-02T11:00:00Z").await;
     let daily = || async {
         // The scans were moved into days kbwatch had rolled up: roll them up again.
         internal::redo_fleet_days(app.pool()).await;
@@ -127,9 +119,24 @@ async fn fleet_daily_counts_each_device_once_a_day_with_its_last_good_scan() {
             .collect::<Vec<_>>()
     };
     assert_eq!(daily().await, vec![("2026-01-02".to_owned(), 300, after)]);
-    place(scan1.scan_run_id, "2026-01-01T23:00:00Z").await.unwrap();
+    place(app.pool(), scan1.scan_run_id, "2026-01-01T23:00:00Z").await;
     assert_eq!(
         daily().await,
         vec![("2026-01-01".to_owned(), 300, before), ("2026-01-02".to_owned(), 300, after)]
     );
+}
+
+/// Moves every scan of run `run` to `at`, whatever the clock said.
+async fn place(pool: &sqlx::PgPool, run: i64, at: &str) {
+    let mut conn = pool.acquire().await.unwrap();
+    internal::unpack_scans(&mut conn).await;
+    sqlx::query(
+        "UPDATE kbwatch.device_scan SET scanned_at = $2::timestamptz WHERE scan_run_id = $1",
+    )
+    .bind(run)
+    .bind(at)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    internal::pack_scans(pool).await;
 }

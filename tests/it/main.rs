@@ -35,6 +35,7 @@ mod replicas;
 mod report;
 mod results;
 mod retention;
+mod scan_packs;
 mod secrets;
 mod serve;
 mod shutdown;

@@ -77,6 +77,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "kb fixes rolled up",
         "8a3f16e99ed2910da0d6826580c5f9cfe9b93d4c149946cc18f348093a66b14cefe9ce80c473c0cc995a098675ebbba9",
     ),
+    (
+        14,
+        "scan packs",
+        "dc81609cc972415192e4e10ffc129a8ace2914e49727feb91aeee340613f77bc5b410902f5a48d204f768caa15b6cc58",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

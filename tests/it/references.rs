@@ -3,7 +3,7 @@
 //!
 //! About the internal tables themselves: every statement here names them.
 
-use crate::kit::{Auth, Tenant, TestApp, fleet, spawn_app};
+use crate::kit::{Auth, Tenant, TestApp, fleet, internal, spawn_app};
 
 /// The SQLSTATE `statement` fails with; it must fail.
 async fn refused(app: &TestApp, statement: &'static str) -> String {
@@ -16,6 +16,28 @@ async fn fact_rows_refer_only_to_rows_that_exist() {
     let app = spawn_app(fleet(20), Auth::TokenFile, Tenant::default()).await;
     let summary = app.scan().await;
     assert_eq!(summary.devices.ok, 20, "{summary:?}");
+    // A device only a pack refers to (migration 0014) is not deleted either.
+    let device: i64 =
+        sqlx::query_scalar("SELECT device_id FROM kbwatch.device ORDER BY device_id DESC LIMIT 1")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    let mut tx = app.store.pool().begin().await.unwrap();
+    sqlx::query("DELETE FROM kbwatch.missing_kb WHERE device_id = $1")
+        .bind(device)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let err = sqlx::query("DELETE FROM kbwatch.device WHERE device_id = $1")
+        .bind(device)
+        .execute(&mut *tx)
+        .await
+        .expect_err("a packed device is not deleted");
+    let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("23503"), "{err}");
+    tx.rollback().await.unwrap();
+    // The rest is about device_scan rows, as scans before packing are kept.
+    internal::unpack_scans(&mut app.store.pool().acquire().await.unwrap()).await;
     let intervals = "SELECT count(*) FROM kbwatch.missing_kb";
     let before: i64 = sqlx::query_scalar(intervals).fetch_one(app.store.pool()).await.unwrap();
     assert!(before > 0, "the scan stored intervals");

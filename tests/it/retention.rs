@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::kit::db::fixture_device;
-use crate::kit::internal::redo_fleet_days;
+use crate::kit::internal::{pack_scans, redo_fleet_days};
 use crate::kit::{Auth, Kbwatch, Tenant, fixture_store, fleet, spawn_app, wait_for};
 
 /// What a device's scan of one day saw.
@@ -92,7 +92,12 @@ async fn run_at(store: &Store, tenant: i32, at: DateTime<Utc>, status: RunStatus
 /// Writes the history of [`seen`]; the runs, 10 days ago first.
 async fn write_history(store: &Store, tenant: i32) -> Vec<i64> {
     let now = Utc::now().duration_trunc(Duration::seconds(1)).unwrap();
-    let start = |n: i64| (midnight(n) + Duration::hours(6)).min(now - Duration::minutes(10));
+    // Six days ago's run starts 4 minutes before midnight: its first three scans are before the
+    // cutoff of a five-day retention, the others after it.
+    let start = |n: i64| match n {
+        6 => midnight(5) - Duration::minutes(4),
+        _ => (midnight(n) + Duration::hours(6)).min(now - Duration::minutes(10)),
+    };
     let mut runs = vec![run_at(store, tenant, start(10), RunStatus::Completed).await];
     let mut ids = Vec::new();
     for digit in DEVICES {
@@ -201,7 +206,7 @@ const REMEDIATION_KEPT: &str = "
     LEFT JOIN open_now o ON o.tenant_id = tk.tenant_id AND o.kb_id = tk.kb_id
     LEFT JOIN fixed_agg f ON f.tenant_id = tk.tenant_id AND f.kb_id = tk.kb_id";
 
-/// The rows of the five tables retention drops from.
+/// The rows of the five tables retention drops from (the scans: rows and packed).
 async fn counts(pool: &PgPool) -> [i64; 5] {
     let mut out = [0; 5];
     for (i, table) in
@@ -210,6 +215,8 @@ async fn counts(pool: &PgPool) -> [i64; 5] {
         let sql = format!("SELECT count(*) FROM kbwatch.{table}");
         out[i] = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap();
     }
+    let packed = "SELECT count(*) FROM kbwatch.packed_scan";
+    out[0] += sqlx::query_scalar::<_, i64>(packed).fetch_one(pool).await.unwrap();
     out
 }
 
@@ -225,13 +232,30 @@ async fn every_view_is_exact_for_the_days_kept() {
     let (store, tenant) = fixture_store("retained").await;
     let pool = store.pool();
     let runs = write_history(&store, tenant).await;
+    // Every ended run's good scans packed, as each scan packs its own (the failed stay rows).
+    pack_scans(pool).await;
     snapshot(pool).await;
     let before = counts(pool).await;
+    // Six days ago's pack, on both sides of the cutoff (scans before it, after it).
+    let straddling = || async {
+        let sides: (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE scanned_at < $2), count(*) FILTER (WHERE scanned_at >= $2)
+             FROM kbwatch.packed_scan WHERE scan_run_id = $1",
+        )
+        .bind(runs[4])
+        .bind(midnight(5))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        sides
+    };
+    assert_eq!(straddling().await, (2, 2), "`1` and `2` before, `6` and `8` after");
 
     let d = dropped(store.drop_old_history(5, &CancellationToken::new()).await.unwrap());
     let cutoff = d.cutoff;
     assert_eq!(cutoff, midnight(5), "UTC midnight five days ago");
     assert!(d.finished, "{d:?}");
+    assert_eq!(straddling().await, (0, 2), "the pack keeps the scans from the cutoff on");
 
     for (view, kept) in KEPT {
         let now = format!("SELECT * FROM reporting.{view} WHERE {kept}");
@@ -274,6 +298,9 @@ async fn every_view_is_exact_for_the_days_kept() {
     // the one left running.
     let old_scans: Vec<(String, i64)> = sqlx::query_as(
         "SELECT d.machine_id, s.scan_run_id FROM kbwatch.device_scan s
+         JOIN kbwatch.device d USING (device_id) WHERE s.scanned_at < $1
+         UNION ALL
+         SELECT d.machine_id, s.scan_run_id FROM kbwatch.packed_scan s
          JOIN kbwatch.device d USING (device_id) WHERE s.scanned_at < $1 ORDER BY 1",
     )
     .bind(cutoff)
@@ -348,6 +375,9 @@ async fn shift_run(pool: &PgPool, run: i64, days: i32) {
                            AND (SELECT finished_at FROM kbwatch.scan_run WHERE scan_run_id = $1)",
         "UPDATE kbwatch.device_scan SET scanned_at = scanned_at - $2 * interval '1 day'
          WHERE scan_run_id = $1",
+        "UPDATE kbwatch.scan_pack SET scanned_from = scanned_from - $2 * interval '1 day',
+                                      scanned_to = scanned_to - $2 * interval '1 day'
+         WHERE scan_run_id = $1",
         "UPDATE kbwatch.missing_kb SET opened_at = opened_at - $2 * interval '1 day'
          WHERE opened_scan_run_id = $1",
         "UPDATE kbwatch.missing_kb SET closed_at = closed_at - $2 * interval '1 day'
@@ -364,7 +394,8 @@ async fn shift_run(pool: &PgPool, run: i64, days: i32) {
 /// no interval refers to.
 async fn older_than(pool: &PgPool, cutoff: DateTime<Utc>) -> [i64; 5] {
     let row: (i64, i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM kbwatch.device_scan WHERE scanned_at < $1),
+        "SELECT (SELECT count(*) FROM kbwatch.device_scan WHERE scanned_at < $1)
+                + (SELECT count(*) FROM kbwatch.packed_scan WHERE scanned_at < $1),
                 (SELECT count(*) FROM kbwatch.missing_kb WHERE closed_at < $1),
                 (SELECT count(*) FROM kbwatch.device WHERE gone_at < $1),
                 (SELECT count(*) FROM kbwatch.fleet_day WHERE day < ($1 AT TIME ZONE 'UTC')::date),

@@ -117,15 +117,25 @@ async fn a_database_of_the_earlier_release_upgrades_and_keeps_its_history() {
             .await
             .unwrap();
     assert_eq!(applied, MIGRATOR.iter().map(|m| m.version).collect::<Vec<_>>());
-    // 0005 moved the device's lastSeen at its last good scan into that scan's row.
+    // 0005 moved the device's lastSeen at its last good scan into that scan's row, 0011 into
+    // the device's state; 0014 packed the old run's scans.
     let last_seen: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "SELECT last_seen FROM kbwatch.device_scan WHERE scan_run_id = $1 LIMIT 1",
+        "SELECT good_last_seen FROM kbwatch.device_state WHERE good_scan_run_id = $1 LIMIT 1",
     )
     .bind(old_run)
     .fetch_one(pool)
     .await
     .unwrap();
     assert_eq!(last_seen, Some(old_at - TimeDelta::hours(1)));
+    let packed: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM kbwatch.packed_scan WHERE scan_run_id = $1),
+                (SELECT count(*) FROM kbwatch.device_scan WHERE scan_run_id = $1)",
+    )
+    .bind(old_run)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(packed, (2, 0), "the old run's two scans are packed");
 
     let summary = app.scan().await;
     assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");

@@ -4,7 +4,7 @@
 //! And [`redo_device_state`] and [`redo_fleet_days`], for tests and benchmarks that write scans
 //! themselves or move them into the past.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 /// (outcome, error) of the one stored scan of device `machine_id`.
 pub async fn device_outcome(pool: &PgPool, machine_id: &str) -> (String, Option<String>) {
@@ -35,7 +35,8 @@ pub async fn run_error(pool: &PgPool, scan_run_id: i64) -> Option<String> {
         .expect("the run exists")
 }
 
-/// Derives each device's last scans (`device_state`) from its `device_scan` rows again, as the
+/// Derives each device's last scans (`device_state`) from its `device_scan` rows again (before
+/// they are packed: packs do not keep `lastSeen`), as the
 /// write path keeps them: for a test or benchmark that wrote scans itself or moved them into the
 /// past (which no real scan can do).
 pub async fn redo_device_state(pool: &PgPool) {
@@ -71,3 +72,30 @@ pub async fn redo_fleet_days(pool: &PgPool) {
     .await
     .expect("the fleet's days are rolled up again");
 }
+
+/// Moves every packed scan back into a `device_scan` row, as migrations before 0014 kept them
+/// (its `lastSeen`, which packs do not keep, NULL): for a test that rewrites scans, then packs
+/// them again with [`pack_scans`].
+pub async fn unpack_scans(conn: &mut PgConnection) {
+    sqlx::raw_sql(UNPACK).execute(conn).await.expect("the packed scans are unpacked");
+}
+
+/// Packs the good scans of every ended run, as each scan does at its end.
+pub async fn pack_scans(pool: &PgPool) {
+    sqlx::query(
+        "SELECT kbwatch.pack_scans(r.scan_run_id) FROM kbwatch.scan_run r ORDER BY r.scan_run_id",
+    )
+    .execute(pool)
+    .await
+    .expect("the scans are packed");
+}
+
+const UNPACK: &str = "
+    WITH p AS (DELETE FROM kbwatch.scan_pack RETURNING *)
+    INSERT INTO kbwatch.device_scan (device_id, scan_run_id, scanned_at, outcome, missing_kbs,
+                                     cve_addressed_total)
+    SELECT u.device_id, p.scan_run_id, p.scanned_from + u.offset_us * interval '1 microsecond',
+           'ok', u.missing_kbs, u.cve_addressed_total
+    FROM p CROSS JOIN LATERAL unnest(p.device_ids, p.offsets_us, p.missing_kbs,
+                                     p.cve_addressed_totals)
+        AS u(device_id, offset_us, missing_kbs, cve_addressed_total)";

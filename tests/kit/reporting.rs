@@ -185,16 +185,27 @@ pub fn triples(truth: &BTreeMap<String, Vec<kbwatch::sim::TruthKb>>) -> BTreeSet
 }
 
 /// Asserts that `reporting.{view}` has `rows` rows, equal to those of `before` (the definition it
-/// replaced, as a query over the same tables): the views are a contract. `when` names the state.
+/// replaced, as a query over the same tables): the views are a contract. The view reads the scans
+/// as they are stored, packed or not; `before` reads them all as `device_scan` rows, as every
+/// definition before migration 0014 did (unpacked in a transaction rolled back after). `when`
+/// names the state.
 pub async fn assert_view_as_before(pool: &PgPool, view: &str, before: &str, rows: i64, when: &str) {
+    let mut tx = pool.begin().await.expect("a transaction");
+    let copy =
+        format!("CREATE TEMP TABLE view_rows ON COMMIT DROP AS SELECT * FROM reporting.{view}");
+    sqlx::query(sqlx::AssertSqlSafe(copy)).execute(&mut *tx).await.expect("the view is copied");
+    crate::kit::internal::unpack_scans(&mut tx).await;
     let sql = format!(
-        "SELECT (SELECT count(*) FROM reporting.{view}),
+        "SELECT (SELECT count(*) FROM view_rows),
                 (SELECT count(*) FROM (
-                    (SELECT * FROM reporting.{view} EXCEPT ALL ({before}))
+                    (SELECT * FROM view_rows EXCEPT ALL ({before}))
                     UNION ALL
-                    (({before}) EXCEPT ALL SELECT * FROM reporting.{view})) differ)"
+                    (({before}) EXCEPT ALL SELECT * FROM view_rows)) differ)"
     );
-    let (n, differ): (i64, i64) =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.expect("the rows compare");
+    let (n, differ): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_one(&mut *tx)
+        .await
+        .expect("the rows compare");
+    tx.rollback().await.expect("the scans stay packed");
     assert_eq!((n, differ), (rows, 0), "{view}, {when}: rows, and rows that differ");
 }

@@ -116,7 +116,7 @@ CREATE TABLE bench_year.device (d int PRIMARY KEY, device_id bigint NOT NULL);
 -- Writes days c0 .. c1-1 of the history of n devices into kbwatch's tables as kbwatch's scans of
 -- those days leave them: one completed scheduled run a day; the devices inserted by the first
 -- listing and updated to the chunk's last listing; one ok device_scan row per device and day with
--- its counts, and each device's last scan; an interval opened at the run of the day a KB appears
+-- its counts (packed once its run has ended), and each device's last scan; an interval opened at the run of the day a KB appears
 -- and closed (an UPDATE, as kbwatch does) at the run of the day it is gone; the KBs reported, with
 -- what the API said of them the last time. Where kbwatch writes every day (the listing's update, the KB upsert), one write
 -- per chunk leaves the same rows.
@@ -250,5 +250,9 @@ BEGIN
     WHERE mk.device_id = c.device_id AND mk.kb_id = c.kb_id
       AND mk.opened_scan_run_id = c.opened AND mk.closed_scan_run_id IS NULL;
 
+    -- Each run's good scans packed once it has ended, as kbwatch packs them (migration 0014).
+    PERFORM kbwatch.pack_scans(r.scan_run_id)
+    FROM bench_year.run r WHERE r.k >= c0 AND r.k < c1
+    ORDER BY r.k;
 END
 $$;

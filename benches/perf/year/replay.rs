@@ -42,7 +42,9 @@ pub async fn check(devices: i32, days: i32) -> Row {
         [
             "SELECT v::text FROM kbwatch.scan_run v",
             "SELECT v::text FROM kbwatch.device v",
-            "SELECT v::text FROM kbwatch.device_scan v",
+            // Both pack every run once it has ended: nothing is left as rows.
+            "SELECT count(*)::text FROM kbwatch.device_scan",
+            "SELECT v::text FROM kbwatch.scan_pack v",
             "SELECT v::text FROM kbwatch.device_state v",
             "SELECT (tenant_id, kb_id, devices_remediated, median_days,
                      ARRAY(SELECT x FROM unnest(days) x ORDER BY x))::text
@@ -160,6 +162,7 @@ async fn replay(db: &YearDb, devices: i32, days: i32, t0: DateTime<Utc>) {
             error: None,
         };
         assert!(store.finish_run(run_id, &end).await.expect("the run closes"), "the run was open");
+        store.pack_scans(db.tenant_id).await.expect("the run's scans are packed");
         store.roll_up_kb_fixes().await.expect("the run's fixes are rolled up");
         sqlx::query(
             "UPDATE kbwatch.scan_run SET started_at = $2,

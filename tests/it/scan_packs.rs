@@ -1,0 +1,128 @@
+//! Packed scans (migration 0014): once a run has ended its good scans move into packs of up to
+//! 1,000 devices, and every `reporting` view gives the rows it gave with every scan a
+//! `device_scan` row, to the microsecond. Failed and not-found scans stay rows; a running run is
+//! not packed; a scan written again after its run was packed is not counted twice. About the
+//! packs themselves, so it reads `kbwatch.scan_pack` and `kbwatch.device_scan`.
+
+use kbwatch::model::{DeviceOutcome, DeviceResult, RunStatus};
+use kbwatch::sim::{DeviceFault, Evolution, Faults, SimConfig};
+use sqlx::PgPool;
+
+use crate::kit::internal::unpack_scans;
+use crate::kit::{Auth, Tenant, spawn_app};
+
+/// Every view, all of it, as text: the same rows packed and unpacked.
+async fn all_views(conn: &mut sqlx::PgConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT v::text FROM reporting.device_history v
+         UNION ALL SELECT v::text FROM reporting.missing_kb_snapshots v
+         UNION ALL SELECT v::text FROM reporting.fleet_daily v
+         UNION ALL SELECT v::text FROM reporting.devices v
+         UNION ALL SELECT v::text FROM reporting.current_missing_kbs v
+         UNION ALL SELECT v::text FROM reporting.kb_remediation v
+         UNION ALL SELECT v::text FROM reporting.scan_runs v
+         ORDER BY 1",
+    )
+    .fetch_all(conn)
+    .await
+    .expect("the views read")
+}
+
+/// The views as they read now, and as they read with every scan unpacked (rolled back after).
+async fn packed_and_unpacked(pool: &PgPool) -> (Vec<String>, Vec<String>) {
+    let mut tx = pool.begin().await.unwrap();
+    let packed = all_views(&mut tx).await;
+    unpack_scans(&mut tx).await;
+    let unpacked = all_views(&mut tx).await;
+    tx.rollback().await.unwrap();
+    (packed, unpacked)
+}
+
+/// (packs, packed scans, device_scan rows by outcome) of run `run`.
+async fn stored(pool: &PgPool, run: i64) -> (i64, i64, Vec<(String, i64)>) {
+    let (packs, scans): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(cardinality(device_ids)), 0)::int8
+         FROM kbwatch.scan_pack WHERE scan_run_id = $1",
+    )
+    .bind(run)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let rows = sqlx::query_as(
+        "SELECT outcome, count(*) FROM kbwatch.device_scan WHERE scan_run_id = $1
+         GROUP BY outcome ORDER BY outcome",
+    )
+    .bind(run)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    (packs, scans, rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packed_scans_read_as_the_rows_they_were() {
+    let sim = SimConfig { devices: 2_300, faults: Faults::default(), ..SimConfig::default() };
+    let app = spawn_app(sim, Auth::TokenFile, Tenant::default().unpaced().concurrency(8)).await;
+    let pool = app.pool();
+    let ids = app.sim.device_ids();
+    app.sim.set_device_fault(&ids[7], Some(DeviceFault::ServerError));
+    app.sim.set_device_fault(&ids[8], Some(DeviceFault::AlwaysNotFound));
+    let first = app.scan().await;
+    assert_eq!(first.status, RunStatus::Completed, "{first:?}");
+    assert_eq!((first.devices.ok, first.devices.failed, first.devices.not_found), (2_298, 1, 1));
+    // Three packs of up to 1,000 devices; the failed and the not-found scans stay rows.
+    let rows = vec![("failed".to_owned(), 1), ("not_found".to_owned(), 1)];
+    assert_eq!(stored(pool, first.scan_run_id).await, (3, 2_298, rows));
+
+    app.sim.evolve(Evolution {
+        install_updates: 0.4,
+        new_monthly_kb: true,
+        ..Evolution::default()
+    });
+    let second = app.scan().await;
+    assert_eq!(second.status, RunStatus::Completed, "{second:?}");
+    let (packed, unpacked) = packed_and_unpacked(pool).await;
+    assert!(packed.len() > 2 * 2_300, "{} rows", packed.len());
+    assert!(packed == unpacked, "the views read the same packed and unpacked");
+
+    // A run still running is not packed; once ended, it is.
+    let tenant: i32 =
+        sqlx::query_scalar("SELECT tenant_id FROM kbwatch.tenant").fetch_one(pool).await.unwrap();
+    let running = app.store.start_run(tenant, "manual", None, "test").await.unwrap().unwrap();
+    let device: i64 = sqlx::query_scalar("SELECT min(device_id) FROM kbwatch.device")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let result = DeviceResult {
+        device_id: device,
+        scanned_at: chrono::Utc::now(),
+        last_seen: None,
+        first_scan: false,
+        outcome: DeviceOutcome::Ok(Vec::new()),
+    };
+    app.store.write_results(running, std::slice::from_ref(&result), &[], 1, 0).await.unwrap();
+    assert_eq!(app.store.pack_scans(tenant).await.unwrap(), 0, "a running run is not packed");
+    sqlx::query("UPDATE kbwatch.scan_run SET status = 'interrupted' WHERE scan_run_id = $1")
+        .bind(running)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(app.store.pack_scans(tenant).await.unwrap(), 1);
+    assert_eq!(stored(pool, running).await, (1, 1, vec![]));
+
+    // The same scan written again after its run was packed (a batch retried late) is a repeat:
+    // the scan packed first is kept, as device_scan's key kept it.
+    let again =
+        DeviceResult { scanned_at: result.scanned_at + chrono::Duration::seconds(5), ..result };
+    let before = packed_and_unpacked(pool).await.0;
+    app.store.write_results(running, &[again], &[], 1, 0).await.unwrap();
+    assert_eq!(app.store.pack_scans(tenant).await.unwrap(), 0);
+    assert_eq!(stored(pool, running).await, (1, 1, vec![]));
+    let history = "SELECT count(*) FROM reporting.device_history WHERE scan_run_id = $1";
+    let scans: i64 = sqlx::query_scalar(history).bind(running).fetch_one(pool).await.unwrap();
+    assert_eq!(scans, 1);
+    let after = packed_and_unpacked(pool).await.0;
+    let differ = |a: &[String], b: &[String]| a.iter().filter(|r| !b.contains(r)).count();
+    // Only the run's counters moved (reporting.scan_runs): one more device, one more call.
+    assert_eq!((differ(&before, &after), differ(&after, &before)), (1, 1));
+}
