@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::envelope::{correlation_id, error_response};
 use super::export_rows::{Row, device_rows, row_count};
-use super::fleet::Fleet;
+use super::fleet::{Device, Fleet};
 use super::guard::guard;
 use super::quota::Endpoint;
 use super::read;
@@ -73,13 +73,26 @@ fn decode_skiptoken(token: &str) -> Option<usize> {
     usize::try_from(v.get("LineStoppedAt")?.as_u64()?).ok()
 }
 
-/// Rows `skip..skip + take` of the whole export, and whether more follow. Devices before `skip` are counted,
-/// not rendered.
+/// Rows `skip..skip + take` of the whole export, and whether more follow.
 pub(crate) fn page(fleet: &Fleet, skip: usize, take: usize) -> (Vec<Row>, bool) {
+    let count = |d: &&Device| row_count(fleet, d);
+    let render = |d: &&Device, out: &mut Vec<Row>| device_rows(fleet, d, out);
+    page_of(fleet.listed_devices(), count, render, skip, take)
+}
+
+/// Rows `skip..skip + take` of `items`, each of which renders `count(item)` rows, and whether more
+/// follow. Items wholly before `skip` are counted, not rendered.
+pub(crate) fn page_of<I, R>(
+    items: impl Iterator<Item = I>,
+    count: impl Fn(&I) -> usize,
+    mut render: impl FnMut(&I, &mut Vec<R>),
+    skip: usize,
+    take: usize,
+) -> (Vec<R>, bool) {
     let mut rows = Vec::new();
     let mut seen = 0usize;
-    for d in fleet.listed_devices() {
-        let n = row_count(fleet, d);
+    for item in items {
+        let n = count(&item);
         if n == 0 {
             continue;
         }
@@ -92,7 +105,7 @@ pub(crate) fn page(fleet: &Fleet, skip: usize, take: usize) -> (Vec<Row>, bool) 
         }
         let from = skip.saturating_sub(seen);
         let mut all = Vec::with_capacity(n);
-        device_rows(fleet, d, &mut all);
+        render(&item, &mut all);
         seen += n;
         let room = take - rows.len();
         rows.extend(all.into_iter().skip(from).take(room));

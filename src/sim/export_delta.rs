@@ -11,10 +11,10 @@ use axum::response::Response;
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
 
-use super::changelog::MAX_DAYS_BACK;
+use super::changelog::{Event, MAX_DAYS_BACK};
 use super::envelope::{correlation_id, error_response};
-use super::export::{Paging, respond};
-use super::export_rows::{Row, some_rows};
+use super::export::{Paging, page_of, respond};
+use super::export_rows::{Row, some_row_count, some_rows};
 use super::guard::guard;
 use super::quota::Endpoint;
 use super::state::Shared;
@@ -50,6 +50,7 @@ pub(crate) async fn changes(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    shared.stats.count_export_changes();
     if let Err(r) = guard(&shared, &headers, Endpoint::ExportChanges).await {
         return r;
     }
@@ -69,29 +70,29 @@ pub(crate) async fn changes(
         return bad_request("sinceTime can be at most 14 days back");
     }
     let log = lock(&shared.changes);
-    let mut rows = Vec::new();
-    for ev in log.since(since) {
+    // Only the page's rows are rendered: a delta of days of a large fleet has millions.
+    let count = |ev: &&Event| some_row_count(&fleet, &fleet.devices[ev.device], &ev.kbs, ev.extras);
+    let render = |ev: &&Event, out: &mut Vec<DeltaRow>| {
         let mut d = fleet.devices[ev.device].clone();
         d.rbac_moves = ev.rbac_moves;
         let stamp = ev.at.to_rfc3339_opts(SecondsFormat::Millis, true);
         let mut part = Vec::new();
         some_rows(&fleet, &d, &ev.kbs, ev.extras, &mut part);
-        rows.extend(part.into_iter().map(|row| DeltaRow {
+        out.extend(part.into_iter().map(|row| DeltaRow {
             row,
             status: ev.status,
             event_timestamp: stamp.clone(),
             is_onboarded: !d.offboarded,
         }));
-    }
-    let start = paging.skip.min(rows.len());
-    let end = paging.skip.saturating_add(paging.take).min(rows.len());
+    };
+    let (rows, more) = page_of(log.since(since), count, render, paging.skip, paging.take);
     respond(
         &shared,
         "api/machines/SoftwareVulnerabilityChangesByMachine",
         "DeltaAssetVulnerability",
         &[("sinceTime", raw.clone())],
         &paging,
-        &rows[start..end],
-        end < rows.len(),
+        &rows,
+        more,
     )
 }

@@ -62,8 +62,17 @@ const KB_CVE_BASE: usize = 20_000;
 
 /// How many rows `d` has, without rendering them.
 pub(crate) fn row_count(fleet: &Fleet, d: &Device) -> usize {
-    let kbs: i64 = d.missing.iter().map(|&i| fleet.catalog.kbs[i as usize].cve_addressed).sum();
-    kbs as usize + extras(fleet.seed, d).iter().map(|e| e.cves.len()).sum::<usize>()
+    some_row_count(fleet, d, &d.missing, true)
+}
+
+/// How many rows [`some_rows`] renders for the same arguments, without rendering them.
+pub(crate) fn some_row_count(fleet: &Fleet, d: &Device, kbs: &[u32], with_extras: bool) -> usize {
+    let of_kbs: i64 = kbs.iter().map(|&i| fleet.catalog.kbs[i as usize].cve_addressed).sum();
+    let of_extras = match with_extras {
+        true => extras(fleet.seed, d).iter().map(|e| e.cves.len()).sum::<usize>(),
+        false => 0,
+    };
+    of_kbs as usize + of_extras
 }
 
 /// The CVE ids KB `index` addresses: `cve_addressed` distinct ids, stable for the seed's catalog.

@@ -166,6 +166,9 @@ impl Fleet {
         if e.new_monthly_kb {
             summary.kbs_added += self.release_month();
         }
+        if e.change_devices > 0 {
+            self.change_devices(e.change_devices, &mut summary);
+        }
         if e.move_rbac_devices > 0 {
             for i in self.pick_listed(e.move_rbac_devices) {
                 let d = &mut self.devices[i];
@@ -201,9 +204,11 @@ impl Fleet {
         added
     }
 
-    fn pick_listed(&mut self, n: usize) -> Vec<usize> {
-        let listed: Vec<usize> =
-            (0..self.devices.len()).filter(|&i| !self.devices[i].offboarded).collect();
+    /// `n` listed devices that `keep`, ascending.
+    fn pick_listed_where(&mut self, n: usize, keep: impl Fn(&Device) -> bool) -> Vec<usize> {
+        let listed: Vec<usize> = (0..self.devices.len())
+            .filter(|&i| !self.devices[i].offboarded && keep(&self.devices[i]))
+            .collect();
         let n = n.min(listed.len());
         let mut picked: Vec<usize> = rand::seq::index::sample(&mut self.rng, listed.len(), n)
             .into_iter()
@@ -211,6 +216,39 @@ impl Fleet {
             .collect();
         picked.sort_unstable();
         picked
+    }
+
+    fn pick_listed(&mut self, n: usize) -> Vec<usize> {
+        self.pick_listed_where(n, |_| true)
+    }
+
+    /// `n` listed Windows devices install one KB they miss or get one they lacked (see
+    /// [`Evolution::change_devices`]).
+    fn change_devices(&mut self, n: usize, summary: &mut ChangeSummary) {
+        for i in self.pick_listed_where(n, |d| d.os.is_windows()) {
+            let d = &self.devices[i];
+            // The recent KBs of its OS that it does not miss: what it may get.
+            let lacked: Vec<u32> = (0..self.catalog.kbs.len() as u32)
+                .rev()
+                .filter(|&k| self.catalog.kbs[k as usize].applies_to(d.os))
+                .take(12)
+                .filter(|k| !d.missing.contains(k))
+                .collect();
+            let install = !d.missing.is_empty() && (lacked.is_empty() || self.rng.random_bool(0.5));
+            let d = &mut self.devices[i];
+            if install {
+                d.missing.remove(self.rng.random_range(0..d.missing.len()));
+                summary.kbs_fixed += 1;
+            } else if !lacked.is_empty() {
+                let k = lacked[self.rng.random_range(0..lacked.len())];
+                let at = d.missing.partition_point(|&m| m < k);
+                d.missing.insert(at, k);
+                summary.kbs_added += 1;
+            } else {
+                continue;
+            }
+            summary.devices_changed.push(d.id.clone());
+        }
     }
 
     fn offboard(&mut self, n: usize, summary: &mut ChangeSummary) {

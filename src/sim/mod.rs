@@ -145,6 +145,9 @@ pub struct Evolution {
     pub duplicate_devices: usize,
     /// Devices that move to another RBAC group (the delta export gives Fixed + New pairs for them).
     pub move_rbac_devices: usize,
+    /// Listed Windows devices whose missing KBs change: each installs one of the KBs it misses, or
+    /// (even odds, and always when it misses none) gets one of the recent KBs of its OS it lacked.
+    pub change_devices: usize,
 }
 
 /// What one evolution step changed.
@@ -159,6 +162,9 @@ pub struct ChangeSummary {
     pub devices_offboarded: Vec<String>,
     /// Devices moved to another RBAC group.
     pub devices_moved: Vec<String>,
+    /// Devices whose missing KBs `change_devices` changed (their `kbs_fixed` and `kbs_added` are
+    /// counted above).
+    pub devices_changed: Vec<String>,
 }
 
 /// Locks a mutex; a panic in another holder leaves data that is still usable for a simulator.

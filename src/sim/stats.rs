@@ -14,6 +14,8 @@ pub struct SimStats {
     pub kbs_requests: u64,
     /// Requests of the full vulnerability export (`SoftwareVulnerabilitiesByMachine`).
     pub export_requests: u64,
+    /// Requests of the delta export (`SoftwareVulnerabilityChangesByMachine`).
+    pub export_changes_requests: u64,
     pub token_requests: u64,
     /// 429s served, violations included.
     pub throttled: u64,
@@ -30,6 +32,7 @@ pub(crate) struct Counters {
     machines: AtomicU64,
     kbs: AtomicU64,
     export: AtomicU64,
+    export_changes: AtomicU64,
     token: AtomicU64,
     throttled: AtomicU64,
     violations: AtomicU64,
@@ -57,6 +60,10 @@ impl Counters {
         self.export.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn count_export_changes(&self) {
+        self.export_changes.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn count_token(&self) {
         self.token.fetch_add(1, Relaxed);
     }
@@ -77,6 +84,7 @@ impl Counters {
             machines_requests: self.machines.load(Relaxed),
             kbs_requests: self.kbs.load(Relaxed),
             export_requests: self.export.load(Relaxed),
+            export_changes_requests: self.export_changes.load(Relaxed),
             token_requests: self.token.load(Relaxed),
             throttled: self.throttled.load(Relaxed),
             retry_after_violations: self.violations.load(Relaxed),

@@ -36,6 +36,7 @@ fn evolution(n: usize) -> Evolution {
         offboard_devices: 1,
         duplicate_devices: usize::from(n.is_multiple_of(50)),
         move_rbac_devices: 0,
+        change_devices: 0,
     }
 }
 

@@ -106,3 +106,40 @@ async fn an_rbac_move_gives_fixed_then_new_for_every_row() {
     let want: BTreeSet<&str> = truth[moved].iter().map(|k| k.id.as_str()).collect();
     assert_eq!(kbs, want);
 }
+
+#[tokio::test]
+async fn changed_devices_differ_by_one_kb_and_small_pages_give_the_delta_whole() {
+    let now = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+    let cfg =
+        SimConfig { devices: 200, now: Some(now), export_quota: None, ..SimConfig::default() };
+    let t = TestSim::start(cfg).await;
+    let before = t.sim.truth();
+    let s = t.sim.evolve(Evolution { change_devices: 10, ..Default::default() });
+    assert_eq!((s.devices_changed.len(), s.kbs_fixed + s.kbs_added), (10, 10), "{s:?}");
+    let after = t.sim.truth();
+    let ids = |kbs: &Vec<TruthKb>| kbs.iter().map(|k| k.id.clone()).collect::<BTreeSet<_>>();
+    let differ: BTreeSet<&String> = after.keys().filter(|d| before[*d] != after[*d]).collect();
+    assert_eq!(differ, s.devices_changed.iter().collect());
+    for d in differ {
+        assert_eq!(ids(&before[d]).symmetric_difference(&ids(&after[d])).count(), 1, "{d}");
+    }
+
+    // Pages of 7 rows, each rendered alone, add up to the one page of everything.
+    let since = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let whole = t.get_json(PATH, &[("sinceTime", &since)]).await["value"].clone();
+    let mut paged = Vec::new();
+    let mut page = t.get_json(PATH, &[("sinceTime", &since), ("pageSize", "7")]).await;
+    loop {
+        paged.extend(page["value"].as_array().unwrap().iter().cloned());
+        let Some(next) = page["@odata.nextLink"].as_str() else { break };
+        page = t.get_url(next.parse().unwrap()).await.json::<Value>().await.unwrap();
+    }
+    assert_eq!(Value::Array(paged), whole);
+    let devices: BTreeSet<&str> =
+        whole.as_array().unwrap().iter().map(|r| r["deviceId"].as_str().unwrap()).collect();
+    assert_eq!(devices, s.devices_changed.iter().map(String::as_str).collect());
+    assert_eq!(
+        t.sim.stats().export_changes_requests,
+        1 + whole.as_array().unwrap().len().div_ceil(7) as u64
+    );
+}
