@@ -2,12 +2,14 @@
 //! two needs the other's. They hold data and check it (a machine id's form), nothing more: no I/O,
 //! no SQL, no HTTP.
 
+mod changes;
 mod device;
 mod json;
 mod machine;
 mod machine_id;
 mod run;
 
+pub use changes::{KbChange, KbChangeKind, KbChanges, MAX_KB_CHANGES};
 pub use device::{DeviceOutcome, DeviceResult, PlannedDevice};
 pub use json::{MAX_DEPTH, as_json_string, storable};
 pub use machine::{Machine, MissingKb};

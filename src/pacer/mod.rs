@@ -28,7 +28,8 @@ pub enum Endpoint {
     Machines,
     /// `GET /api/machines/{id}/getmissingkbs`
     MissingKbs,
-    /// `GET /api/machines/SoftwareVulnerabilitiesByMachine`, the vulnerability export.
+    /// The vulnerability export: `GET /api/machines/SoftwareVulnerabilitiesByMachine` and its
+    /// delta, `SoftwareVulnerabilityChangesByMachine` (one quota, 30 a minute and 1,000 an hour).
     Export,
 }
 
