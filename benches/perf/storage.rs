@@ -57,7 +57,8 @@ pub async fn run(plan: &Plan) -> Vec<Row> {
         let summary =
             bench.scan_with_options(client.clone(), &options, &CancellationToken::new()).await;
         assert_eq!(summary.status, RunStatus::Completed, "day {day}: {summary:?}");
-        backdate(&pool, summary.scan_run_id, plan.days - 1 - day).await;
+        // 30 scans run now look like 30 daily scans.
+        crate::kit::internal::backdate_run(&pool, summary.scan_run_id, plan.days - 1 - day).await;
         append_naive(&pool, summary.scan_run_id).await;
         // A day passes between two scans: autovacuum has run by the next one.
         vacuum(&pool).await;
@@ -125,27 +126,6 @@ async fn append_naive(pool: &PgPool, run_id: i64) {
     .execute(pool)
     .await
     .expect("the naive snapshot is copied");
-}
-
-/// Moves a run `days` into the past, so that 30 scans run now look like 30 daily scans.
-async fn backdate(pool: &PgPool, run_id: i64, days: u32) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "UPDATE kbwatch.device_scan SET scanned_at = scanned_at - interval '{days} days'
-             WHERE scan_run_id = {run_id};
-         UPDATE kbwatch.scan_pack SET scanned_from = scanned_from - interval '{days} days',
-             scanned_to = scanned_to - interval '{days} days' WHERE scan_run_id = {run_id};
-         UPDATE kbwatch.device_state SET scanned_at = scanned_at - interval '{days} days'
-             WHERE scan_run_id = {run_id};
-         UPDATE kbwatch.device_state
-             SET good_scanned_at = good_scanned_at - interval '{days} days'
-             WHERE good_scan_run_id = {run_id};
-         UPDATE kbwatch.scan_run SET started_at = started_at - interval '{days} days',
-             finished_at = finished_at - interval '{days} days' WHERE scan_run_id = {run_id};"
-    )))
-    .execute(pool)
-    .await
-    .expect("the run is backdated");
-    crate::kit::internal::redo_fleet_days(pool).await;
 }
 
 async fn vacuum(pool: &PgPool) {

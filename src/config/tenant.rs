@@ -160,9 +160,11 @@ impl Default for HttpConfig {
 }
 
 /// `[tenant.export]`: Defender's vulnerability export
-/// (`GET /api/machines/SoftwareVulnerabilitiesByMachine`), which needs the app permission
-/// `Vulnerability.Read.All`. Only `kbwatch validate --online` reads it so far (it then checks that
-/// permission); no scan uses the export yet (the planner that will comes later).
+/// (`GET /api/machines/SoftwareVulnerabilitiesByMachine` and its delta,
+/// `SoftwareVulnerabilityChangesByMachine`), which needs the app permission
+/// `Vulnerability.Read.All`. When enabled, each scan reads the delta once (within the export's own
+/// quota, 30 calls a minute and 1,000 an hour) and requests first the devices whose missing KBs
+/// it says changed since their last good scan; `kbwatch validate --online` checks the permission.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct ExportConfig {

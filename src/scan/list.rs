@@ -5,7 +5,8 @@
 //! slice's new devices go to the fan-out at once, and requests run while the rest is listed and
 //! stored. Once the fan-out falls behind (a page starts with more than a page of devices handed
 //! over and not yet requested), later pages' new devices wait in the store instead of in memory.
-//! The rest is planned from the store once the listing is complete, ordered by need.
+//! The rest is planned from the store once the listing is complete, ordered by need; with the
+//! export on, the devices it says changed come first among them (`changes`, read meanwhile).
 
 use std::sync::atomic::Ordering;
 
@@ -13,6 +14,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
 
+use super::changes;
 use super::handoff::Handoff;
 use super::run::{Scan, until};
 use crate::model::{PlannedDevice, validate_machine_id};
@@ -42,10 +44,51 @@ pub(super) enum Listed {
 
 /// Lists and stores every device, sending the devices to request to `plan` (see the module
 /// docs), until shutdown or the run's deadline. Unlisted devices are marked gone only after a
-/// complete listing.
+/// complete listing. With the export on, what it says changed is read meanwhile (`changes`).
 pub(super) async fn list_devices(scan: &Scan<'_>, plan: Handoff) -> anyhow::Result<Listed> {
     let listed_at = Utc::now();
     let mut plan = Plan::new(scan, plan, listed_at).await;
+    // Stops reading the changes when the listing ends without a plan to make.
+    let no_plan = scan.cancel.child_token();
+    let listing = async {
+        let listing = list_pages(scan, &mut plan, listed_at).await;
+        if !matches!(listing, Ok(Listed::Complete(_))) {
+            no_plan.cancel();
+        }
+        listing
+    };
+    let (listing, changed) = tokio::join!(listing, changes::changed_devices(scan, &no_plan));
+    let Listing { listed, rejected, .. } = match listing? {
+        Listed::Complete(listing) => listing,
+        ended => return Ok(ended),
+    };
+    let gone = scan.store.mark_unlisted_gone(scan.tenant_id, scan.run_id, listed_at).await?;
+    let known = scan
+        .store
+        .plan_devices(
+            scan.tenant_id,
+            scan.run_id,
+            plan.handed_over,
+            Utc::now(),
+            scan.tenant.rescan_after,
+            &changed,
+        )
+        .await?;
+    plan.send(known);
+    let planned = plan.finish();
+    scan.store.set_run_plan(scan.run_id, listed as i32, planned as i32, rejected as i32).await?;
+    tracing::info!(listed, rejected, gone, planned, changed = changed.len(), "Listed devices");
+    crate::metrics::fleet_devices(&scan.tenant.name, listed);
+    Ok(Listed::Complete(Listing { listed, rejected, planned }))
+}
+
+/// Pages through the device list, storing each page and handing its new devices to `plan`; the
+/// counts of a complete listing (nothing planned yet).
+async fn list_pages(
+    scan: &Scan<'_>,
+    plan: &mut Plan<'_>,
+    listed_at: DateTime<Utc>,
+) -> anyhow::Result<Listed> {
     let mut pager = scan.client.machines(scan.tenant.device_filter.as_deref());
     let (mut listed, mut rejected) = (0u64, 0u64);
     loop {
@@ -85,25 +128,8 @@ pub(super) async fn list_devices(scan: &Scan<'_>, plan: Handoff) -> anyhow::Resu
             plan.stored(new);
         }
     }
-    // The pager remembers every id it listed (to drop repeats): free that before the plan is read.
-    drop(pager);
-    let gone = scan.store.mark_unlisted_gone(scan.tenant_id, scan.run_id, listed_at).await?;
-    let known = scan
-        .store
-        .plan_devices(
-            scan.tenant_id,
-            scan.run_id,
-            plan.handed_over,
-            Utc::now(),
-            scan.tenant.rescan_after,
-        )
-        .await?;
-    plan.send(known);
-    let planned = plan.finish();
-    scan.store.set_run_plan(scan.run_id, listed as i32, planned as i32, rejected as i32).await?;
-    tracing::info!(listed, rejected, gone, planned, "Listed devices");
-    crate::metrics::fleet_devices(&scan.tenant.name, listed);
-    Ok(Listed::Complete(Listing { listed, rejected, planned }))
+    // The pager remembers every id it listed (to drop repeats), freed here before the plan is read.
+    Ok(Listed::Complete(Listing { listed, rejected, planned: 0 }))
 }
 
 /// The plan as it is handed to the fan-out, within what the quota reaches before the next tick.

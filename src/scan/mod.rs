@@ -4,6 +4,7 @@
 //! channel to a writer task that commits them in batches ([`writer`]); the run row is closed with
 //! its status whatever happens after it was opened.
 
+mod changes;
 mod ending;
 mod fanout;
 mod handoff;

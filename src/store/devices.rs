@@ -165,9 +165,10 @@ impl Store {
 
     /// The devices this run should request, but for those its listing already handed over, most
     /// in need first:
-    /// never scanned, then those whose `lastSeen` moved since their last good scan, then the
-    /// stalest. Devices with a good scan newer than `rescan_after`, invalid ids and devices merged
-    /// into another are left out.
+    /// never scanned, then those `changed` (the export says their missing KBs changed since their
+    /// last good scan; empty without the export), then those whose `lastSeen` moved since their
+    /// last good scan, then the stalest. Devices with a good scan newer than `rescan_after` are
+    /// left out unless `changed`; invalid ids and devices merged into another always are.
     pub async fn plan_devices(
         &self,
         tenant_id: i32,
@@ -175,6 +176,7 @@ impl Store {
         handed_over: HandedOver,
         now: DateTime<Utc>,
         rescan_after: Duration,
+        changed: &[i64],
     ) -> anyhow::Result<Vec<PlannedDevice>> {
         let cutoff =
             now - chrono::Duration::from_std(rescan_after).unwrap_or(chrono::Duration::MAX);
@@ -182,11 +184,15 @@ impl Store {
         sqlx::query_as::<_, (i64, String, Option<DateTime<Utc>>)>(
             "SELECT d.device_id, d.machine_id, d.last_seen FROM kbwatch.device d
              LEFT JOIN kbwatch.device_state st ON st.device_id = d.device_id
+             LEFT JOIN (SELECT DISTINCT unnest($6::int8[]) AS device_id) ch
+                    ON ch.device_id = d.device_id
              WHERE d.tenant_id = $1 AND d.last_listed_run_id = $2
                AND (d.first_listed_at < $4 OR d.device_id > $5)
                AND d.id_valid AND d.merged_into_machine_id IS NULL
-               AND (st.good_scanned_at IS NULL OR st.good_scanned_at <= $3)
+               AND (st.good_scanned_at IS NULL OR st.good_scanned_at <= $3
+                    OR ch.device_id IS NOT NULL)
              ORDER BY st.good_scanned_at IS NULL DESC,
+                      ch.device_id IS NOT NULL DESC,
                       d.last_seen IS DISTINCT FROM st.good_last_seen DESC,
                       st.good_scanned_at ASC, d.device_id",
         )
@@ -195,6 +201,7 @@ impl Store {
         .bind(cutoff)
         .bind(handed_over.listed_at)
         .bind(handed_over.through)
+        .bind(changed)
         .fetch(&self.pool)
         .try_filter_map(|row| async move { Ok(planned(row, false)) })
         .try_collect()

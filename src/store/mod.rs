@@ -4,6 +4,7 @@
 //! connection (`&mut PgConnection`), so the caller owns the transaction.
 
 mod catalog;
+mod changes;
 mod columns;
 mod devices;
 mod lock;

@@ -28,6 +28,7 @@ mod migrations;
 mod outage;
 mod permissions;
 mod planner;
+mod planner_export;
 mod quota;
 mod read_replica;
 mod references;

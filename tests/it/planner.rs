@@ -43,7 +43,7 @@ async fn plan_of(
 ) -> Vec<kbwatch::model::PlannedDevice> {
     let handed_over = HandedOver { listed_at, through: 0 };
     let rescan_after = Duration::from_secs(20 * 3600);
-    store.plan_devices(tenant, run, handed_over, Utc::now(), rescan_after).await.unwrap()
+    store.plan_devices(tenant, run, handed_over, Utc::now(), rescan_after, &[]).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +143,7 @@ async fn a_scan_remembers_the_last_seen_it_saw_so_only_moved_devices_come_first(
     let tenant = app.store.ensure_tenant(&app.tenant().name).await.unwrap();
     let before = app
         .store
-        .plan_devices(tenant, run, handed_none(), Utc::now(), Duration::ZERO)
+        .plan_devices(tenant, run, handed_none(), Utc::now(), Duration::ZERO, &[])
         .await
         .unwrap();
     let moved: String = sqlx::query_scalar(
@@ -156,7 +156,7 @@ async fn a_scan_remembers_the_last_seen_it_saw_so_only_moved_devices_come_first(
     .unwrap();
     let after = app
         .store
-        .plan_devices(tenant, run, handed_none(), Utc::now(), Duration::ZERO)
+        .plan_devices(tenant, run, handed_none(), Utc::now(), Duration::ZERO, &[])
         .await
         .unwrap();
     let ids = |plan: &[kbwatch::model::PlannedDevice]| -> Vec<i64> {

@@ -2,7 +2,7 @@
 //! stored with a failed device scan or run (`device_scan.error`, `scan_run.error`). Tests that
 //! check what an operator would read there use these; everything else reads [`super::reporting`].
 //! And [`redo_device_state`] and [`redo_fleet_days`], for tests and benchmarks that write scans
-//! themselves or move them into the past.
+//! themselves or move them into the past, and [`backdate_run`], which moves them.
 
 use sqlx::{PgConnection, PgPool};
 
@@ -71,6 +71,28 @@ pub async fn redo_fleet_days(pool: &PgPool) {
     .execute(pool)
     .await
     .expect("the fleet's days are rolled up again");
+}
+
+/// Moves a run `days` into the past, so that scans run now look like daily scans, and rolls up
+/// the fleet's days again.
+pub async fn backdate_run(pool: &PgPool, run_id: i64, days: u32) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "UPDATE kbwatch.device_scan SET scanned_at = scanned_at - interval '{days} days'
+             WHERE scan_run_id = {run_id};
+         UPDATE kbwatch.scan_pack SET scanned_from = scanned_from - interval '{days} days',
+             scanned_to = scanned_to - interval '{days} days' WHERE scan_run_id = {run_id};
+         UPDATE kbwatch.device_state SET scanned_at = scanned_at - interval '{days} days'
+             WHERE scan_run_id = {run_id};
+         UPDATE kbwatch.device_state
+             SET good_scanned_at = good_scanned_at - interval '{days} days'
+             WHERE good_scan_run_id = {run_id};
+         UPDATE kbwatch.scan_run SET started_at = started_at - interval '{days} days',
+             finished_at = finished_at - interval '{days} days' WHERE scan_run_id = {run_id};"
+    )))
+    .execute(pool)
+    .await
+    .expect("the run is backdated");
+    redo_fleet_days(pool).await;
 }
 
 /// Moves every packed scan back into a `device_scan` row, as migrations before 0014 kept them
