@@ -2,25 +2,26 @@
 //!
 //! Every row starts the private PostgreSQL (or uses `DATABASE_URL`'s server) and the simulator over
 //! real HTTP in this process. Rows are chosen by name:
-//! `cargo bench -- quota throttled e2e memory storage tenants` (all six when none is named). With `KBWATCH_LOG` set (e.g. `info`), the scans log;
+//! `cargo bench -- quota throttled e2e memory storage tenants changes` (all seven when none is named). With `KBWATCH_LOG` set (e.g. `info`), the scans log;
 //! `cargo bench -- year` runs the year of 100,000 devices (issue 14; named only, it takes most of an
 //! hour); with `KBWATCH_BENCH_KEEP` set, the databases are kept for a look with psql. `KBWATCH_BENCH_QUOTA_SECS` shortens the quota window while
 //! developing (default 210 s).
 //!
 //! `cargo test --all-targets` also runs this program, without `--bench`: it then runs a smoke
-//! version of the e2e, memory, storage, throttled and year rows on small fleets, so that the
+//! version of the e2e, memory, storage, throttled, tenants, changes and year rows on small fleets, so that the
 //! benchmark cannot rot, and checks that the year's generator writes what kbwatch writes.
 //!
 //! # Layout
 //! `setup` starts what a row needs with the test kit (`tests/kit/`, shared with the integration
 //! tests), `table` prints, `cpu` reads CPU times, and each row has its
 //! module: `quota`, `throttled` (stray 429s, a server at half the quota), `throughput` (e2e), `memory` (a `kbwatch scan` process of its own), `storage`
-//! (size and `fleet_daily`), `tenants` (one daemon, hundreds of tenants), `year` (a generated year
-//! of history: reads and size).
+//! (size and `fleet_daily`), `tenants` (one daemon, hundreds of tenants), `changes` (the planner
+//! with the export's delta, beside today's), `year` (a generated year of history: reads and size).
 
 #[path = "../../tests/kit/mod.rs"]
 mod kit;
 
+mod changes;
 mod cpu;
 mod memory;
 mod quota;
@@ -35,7 +36,7 @@ mod year;
 use table::Row;
 
 /// The rows, in the order of DESIGN §9.
-const ROWS: [&str; 6] = ["quota", "throttled", "e2e", "memory", "storage", "tenants"];
+const ROWS: [&str; 7] = ["quota", "throttled", "e2e", "memory", "storage", "tenants", "changes"];
 /// Rows run only when named.
 const NAMED_ONLY: [&str; 1] = ["year"];
 
@@ -75,6 +76,7 @@ async fn run_full(selected: &[&str]) -> Vec<Row> {
             "memory" => rows.extend(memory::run(10_000, 100_000).await),
             "storage" => rows.extend(storage::run(&storage::FULL).await),
             "tenants" => rows.extend(tenants::run(500, 200).await),
+            "changes" => rows.extend(changes::run(&changes::FULL).await),
             "year" => rows.extend(year::run(&year::full()).await),
             _ => unreachable!("only known rows are selected"),
         }
@@ -105,6 +107,9 @@ async fn run_smoke(named: &[&str]) -> Vec<Row> {
     }
     if wanted("tenants") {
         rows.extend(tenants::run(12, 20).await);
+    }
+    if wanted("changes") {
+        rows.extend(changes::run(&changes::Plan { devices: 400, days: 3, budget: 60 }).await);
     }
     if wanted("year") {
         // 65 days: three months of KBs, intervals closed across the generator's chunks.
