@@ -126,6 +126,9 @@ impl Scan<'_> {
         if let Err(e) = self.store.roll_up_fleet_days().await {
             tracing::warn!(error = format!("{e:#}"), "Rolling up the fleet's days failed");
         }
+        if let Err(e) = self.store.roll_up_fleet_states().await {
+            tracing::warn!(error = format!("{e:#}"), "Rolling up the fleet's states failed");
+        }
         if let Err(e) = self.store.roll_up_kb_fixes().await {
             tracing::warn!(error = format!("{e:#}"), "Rolling up the fixes failed");
         }
@@ -201,6 +204,7 @@ impl Scan<'_> {
             ("missing_kb", d.missing_kbs),
             ("device", d.devices),
             ("fleet_day", d.fleet_days),
+            ("fleet_state_day", d.fleet_state_days),
             ("scan_run", d.scan_runs),
         ];
         rows.iter().for_each(|&(table, n)| crate::metrics::retention_dropped(table, n));
@@ -211,6 +215,7 @@ impl Scan<'_> {
             missing_kbs = d.missing_kbs,
             devices = d.devices,
             fleet_days = d.fleet_days,
+            fleet_state_days = d.fleet_state_days,
             scan_runs = d.scan_runs,
             finished = d.finished,
             "Dropped history older than the retention"

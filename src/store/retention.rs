@@ -9,8 +9,8 @@
 //! 2. `missing_kb` intervals closed before the cutoff. Those still open, or closed since, are part
 //!    of the snapshots of the days kept (and an open one keeps its `missing_since`);
 //! 3. devices gone before the cutoff and not scanned since, with their scans and intervals;
-//! 4. `fleet_day` rows of the days before the cutoff's (and the fixes rolled up for
-//!    `kb_remediation` are rolled up again from the intervals kept);
+//! 4. `fleet_day` and `fleet_state_day` rows of the days before the cutoff's (and the fixes
+//!    rolled up for `kb_remediation` are rolled up again from the intervals kept);
 //! 5. `scan_run` rows started before the cutoff, not running, that no row kept refers to: a scan
 //!    row or pack, an interval it opened or closed, a device it last listed.
 //!
@@ -56,6 +56,8 @@ pub struct Dropped {
     pub missing_kbs: u64,
     pub devices: u64,
     pub fleet_days: u64,
+    /// Rows of `fleet_state_day` (migration 0015).
+    pub fleet_state_days: u64,
     pub scan_runs: u64,
     /// False when a shutdown stopped it between two batches: the next day's pass drops the rest.
     pub finished: bool,
@@ -192,6 +194,12 @@ async fn drop_steps(
         .execute(&mut *conn)
         .await
         .context("dropping old rolled-up days")?
+        .rows_affected();
+    dropped.fleet_state_days = sqlx::query("DELETE FROM kbwatch.fleet_state_day WHERE day < $1")
+        .bind(cutoff.date_naive())
+        .execute(&mut *conn)
+        .await
+        .context("dropping old rolled-up fleet states")?
         .rows_affected();
     for runs in unreferenced_runs(conn, cutoff, last_old_run).await?.chunks(RUNS_PER_BATCH) {
         if cancel.is_cancelled() {

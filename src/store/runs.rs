@@ -153,6 +153,15 @@ impl Store {
             .context("rolling up the fleet's days")
     }
 
+    /// Rolls up each tenant's final days of `reporting.fleet_state_daily` (migration 0015), one
+    /// day at a time; the number of days rolled up.
+    pub async fn roll_up_fleet_states(&self) -> anyhow::Result<i64> {
+        sqlx::query_scalar("SELECT kbwatch.roll_up_fleet_states()")
+            .fetch_one(&self.pool)
+            .await
+            .context("rolling up the fleet's states")
+    }
+
     /// Moves the fixes written since the last call into their tenant and KB's roll-up
     /// (`reporting.kb_remediation` adds those not moved yet); the number of fixes moved.
     pub async fn roll_up_kb_fixes(&self) -> anyhow::Result<i64> {

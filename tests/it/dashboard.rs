@@ -10,7 +10,14 @@ fn the_dashboard_covers_each_subject_from_the_reporting_views_only() {
     let dashboard: Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
     let found = queries(&dashboard);
     let all: String = found.iter().map(|(_, sql)| sql.as_str()).collect::<Vec<_>>().join("\n");
-    for view in ["fleet_daily", "current_missing_kbs", "devices", "kb_remediation", "scan_runs"] {
+    for view in [
+        "fleet_daily",
+        "fleet_state_daily",
+        "current_missing_kbs",
+        "devices",
+        "kb_remediation",
+        "scan_runs",
+    ] {
         assert!(all.contains(&format!("reporting.{view}")), "no panel reads reporting.{view}");
     }
     assert!(!all.contains("kbwatch."), "the internal tables are not a contract");

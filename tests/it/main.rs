@@ -16,6 +16,7 @@ mod deploy;
 mod device_state;
 mod faults;
 mod fleet_days;
+mod fleet_states;
 mod history;
 mod hostile;
 mod hostile_bounds;

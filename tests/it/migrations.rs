@@ -82,6 +82,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "scan packs",
         "dc81609cc972415192e4e10ffc129a8ace2914e49727feb91aeee340613f77bc5b410902f5a48d204f768caa15b6cc58",
     ),
+    (
+        15,
+        "fleet states",
+        "b4d50c01ec96618bcf205b4fb1ec57b8cb321b89d0dc5b9f63478af4e377c20beab706dc71f407172b41f50dbfa70db0",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

@@ -147,10 +147,11 @@ async fn write_history(store: &Store, tenant: i32) -> Vec<i64> {
 }
 
 /// Each view's rows kept by retention, given the cutoff as `$1`.
-const KEPT: [(&str, &str); 6] = [
+const KEPT: [(&str, &str); 7] = [
     ("device_history", "scanned_at >= $1"),
     ("missing_kb_snapshots", "scanned_at >= $1"),
     ("fleet_daily", "day >= ($1 AT TIME ZONE 'UTC')::date"),
+    ("fleet_state_daily", "day >= ($1 AT TIME ZONE 'UTC')::date"),
     ("scan_runs", "started_at >= $1"),
     ("devices", "true"),
     ("current_missing_kbs", "true"),

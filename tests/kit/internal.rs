@@ -60,13 +60,21 @@ pub async fn redo_device_state(pool: &PgPool) {
     .expect("the devices' last scans are derived again");
 }
 
-/// Forgets the fleet's rolled-up days and rolls them up again: for a test or benchmark that moved
-/// scans into days kbwatch had already rolled up (which no real scan can write into).
+/// Forgets the fleet's rolled-up days (`fleet_day`, and `fleet_state_day` from each tenant's
+/// first listing) and rolls them up again: for a test or benchmark that moved scans or listings
+/// into days kbwatch had already rolled up (which no real scan can write into).
 pub async fn redo_fleet_days(pool: &PgPool) {
     sqlx::raw_sql(
         "DELETE FROM kbwatch.fleet_day;
          UPDATE kbwatch.tenant SET fleet_days_through = NULL;
-         SELECT kbwatch.roll_up_fleet_days();",
+         SELECT kbwatch.roll_up_fleet_days();
+         DELETE FROM kbwatch.fleet_state_day;
+         DELETE FROM kbwatch.device_state_carry;
+         UPDATE kbwatch.tenant t SET fleet_states_through = coalesce(
+             (SELECT min(d.first_listed_at AT TIME ZONE 'UTC')::date FROM kbwatch.device d
+              WHERE d.tenant_id = t.tenant_id),
+             (now() AT TIME ZONE 'UTC')::date) - 1;
+         SELECT kbwatch.roll_up_fleet_states();",
     )
     .execute(pool)
     .await
