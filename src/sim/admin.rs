@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use super::auth::bearer;
 use super::state::Shared;
 use super::tokens::same_secret;
-use super::{ChangeSummary, Evolution, SimStats, TruthKb, lock, read, write};
+use super::{ChangeSummary, Evolution, SimStats, TruthKb, read};
 
 /// `GET /admin/truth`, `GET /admin/stats`, `POST /admin/evolve` (JSON [`Evolution`], missing fields default),
 /// each with `Authorization: Bearer <admin token>`.
@@ -56,6 +56,5 @@ async fn evolve(
     State(shared): State<Arc<Shared>>,
     Json(e): Json<Evolution>,
 ) -> Json<ChangeSummary> {
-    let mut fleet = write(&shared.fleet);
-    Json(lock(&shared.changes).evolve(&mut fleet, &e))
+    Json(shared.evolve(&e))
 }

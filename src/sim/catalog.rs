@@ -81,6 +81,9 @@ pub(crate) struct Kb {
     applies: u8,
     /// Whether it is the monthly cumulative update (missing on most devices when new).
     pub cumulative: bool,
+    /// How many times its advisory was revised (`Evolution::revise_kbs`): each revision rescores
+    /// the CVEs it addresses, and changes nothing of who misses it.
+    pub revision: u8,
 }
 
 impl Kb {
@@ -90,6 +93,7 @@ impl Kb {
 }
 
 /// Every update released so far, oldest first; a device refers to an update by its index here.
+#[derive(Clone)]
 pub(crate) struct Catalog {
     pub kbs: Vec<Kb>,
     /// The calendar month of the newest release, as `year * 12 + month0`.
@@ -163,6 +167,7 @@ impl Catalog {
             cve_addressed: cve,
             applies,
             cumulative,
+            revision: 0,
         });
     }
 

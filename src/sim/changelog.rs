@@ -1,17 +1,25 @@
 //! The log behind the delta export: every evolution step diffs the fleet before and after and logs
-//! `New` and `Fixed` events per device, stamped with the 6-hour snapshot that first carries them (the new
-//! simulated present rounded down to 6 h). A device that appears (added, or a reinstall's new entity)
-//! gives `New` events for everything, an offboarded one `Fixed` events for everything. Not modelled yet:
-//! `Updated` and software-version changes. A device moved to another RBAC group gives the reference's pair:
-//! `Fixed` for every row in the old group, `New` for every row in the new one.
+//! `New`, `Fixed` and `Updated` events per device, stamped with the 6-hour snapshot that first carries
+//! them (the new simulated present rounded down to 6 h, `snapshot::snapshot_time`). A device that
+//! appears (added, or a reinstall's new entity) gives `New` events for everything, an offboarded one
+//! `Fixed` events for everything. A device moved to another RBAC group gives the reference's pair:
+//! `Fixed` for every row in the old group, `New` for every row in the new one. A KB revised in the
+//! step (`Evolution::revise_kbs`) gives `Updated` events for its rows on every device that missed it
+//! before the step and still does (but one that moved: its pair announces every row again). Not
+//! modelled yet: the pairs of software-version changes.
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::fleet::Fleet;
+use super::snapshot::snapshot_time;
 use super::{ChangeSummary, Evolution};
 
 /// How far back `sinceTime` may reach.
 pub(crate) const MAX_DAYS_BACK: i64 = 14;
+
+/// How long events are kept: `sinceTime`'s reach from the oldest snapshot a next link may still
+/// page over (one step, a day, back; `snapshot`), and a day more.
+const KEPT_DAYS: i64 = MAX_DAYS_BACK + 2;
 
 /// One logged change of one device: the rows of `kbs` (catalog indices), and of its KB-less software if
 /// `extras`, became `status` at the snapshot `at`.
@@ -31,11 +39,6 @@ pub(crate) struct ChangeLog {
     events: Vec<Event>,
 }
 
-/// The snapshot that first carries a change made at `t`: `t` rounded down to 6 hours.
-fn snapshot_time(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(TimeDelta::hours(6)).unwrap_or(t)
-}
-
 impl ChangeLog {
     /// One evolution step of the fleet, with its changes logged.
     pub(crate) fn evolve(&mut self, fleet: &mut Fleet, e: &Evolution) -> ChangeSummary {
@@ -44,7 +47,11 @@ impl ChangeLog {
             .iter()
             .map(|d| (!d.offboarded).then(|| (d.missing.clone(), d.rbac_moves)))
             .collect();
+        let revisions: Vec<u8> = fleet.catalog.kbs.iter().map(|k| k.revision).collect();
         let summary = fleet.evolve(e);
+        // A KB revised in the step (one released in it has no revision before).
+        let revised =
+            |k: u32| revisions.get(k as usize) != Some(&fleet.catalog.kbs[k as usize].revision);
         let at = snapshot_time(fleet.now);
         let mut push = |device, kbs: Vec<u32>, extras, rbac_moves, status| {
             if !kbs.is_empty() || extras {
@@ -69,16 +76,22 @@ impl ChangeLog {
                     push(i, fixed, false, moves, "Fixed");
                     let new = now.iter().filter(|k| !was.contains(k)).copied().collect();
                     push(i, new, false, moves, "New");
+                    let kept = now.iter().filter(|k| was.contains(k) && revised(**k));
+                    push(i, kept.copied().collect(), false, moves, "Updated");
                 }
             }
         }
-        let horizon = fleet.now - TimeDelta::days(MAX_DAYS_BACK + 1);
+        let horizon = fleet.now - TimeDelta::days(KEPT_DAYS);
         self.events.retain(|ev| ev.at > horizon);
         summary
     }
 
-    /// The events stamped after `since`, oldest first.
-    pub(crate) fn since(&self, since: DateTime<Utc>) -> impl Iterator<Item = &Event> {
-        self.events.iter().filter(move |ev| ev.at > since)
+    /// The events stamped after `since` that the snapshot at `snapshot` carries, oldest first.
+    pub(crate) fn between(
+        &self,
+        since: DateTime<Utc>,
+        snapshot: DateTime<Utc>,
+    ) -> impl Iterator<Item = &Event> {
+        self.events.iter().filter(move |ev| ev.at > since && ev.at <= snapshot)
     }
 }

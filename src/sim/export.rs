@@ -4,8 +4,8 @@
 //! many rows and no next link). Its own quota (`SimConfig::export_quota`, the documented 30 a minute and
 //! 1,000 an hour by default) answers 429 with `Retry-After` as the other routes do.
 //!
-//! The export is read from the fleet as it is now, like getmissingkbs: paging while the fleet evolves sees
-//! the rows shift (the real export pages over a snapshot).
+//! A first page reads the current snapshot of the fleet; its next link's `$skiptoken` names that
+//! snapshot, and the later pages read it, whatever evolved since (`snapshot`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::envelope::{correlation_id, error_response};
@@ -22,20 +23,23 @@ use super::export_rows::{Row, device_rows, row_count};
 use super::fleet::{Device, Fleet};
 use super::guard::guard;
 use super::quota::Endpoint;
-use super::read;
+use super::snapshot::snapshot_time;
 use super::state::Shared;
+use super::{lock, read};
 
 pub(crate) const PAGE_SIZE_DEFAULT: usize = 50_000;
 pub(crate) const PAGE_SIZE_MAX: usize = 200_000;
 const ODATA_JSON: &str =
     "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8";
 
-/// What a request asks of the pages: where to start, how many rows, and whether `$top` was given.
+/// What a request asks of the pages: where to start, how many rows, whether `$top` was given, and
+/// the snapshot its `$skiptoken` names (set to the one read once it is resolved, [`fleet_for`]).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Paging {
     pub skip: usize,
     pub take: usize,
     pub top: bool,
+    pub snapshot: Option<DateTime<Utc>>,
 }
 
 impl Paging {
@@ -51,26 +55,60 @@ impl Paging {
         };
         let page_size = number("pageSize")?.unwrap_or(PAGE_SIZE_DEFAULT).min(PAGE_SIZE_MAX);
         let top = number("$top")?;
-        let skip = match get("$skiptoken") {
-            None => 0,
+        let (skip, snapshot) = match get("$skiptoken") {
+            None => (0, None),
             Some(token) => {
                 decode_skiptoken(token).ok_or_else(|| "Invalid $skiptoken".to_string())?
             }
         };
         let take = top.map_or(page_size, |t| t.min(PAGE_SIZE_MAX));
-        Ok(Paging { skip, take, top: top.is_some() })
+        Ok(Paging { skip, take, top: top.is_some(), snapshot })
     }
 }
 
-/// An opaque token, shaped like the real one (base64 of JSON): `{"LineStoppedAt":N}`.
-pub(crate) fn encode_skiptoken(offset: usize) -> String {
-    STANDARD.encode(json!({ "LineStoppedAt": offset }).to_string())
+/// An opaque token, shaped like the real one (base64 of JSON): `{"LineStoppedAt":N}`, and the
+/// simulator's `SnapshotTime` (what the real one holds beside the offset is not public).
+pub(crate) fn encode_skiptoken(offset: usize, snapshot: Option<DateTime<Utc>>) -> String {
+    let mut token = json!({ "LineStoppedAt": offset });
+    if let Some(at) = snapshot {
+        token["SnapshotTime"] = json!(at.to_rfc3339_opts(SecondsFormat::Secs, true));
+    }
+    STANDARD.encode(token.to_string())
 }
 
-fn decode_skiptoken(token: &str) -> Option<usize> {
+/// The offset and the snapshot (none: the current one) of a token.
+fn decode_skiptoken(token: &str) -> Option<(usize, Option<DateTime<Utc>>)> {
     let bytes = STANDARD.decode(token.trim()).ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
-    usize::try_from(v.get("LineStoppedAt")?.as_u64()?).ok()
+    let offset = usize::try_from(v.get("LineStoppedAt")?.as_u64()?).ok()?;
+    let snapshot = match v.get("SnapshotTime") {
+        None => None,
+        Some(at) => Some(DateTime::parse_from_rfc3339(at.as_str()?).ok()?.to_utc()),
+    };
+    Some((offset, snapshot))
+}
+
+/// The fleet a request pages over: the current snapshot for a first page, else the one its
+/// `$skiptoken` names, or the message of the 400 once that one is no longer kept. Sets
+/// `paging.snapshot` to it.
+pub(crate) fn fleet_for(shared: &Shared, paging: &mut Paging) -> Result<Arc<Fleet>, &'static str> {
+    let current = read(&shared.fleet).clone();
+    let fleet = match paging.snapshot {
+        None => current,
+        Some(at) => lock(&shared.snapshots).find(at, current).ok_or(
+            "The $skiptoken refers to an export snapshot that is no longer available; \
+             start again from the first page",
+        )?,
+    };
+    paging.snapshot = Some(snapshot_time(fleet.now));
+    Ok(fleet)
+}
+
+/// After a page of `fleet` was rendered: keeps its snapshot while a next link to it is out.
+pub(crate) fn keep_if_paging(shared: &Shared, fleet: &Arc<Fleet>, paging: &Paging, more: bool) {
+    if more && !paging.top {
+        lock(&shared.snapshots).keep(fleet);
+    }
 }
 
 /// Rows `skip..skip + take` of the whole export, and whether more follow.
@@ -144,7 +182,8 @@ pub(crate) fn respond<T: serde::Serialize>(
                 pairs.append_pair(k, v);
             }
             pairs.append_pair("pageSize", &paging.take.to_string());
-            pairs.append_pair("$skiptoken", &encode_skiptoken(paging.skip + paging.take));
+            let token = encode_skiptoken(paging.skip + paging.take, paging.snapshot);
+            pairs.append_pair("$skiptoken", &token);
         }
         body["@odata.nextLink"] = json!(next.as_str());
     }
@@ -165,11 +204,16 @@ pub(crate) async fn full(
     if let Err(r) = guard(&shared, &headers, Endpoint::Export).await {
         return r;
     }
-    let paging = match Paging::parse(&q) {
+    let mut paging = match Paging::parse(&q) {
         Ok(p) => p,
         Err(e) => return bad_request(&e),
     };
-    let (rows, more) = page(&read(&shared.fleet), paging.skip, paging.take);
+    let fleet = match fleet_for(&shared, &mut paging) {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
+    };
+    let (rows, more) = page(&fleet, paging.skip, paging.take);
+    keep_if_paging(&shared, &fleet, &paging, more);
     respond(
         &shared,
         "api/machines/SoftwareVulnerabilitiesByMachine",
@@ -192,14 +236,18 @@ mod tests {
     #[test]
     fn paging_defaults_caps_and_tokens() {
         let p = Paging::parse(&query(&[])).unwrap();
-        assert_eq!(p, Paging { skip: 0, take: PAGE_SIZE_DEFAULT, top: false });
+        assert_eq!(p, Paging { skip: 0, take: PAGE_SIZE_DEFAULT, top: false, snapshot: None });
         let p = Paging::parse(&query(&[("pagesize", "900000")])).unwrap();
         assert_eq!(p.take, PAGE_SIZE_MAX);
-        let token = encode_skiptoken(1234);
+        let at = "2026-11-20T06:00:00Z".parse().unwrap();
+        let token = encode_skiptoken(1234, Some(at));
         let p = Paging::parse(&query(&[("pageSize", "7"), ("$skiptoken", &token)])).unwrap();
-        assert_eq!(p, Paging { skip: 1234, take: 7, top: false });
+        assert_eq!(p, Paging { skip: 1234, take: 7, top: false, snapshot: Some(at) });
+        let token = encode_skiptoken(5, None);
+        let p = Paging::parse(&query(&[("$skiptoken", &token)])).unwrap();
+        assert_eq!((p.skip, p.snapshot), (5, None));
         let p = Paging::parse(&query(&[("pageSize", "7"), ("$top", "999")])).unwrap();
-        assert_eq!(p, Paging { skip: 0, take: 999, top: true });
+        assert_eq!(p, Paging { skip: 0, take: 999, top: true, snapshot: None });
         assert!(Paging::parse(&query(&[("pageSize", "0")])).is_err());
         assert!(Paging::parse(&query(&[("$skiptoken", "not-a-token")])).is_err());
     }

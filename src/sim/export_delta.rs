@@ -1,6 +1,8 @@
 //! `GET /api/machines/SoftwareVulnerabilityChangesByMachine?sinceTime=…`, the delta export: the rows of
-//! the events `changelog` logged after `sinceTime` (required, at most 14 days back), each with its
-//! `status`, `eventTimestamp` and `isOnboarded`, with the paging and the quota of the full export.
+//! the events `changelog` logged after `sinceTime` (required, at most 14 days back) that the snapshot
+//! it reads carries, each with its `status`, `eventTimestamp` and `isOnboarded`, with the paging,
+//! the snapshots and the quota of the full export: a first page reads the current snapshot, and its
+//! next links the same one, so a step between pages neither adds events nor shifts the rows.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,12 +15,12 @@ use serde::Serialize;
 
 use super::changelog::{Event, MAX_DAYS_BACK};
 use super::envelope::{correlation_id, error_response};
-use super::export::{Paging, page_of, respond};
+use super::export::{Paging, fleet_for, keep_if_paging, page_of, respond};
 use super::export_rows::{Row, some_row_count, some_rows};
 use super::guard::guard;
+use super::lock;
 use super::quota::Endpoint;
 use super::state::Shared;
-use super::{lock, read};
 
 /// A row of the delta export: the full export's fields and the event's.
 #[derive(Serialize)]
@@ -61,14 +63,18 @@ pub(crate) async fn changes(
     let Some(since) = parse_since(raw) else {
         return bad_request(&format!("Invalid value '{raw}' for sinceTime"));
     };
-    let paging = match Paging::parse(&q) {
+    let mut paging = match Paging::parse(&q) {
         Ok(p) => p,
         Err(e) => return bad_request(&e),
     };
-    let fleet = read(&shared.fleet);
+    let fleet = match fleet_for(&shared, &mut paging) {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
+    };
     if since < fleet.now - TimeDelta::days(MAX_DAYS_BACK) {
         return bad_request("sinceTime can be at most 14 days back");
     }
+    let snapshot = paging.snapshot.unwrap_or(fleet.now);
     let log = lock(&shared.changes);
     // Only the page's rows are rendered: a delta of days of a large fleet has millions.
     let count = |ev: &&Event| some_row_count(&fleet, &fleet.devices[ev.device], &ev.kbs, ev.extras);
@@ -85,7 +91,10 @@ pub(crate) async fn changes(
             is_onboarded: !d.offboarded,
         }));
     };
-    let (rows, more) = page_of(log.since(since), count, render, paging.skip, paging.take);
+    let events = log.between(since, snapshot);
+    let (rows, more) = page_of(events, count, render, paging.skip, paging.take);
+    drop(log);
+    keep_if_paging(&shared, &fleet, &paging, more);
     respond(
         &shared,
         "api/machines/SoftwareVulnerabilityChangesByMachine",

@@ -135,10 +135,13 @@ fn software_name(product: &'static str) -> &'static str {
     product.strip_prefix("microsoft_").unwrap_or(product)
 }
 
-/// Severity and CVSS score of CVE number `n`.
-fn score(seed: u64, n: u64) -> (&'static str, f64, &'static str) {
+/// Severity, CVSS score and exploitability of CVE number `n` after `revision` revisions of its KB:
+/// each revision moves the score 0.7 on (wrapping within 3.0..=9.8), so it always differs from the
+/// one before.
+fn score(seed: u64, n: u64, revision: u8) -> (&'static str, f64, &'static str) {
     let mut rng = seeded_rng(seed, 0xC7E5, n);
-    let cvss = f64::from(rng.random_range(30..=98u32)) / 10.0;
+    let tenths = 30 + (rng.random_range(0..69u32) + 7 * u32::from(revision)) % 69;
+    let cvss = f64::from(tenths) / 10.0;
     let level = match cvss {
         9.0.. => "Critical",
         7.0.. => "High",
@@ -172,9 +175,9 @@ pub(crate) fn some_rows(
         }
         None => m.version.to_string(),
     };
-    let base = |vendor: &'static str, name: &'static str, version: String, cve: String| {
+    let base = |vendor: &'static str, name: &'static str, version: String, cve: String, rev| {
         let n = cve.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-        let (level, cvss, exploit) = score(fleet.seed, n);
+        let (level, cvss, exploit) = score(fleet.seed, n, rev);
         Row {
             id: format!("{}_{name}_{version}_{cve}_", d.id),
             device_id: d.id.clone(),
@@ -212,7 +215,8 @@ pub(crate) fn some_rows(
         let kb = &fleet.catalog.kbs[i as usize];
         for (j, cve) in kb_cves(i as usize, kb).enumerate() {
             let product = kb.products[j % kb.products.len()];
-            let mut row = base("microsoft", software_name(product), version_of(product), cve);
+            let (name, version) = (software_name(product), version_of(product));
+            let mut row = base("microsoft", name, version, cve, kb.revision);
             row.recommended_security_update = Some(kb.name.clone());
             row.recommended_security_update_id = Some(kb.id.clone());
             row.recommended_security_update_url = Some(kb.url.clone());
@@ -227,7 +231,7 @@ pub(crate) fn some_rows(
             _ => (e.name, e.version),
         };
         for cve in e.cves {
-            let mut row = base(e.vendor, name, version.clone(), cve);
+            let mut row = base(e.vendor, name, version.clone(), cve, 0);
             row.recommended_security_update = e.update.map(str::to_string);
             row.security_update_available = e.available;
             if e.vendor != "microsoft" {

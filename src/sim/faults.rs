@@ -1,16 +1,17 @@
 //! Faults on demand: latency, 5xx, intermittent 404, malformed bodies, dropped connections, 403 (on every
-//! route or on some), per device.
+//! route or on some), 429 and 5xx on some routes, per device.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use rand::rngs::SmallRng;
 
 use super::envelope::{correlation_id, error_response};
+use super::quota::{Endpoint, IN_FLIGHT_GRACE};
 
 /// Faults applied to API requests (never to the token endpoint or `/admin`). Rates are shares in `0..=1`.
 #[derive(Clone, Debug, Default)]
@@ -30,6 +31,24 @@ pub struct Faults {
     /// Requests to each listed route answer 403 `Forbidden` with its message: the app lacks the
     /// permission of that route only.
     pub forbidden_on: Vec<(super::Route, String)>,
+    /// Requests to each listed route answer 429 as its [`Throttle`] says, every one of them, before
+    /// the quota counts them. One that comes before the previous 429's wait has passed counts as a
+    /// `Retry-After` violation ([`super::SimStats::retry_after_violations`]).
+    pub throttled_on: Vec<(super::Route, Throttle)>,
+    /// Requests to each listed route answer 500 or 503 (even odds), every one of them, once the
+    /// quota admitted them.
+    pub server_error_on: Vec<super::Route>,
+}
+
+/// A 429 on demand ([`Faults::throttled_on`]). Its message asks the client to wait `seconds`
+/// ("You can send requests again in N seconds") and states no quota, as when Defender throttles
+/// by CPU; with `retry_after` the answer also has a `Retry-After` header of those seconds. The
+/// record says a `Retry-After` gives the wait and has no captured Defender 429 with its headers
+/// (`export-api.md`, "What a 429 looks like"): both are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Throttle {
+    pub seconds: u32,
+    pub retry_after: bool,
 }
 
 /// A fault pinned to one device, whatever the rates say.
@@ -65,11 +84,33 @@ pub(crate) struct FaultState {
     pub faults: Faults,
     pub devices: HashMap<String, DeviceFault>,
     rng: SmallRng,
+    /// Per route: when its last [`Faults::throttled_on`] 429 was answered and until when it asked
+    /// the client to wait.
+    throttled: [Option<(Instant, Instant)>; 4],
 }
 
 impl FaultState {
     pub(crate) fn new(faults: Faults, rng: SmallRng) -> Self {
-        FaultState { faults, devices: HashMap::new(), rng }
+        FaultState { faults, devices: HashMap::new(), rng, throttled: [None; 4] }
+    }
+
+    /// The 429 of a request to `ep` that arrived at `arrived`, if the route is throttled, and
+    /// whether the request is a violation: it came before the previous 429's wait had passed, and
+    /// not so soon after that 429 that it was already on its way (the quota's rule).
+    pub(crate) fn throttle(&mut self, ep: Endpoint, arrived: Instant) -> Option<(Throttle, bool)> {
+        let t = self.faults.throttled_on.iter().find(|(route, _)| *route == ep).map(|(_, t)| *t)?;
+        let now = Instant::now();
+        let last = &mut self.throttled[ep as usize];
+        let violation = last.is_some_and(|(answered, until)| {
+            arrived < until && arrived > answered + IN_FLIGHT_GRACE
+        });
+        *last = Some((now, now + Duration::from_secs(t.seconds.into())));
+        Some((t, violation))
+    }
+
+    /// The 5xx status of a request to `ep`, if the route fails ([`Faults::server_error_on`]).
+    pub(crate) fn fails(&mut self, ep: Endpoint) -> Option<StatusCode> {
+        self.faults.server_error_on.contains(&ep).then(|| self.error_status())
     }
 
     fn roll(&mut self, share: f64) -> bool {
@@ -77,12 +118,16 @@ impl FaultState {
     }
 
     fn server_error(&mut self) -> Injected {
-        let status = if self.rng.random_bool(0.5) {
+        Injected::ServerError(self.error_status())
+    }
+
+    /// 500 or 503, even odds.
+    fn error_status(&mut self) -> StatusCode {
+        if self.rng.random_bool(0.5) {
             StatusCode::INTERNAL_SERVER_ERROR
         } else {
             StatusCode::SERVICE_UNAVAILABLE
-        };
-        Injected::ServerError(status)
+        }
     }
 
     /// The fault for a machines list request, if any.
@@ -151,6 +196,15 @@ pub(crate) fn throttled_without_quota(seconds: u32, target: &str) -> Response {
         "Too many requests; the service is busy. You can send requests again in {seconds} seconds."
     );
     error_response(StatusCode::TOO_MANY_REQUESTS, "429", &message, target)
+}
+
+/// The 429 of a [`Throttle`].
+pub(crate) fn throttled(t: Throttle, target: &str) -> Response {
+    let mut response = throttled_without_quota(t.seconds, target);
+    if t.retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, t.seconds.into());
+    }
+    response
 }
 
 /// A 200 whose JSON body is cut in the middle of the first item.

@@ -30,7 +30,8 @@ pub(crate) struct Device {
     pub missing: Vec<u32>,
 }
 
-/// The whole simulated tenant.
+/// The whole simulated tenant. A clone is a snapshot the exports page over (`snapshot`).
+#[derive(Clone)]
 pub(crate) struct Fleet {
     pub seed: u64,
     pub devices: Vec<Device>,
@@ -183,7 +184,22 @@ impl Fleet {
             summary.devices_added.push(id);
         }
         self.recount();
+        if e.revise_kbs > 0 {
+            self.revise(e.revise_kbs, &mut summary);
+        }
         summary
+    }
+
+    /// Revises `n` KBs that listed devices miss (see [`Evolution::revise_kbs`]).
+    fn revise(&mut self, n: usize, summary: &mut ChangeSummary) {
+        let missed: Vec<usize> =
+            (0..self.missed_on.len()).filter(|&i| self.missed_on[i] > 0).collect();
+        let picked = rand::seq::index::sample(&mut self.rng, missed.len(), n.min(missed.len()));
+        for i in picked.into_iter().map(|i| missed[i]) {
+            let kb = &mut self.catalog.kbs[i];
+            kb.revision = kb.revision.wrapping_add(1);
+            summary.kbs_revised.push(kb.id.clone());
+        }
     }
 
     /// Releases a month of updates and marks them missing on most Windows devices they apply to; returns the

@@ -1,5 +1,5 @@
-//! What every API request goes through before its handler: latency, bearer token, the forbidden fault and
-//! the endpoint's quota.
+//! What every API request goes through before its handler: latency, bearer token, the forbidden fault,
+//! the throttled fault, the endpoint's quota and the server-error fault.
 
 use std::time::Instant;
 
@@ -7,12 +7,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
 use super::envelope::{correlation_id, error_response};
+use super::faults;
 use super::quota::{Endpoint, Verdict};
 use super::state::Shared;
 use super::{auth, lock};
 
 /// What every API request goes through, in order: latency, bearer token (401), the forbidden fault (403),
-/// the endpoint's quota (429). Returns the tenant of the token.
+/// the throttled fault (429, not counted by the quota), the endpoint's quota (429), the server-error
+/// fault (500 or 503, counted by the quota). Returns the tenant of the token.
 pub(crate) async fn guard(
     shared: &Shared,
     headers: &HeaderMap,
@@ -39,6 +41,11 @@ pub(crate) async fn guard(
             &correlation_id(),
         ));
     }
+    let throttle = lock(&shared.faults).throttle(ep, arrived);
+    if let Some((t, violation)) = throttle {
+        shared.stats.count_throttled(violation);
+        return Err(faults::throttled(t, &tenant));
+    }
     let verdict = lock(&shared.quotas).check(ep, arrived, Instant::now());
     if let Verdict::Throttle { retry_after, limit, window, violation } = verdict {
         shared.stats.count_throttled(violation);
@@ -49,6 +56,9 @@ pub(crate) async fn guard(
         let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "429", &message, &tenant);
         response.headers_mut().insert(header::RETRY_AFTER, retry_after.into());
         return Err(response);
+    }
+    if let Some(status) = lock(&shared.faults).fails(ep) {
+        return Err(faults::server_error(status));
     }
     Ok(tenant)
 }

@@ -58,8 +58,9 @@ impl Sim {
             static_token: cfg.static_token,
             admin_token: random_token("sim-admin"),
             base_url,
-            fleet: RwLock::new(fleet),
+            fleet: RwLock::new(Arc::new(fleet)),
             changes: Mutex::default(),
+            snapshots: Mutex::default(),
             tokens: Mutex::default(),
             assertions: Mutex::default(),
             quotas: Mutex::new(Quotas::new(cfg.quota, cfg.export_quota)),
@@ -125,8 +126,7 @@ impl Sim {
 
     /// One deterministic step of the fleet (see [`Evolution`]).
     pub fn evolve(&self, e: Evolution) -> ChangeSummary {
-        let mut fleet = write(&self.shared.fleet);
-        lock(&self.shared.changes).evolve(&mut fleet, &e)
+        self.shared.evolve(&e)
     }
 
     pub fn stats(&self) -> SimStats {
@@ -187,7 +187,7 @@ impl Sim {
 
     /// Appends an arbitrary entity (a hostile id, say) to the listing, after the simulated devices.
     pub fn push_raw_device(&self, machine: serde_json::Value) {
-        write(&self.shared.fleet).raw.push(machine);
+        Arc::make_mut(&mut *write(&self.shared.fleet)).raw.push(machine);
     }
 
     /// Ids of the listed simulated devices, in listing order.

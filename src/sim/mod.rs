@@ -7,12 +7,13 @@
 //! bearer check; `identity` checks client assertions, `tokens` keeps what was issued), `quota` and
 //! `faults` decide what goes wrong, `envelope` is the API's error body; `guard` is what every API request
 //! passes first. `export` serves the full vulnerability export (rows from `export_rows`), `export_delta`
-//! the delta export from the events `changelog` logs at each evolution step. `admin` is the operator's
-//! surface, behind its own token. `state` is what the handle and the handlers share behind an `Arc`;
-//! `handle` starts the server, `tls` makes the test CA. Imports go one way: `handle` → `routes` →
-//! `export_delta` → `export` → `guard`, `admin` → `auth` → `state` → `changelog`, `faults`, `fleet`,
-//! `identity`, `quota`, `stats`, `tokens` → `export_rows`, `machine`, `envelope`, `catalog` and the model
-//! types and helpers of this file; nothing imports back up (`scripts/import-graph.py` checks it).
+//! the delta export from the events `changelog` logs at each evolution step; both page over the
+//! 6-hour snapshot `snapshot` keeps. `admin` is the operator's surface, behind its own token. `state`
+//! is what the handle and the handlers share behind an `Arc`; `handle` starts the server, `tls` makes
+//! the test CA. Imports go one way: `handle` → `routes` → `export_delta` → `export` → `guard`,
+//! `admin` → `auth` → `state` → `changelog` → `snapshot` → `faults`, `fleet`, `identity`, `quota`,
+//! `stats`, `tokens` → `export_rows`, `machine`, `envelope`, `catalog` and the model types and
+//! helpers of this file; nothing imports back up (`scripts/import-graph.py` checks it).
 //!
 //! The server stops when the [`Sim`] is dropped (or [`Sim::shutdown`] is called): open connections are closed
 //! at once, without a drain.
@@ -34,6 +35,7 @@ mod machine;
 mod odata;
 mod quota;
 mod routes;
+mod snapshot;
 mod state;
 mod stats;
 #[cfg(test)]
@@ -50,7 +52,7 @@ use rand::rngs::SmallRng;
 use serde::{Deserialize, Serialize};
 
 pub use auth::IDENTITY_HEADER;
-pub use faults::{DeviceFault, Faults};
+pub use faults::{DeviceFault, Faults, Throttle};
 pub use handle::Sim;
 pub use quota::Endpoint as Route;
 pub use stats::SimStats;
@@ -148,6 +150,11 @@ pub struct Evolution {
     /// Listed Windows devices whose missing KBs change: each installs one of the KBs it misses, or
     /// (even odds, and always when it misses none) gets one of the recent KBs of its OS it lacked.
     pub change_devices: usize,
+    /// KBs that listed devices miss whose advisory is revised: the CVEs each addresses get a new
+    /// CVSS score (and severity), so every device that still misses one has an `Updated` row in
+    /// the delta export per CVE of it (the reference's `Updated`: "score, severity, paths, or
+    /// `RecommendedSecurityUpdate` changed"). Nobody's missing KBs change.
+    pub revise_kbs: usize,
 }
 
 /// What one evolution step changed.
@@ -165,6 +172,9 @@ pub struct ChangeSummary {
     /// Devices whose missing KBs `change_devices` changed (their `kbs_fixed` and `kbs_added` are
     /// counted above).
     pub devices_changed: Vec<String>,
+    /// Ids of the KBs `revise_kbs` revised.
+    #[serde(default)]
+    pub kbs_revised: Vec<String>,
 }
 
 /// Locks a mutex; a panic in another holder leaves data that is still usable for a simulator.

@@ -50,7 +50,7 @@ struct Window {
 
 /// A request that arrives within this time after a 429 was answered was sent before its client
 /// could have read it (it was in flight on another connection): throttled, but not a violation.
-const IN_FLIGHT_GRACE: Duration = Duration::from_millis(100);
+pub(crate) const IN_FLIGHT_GRACE: Duration = Duration::from_millis(100);
 
 /// Quota state of every endpoint.
 ///

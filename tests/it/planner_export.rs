@@ -1,18 +1,23 @@
 //! With `[tenant.export]` on, a run requests first the devices whose missing KBs the delta export
-//! says changed since their last good scan; with it off, or refused, the plan is the one without
-//! it. The simulator over real HTTP and a real PostgreSQL; the first scan is moved a day into the
+//! says changed since their last good scan (`Updated` rows say no such thing); with it off,
+//! refused, or throttled or failing past its retries, the plan is the one without it. The simulator over real HTTP and a real PostgreSQL; the first scan is moved a day into the
 //! past (`kbwatch.device_scan` and `device_state`, which no view writes), so that it comes before
 //! the simulated day's changes as it would in a real day.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DurationRound as _, TimeDelta, Utc};
+use kbwatch::defender::{Client, ClientOptions, build_http_client, token_source};
 use kbwatch::model::RunStatus;
+use kbwatch::pacer::Pacer;
 use kbwatch::scan::ScanOptions;
-use kbwatch::sim::{Evolution, Faults, Route, SimConfig, SimStats};
+use kbwatch::sim::{ChangeSummary, Evolution, Faults, Route, SimConfig, SimStats, Throttle};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::kit::auth::STATIC_TOKEN;
 use crate::kit::internal::backdate_run;
 use crate::kit::{Auth, Tenant, TestApp, fleet, spawn_app};
 
@@ -29,6 +34,17 @@ async fn a_day_after_the_first_scan(
     export: bool,
     rescan_after: Duration,
 ) -> (TestApp, Vec<String>) {
+    let (app, day) = a_day_revising(export, rescan_after, 0).await;
+    (app, day.devices_changed)
+}
+
+/// The same day, in which `revise_kbs` KBs were also revised (`Evolution::revise_kbs`: every
+/// device that misses one has `Updated` rows for it); returns what the day changed.
+async fn a_day_revising(
+    export: bool,
+    rescan_after: Duration,
+    revise_kbs: usize,
+) -> (TestApp, ChangeSummary) {
     let yesterday = Utc::now().duration_trunc(TimeDelta::hours(6)).unwrap() - TimeDelta::days(1);
     let sim = SimConfig { now: Some(yesterday), ..fleet(DEVICES) };
     let tenant = Tenant::default().unpaced().export(export).rescan_after(rescan_after);
@@ -40,10 +56,11 @@ async fn a_day_after_the_first_scan(
     let day = app.sim.evolve(Evolution {
         change_devices: CHANGED,
         move_rbac_devices: 2,
+        revise_kbs,
         ..Evolution::default()
     });
     assert_eq!(day.devices_changed.len(), CHANGED, "{day:?}");
-    (app, day.devices_changed)
+    (app, day)
 }
 
 /// The devices requested since `before`.
@@ -108,4 +125,98 @@ async fn with_the_export_off_the_plan_is_as_before_and_the_export_is_never_calle
     assert_eq!((run.status, run.planned), (RunStatus::Completed, 0), "nothing is due: {run:?}");
     let stats = app.sim.stats();
     assert_eq!((stats.export_changes_requests, stats.export_requests), (0, 0));
+}
+
+/// The delta's rows since two days ago, read from the simulator directly (one page).
+async fn delta_rows(app: &TestApp) -> Vec<Value> {
+    let mut url =
+        app.sim.base_url().join("api/machines/SoftwareVulnerabilityChangesByMachine").unwrap();
+    let since = (Utc::now() - TimeDelta::days(2)).to_rfc3339();
+    url.query_pairs_mut().append_pair("sinceTime", &since);
+    let response = reqwest::Client::new().get(url).bearer_auth(STATIC_TOKEN).send().await.unwrap();
+    let page: Value = response.json().await.expect("a page of the delta");
+    assert!(page.get("@odata.nextLink").is_none(), "one page");
+    page["value"].as_array().expect("rows").clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_whose_rows_were_only_updated_are_not_planned_first() {
+    let (app, day) = a_day_revising(true, TWO_DAYS, 2).await;
+    let changed: BTreeSet<String> = day.devices_changed.iter().cloned().collect();
+    let updated: Vec<Value> =
+        delta_rows(&app).await.into_iter().filter(|r| r["status"] == "Updated").collect();
+    let only_updated: BTreeSet<String> = updated
+        .iter()
+        .map(|r| r["deviceId"].as_str().unwrap().to_owned())
+        .filter(|d| !changed.contains(d))
+        .collect();
+    assert!(!only_updated.is_empty(), "{day:?}");
+
+    // kbwatch's reader takes them for no change of missing KBs.
+    let changes = app.client().kb_changes_since(Utc::now() - TimeDelta::days(2)).await.unwrap();
+    assert!(changes.ignored >= updated.len() as u64, "{} ignored", changes.ignored);
+    let said: BTreeSet<String> = changes.devices.keys().map(|m| m.as_str().to_owned()).collect();
+    assert!(said.is_disjoint(&only_updated), "{said:?}");
+
+    // Nothing is due before two days: the changed devices are requested, none only updated.
+    let before = app.sim.stats();
+    let run = app.scan().await;
+    assert_eq!(run.status, RunStatus::Completed, "{run:?}");
+    assert_eq!(requested_since(&app, &before), changed);
+}
+
+/// The app's client, as configured but for a budget of `budget` 429s per call instead of
+/// kbwatch's 30: on a delta throttled at every call, spending 30 would take a minute even with a
+/// `Retry-After` of 1 s, since the pacer keeps to the export's 30 calls a minute.
+fn client_with_throttle_budget(app: &TestApp, budget: u32) -> Arc<Client> {
+    let tenant = app.tenant();
+    let http = build_http_client(&app.config.tls, &tenant.http).expect("the HTTP client builds");
+    let tokens = token_source(&tenant.auth, http.clone()).expect("the token source builds");
+    let options = ClientOptions {
+        max_attempts: tenant.http.max_attempts,
+        retry_base: tenant.http.retry_base,
+        max_throttled: budget,
+        ..ClientOptions::default()
+    };
+    let pacer = Arc::new(Pacer::new(tenant.name.as_str(), &tenant.quota));
+    Arc::new(Client::new(http, tenant.api_base.clone(), tokens, pacer, options))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_throttled_or_failing_on_every_call_is_given_up_unhammered() {
+    const BUDGET: u32 = 3;
+    let (app, changed) = a_day_after_the_first_scan(true, TWO_DAYS).await;
+    let throttled = |retry_after| Faults {
+        throttled_on: vec![(Route::ExportChanges, Throttle { seconds: 1, retry_after })],
+        ..Faults::default()
+    };
+    let failing = Faults { server_error_on: vec![Route::ExportChanges], ..Faults::default() };
+    let attempts = u64::from(app.tenant().http.max_attempts);
+    let cases = [
+        ("429 with Retry-After", throttled(true), u64::from(BUDGET) + 1),
+        ("429 without Retry-After", throttled(false), u64::from(BUDGET) + 1),
+        ("500 or 503", failing, attempts),
+    ];
+    // One client for every run, as the daemon keeps one per tenant: its pacer keeps the last wait.
+    let client = client_with_throttle_budget(&app, BUDGET);
+    for (what, faults, calls) in cases {
+        app.sim.set_faults(faults);
+        let before = app.sim.stats();
+        let run = app.scan_with(client.clone()).await;
+        // Nothing is due before two days: the plan without the export is empty.
+        assert_eq!((run.status, run.planned), (RunStatus::Completed, 0), "{what}: {run:?}");
+        let after = app.sim.stats();
+        let delta_calls = after.export_changes_requests - before.export_changes_requests;
+        assert_eq!(delta_calls, calls, "{what}: the budget, then no more");
+        assert_eq!(after.retry_after_violations, 0, "{what}: every wait was kept");
+        assert!(requested_since(&app, &before).is_empty(), "{what}");
+    }
+
+    // The fault gone, the same client plans the changed devices: the plans above were those
+    // without the export.
+    app.sim.set_faults(Faults::default());
+    let before = app.sim.stats();
+    let run = app.scan_with(client).await;
+    assert_eq!(run.status, RunStatus::Completed, "{run:?}");
+    assert_eq!(requested_since(&app, &before), changed.into_iter().collect());
 }

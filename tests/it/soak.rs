@@ -37,6 +37,7 @@ fn evolution(n: usize) -> Evolution {
         duplicate_devices: usize::from(n.is_multiple_of(50)),
         move_rbac_devices: 0,
         change_devices: 0,
+        revise_kbs: 0,
     }
 }
 

@@ -9,6 +9,14 @@ use super::TestSim;
 use crate::sim::{Evolution, SimConfig, TruthKb};
 
 const PATH: &str = "api/machines/SoftwareVulnerabilityChangesByMachine";
+const FULL: &str = "api/machines/SoftwareVulnerabilitiesByMachine";
+
+/// A simulator of `devices` whose present is 2026-11-20 09:00 UTC, without the export quota.
+async fn start(devices: usize) -> (TestSim, DateTime<Utc>) {
+    let now = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+    let cfg = SimConfig { devices, now: Some(now), export_quota: None, ..SimConfig::default() };
+    (TestSim::start(cfg).await, now)
+}
 
 fn pairs(truth: &BTreeMap<String, Vec<TruthKb>>) -> BTreeSet<(String, String)> {
     truth.iter().flat_map(|(d, kbs)| kbs.iter().map(move |k| (d.clone(), k.id.clone()))).collect()
@@ -16,9 +24,7 @@ fn pairs(truth: &BTreeMap<String, Vec<TruthKb>>) -> BTreeSet<(String, String)> {
 
 #[tokio::test]
 async fn kb_events_equal_the_change_in_the_truth() {
-    let now = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
-    let cfg = SimConfig { devices: 60, now: Some(now), export_quota: None, ..SimConfig::default() };
-    let t = TestSim::start(cfg).await;
+    let (t, now) = start(60).await;
     let since = now.to_rfc3339_opts(SecondsFormat::Secs, true);
     let empty = t.get_json(PATH, &[("sinceTime", &since)]).await;
     assert_eq!(empty["value"].as_array().unwrap().len(), 0);
@@ -79,9 +85,7 @@ async fn kb_events_equal_the_change_in_the_truth() {
 
 #[tokio::test]
 async fn an_rbac_move_gives_fixed_then_new_for_every_row() {
-    let now = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
-    let cfg = SimConfig { devices: 40, now: Some(now), export_quota: None, ..SimConfig::default() };
-    let t = TestSim::start(cfg).await;
+    let (t, now) = start(40).await;
     let since = now.to_rfc3339_opts(SecondsFormat::Secs, true);
     let truth = t.sim.truth();
     let s = t.sim.evolve(Evolution { move_rbac_devices: 1, ..Default::default() });
@@ -109,10 +113,7 @@ async fn an_rbac_move_gives_fixed_then_new_for_every_row() {
 
 #[tokio::test]
 async fn changed_devices_differ_by_one_kb_and_small_pages_give_the_delta_whole() {
-    let now = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
-    let cfg =
-        SimConfig { devices: 200, now: Some(now), export_quota: None, ..SimConfig::default() };
-    let t = TestSim::start(cfg).await;
+    let (t, now) = start(200).await;
     let before = t.sim.truth();
     let s = t.sim.evolve(Evolution { change_devices: 10, ..Default::default() });
     assert_eq!((s.devices_changed.len(), s.kbs_fixed + s.kbs_added), (10, 10), "{s:?}");
@@ -142,4 +143,77 @@ async fn changed_devices_differ_by_one_kb_and_small_pages_give_the_delta_whole()
         t.sim.stats().export_changes_requests,
         1 + whole.as_array().unwrap().len().div_ceil(7) as u64
     );
+}
+
+/// `cvssScore` of every row of the full export, by (device, CVE).
+async fn scores(t: &TestSim) -> BTreeMap<(String, String), Value> {
+    let (rows, _) = t.follow(t.get_json(FULL, &[]).await).await;
+    let key = |r: &Value| -> (String, String) {
+        (r["deviceId"].as_str().unwrap().into(), r["cveId"].as_str().unwrap().into())
+    };
+    let scores: BTreeMap<_, _> = rows.iter().map(|r| (key(r), r["cvssScore"].clone())).collect();
+    assert_eq!(scores.len(), rows.len(), "a device has a CVE once");
+    scores
+}
+
+#[tokio::test]
+async fn a_revised_kb_gives_updated_rows_with_its_new_scores_and_changes_no_missing_kb() {
+    let (t, now) = start(60).await;
+    let truth = t.sim.truth();
+    let before = scores(&t).await;
+    let s = t.sim.evolve(Evolution { revise_kbs: 2, ..Default::default() });
+    assert_eq!(t.sim.truth(), truth, "nobody's missing KBs change");
+    assert_eq!(s.kbs_revised.len(), 2, "{s:?}");
+
+    let since = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let (rows, _) = t.follow(t.get_json(PATH, &[("sinceTime", &since)]).await).await;
+    assert!(rows.iter().all(|r| r["status"] == "Updated"));
+    // A row per CVE of each revised KB, on each device that misses it.
+    let want: BTreeSet<(String, String)> =
+        pairs(&truth).into_iter().filter(|(_, kb)| s.kbs_revised.contains(kb)).collect();
+    let got: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            let kb = r["recommendedSecurityUpdateId"].as_str().unwrap();
+            (r["deviceId"].as_str().unwrap().into(), kb.into())
+        })
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    let cves: BTreeMap<&str, i64> =
+        truth.values().flatten().map(|k| (k.id.as_str(), k.cve_addressed)).collect();
+    let rows_wanted: i64 = want.iter().map(|(_, kb)| cves[kb.as_str()]).sum();
+    assert_eq!(rows.len() as i64, rows_wanted);
+
+    // The full export has the new scores, the ones of the delta's rows, and no other changed.
+    let after = scores(&t).await;
+    let changed: BTreeSet<&(String, String)> =
+        after.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, _)| k).collect();
+    assert_eq!(changed.len(), rows.len());
+    for r in &rows {
+        let key: (String, String) =
+            (r["deviceId"].as_str().unwrap().to_string(), r["cveId"].as_str().unwrap().into());
+        assert!(changed.contains(&key), "{key:?}");
+        assert_eq!(after[&key], r["cvssScore"]);
+    }
+}
+
+#[tokio::test]
+async fn a_step_between_pages_neither_adds_events_nor_shifts_rows() {
+    let (t, now) = start(200).await;
+    t.sim.evolve(Evolution { change_devices: 10, ..Default::default() });
+    let since = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let whole = t.get_json(PATH, &[("sinceTime", &since)]).await["value"].clone();
+    let first = t.get_json(PATH, &[("sinceTime", &since), ("pageSize", "7")]).await;
+    // New events, offboarded devices (isOnboarded), moved lastSeen, new scores.
+    t.sim.evolve(Evolution {
+        change_devices: 10,
+        offboard_devices: 20,
+        revise_kbs: 3,
+        ..Default::default()
+    });
+    let (paged, _) = t.follow(first).await;
+    assert!(Value::Array(paged) == whole, "the pages of the first page's snapshot");
+    let now_whole = t.get_json(PATH, &[("sinceTime", &since)]).await["value"].clone();
+    assert!(now_whole.as_array().unwrap().len() > whole.as_array().unwrap().len());
 }

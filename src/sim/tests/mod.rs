@@ -52,6 +52,20 @@ impl TestSim {
         r.json().await.expect("JSON body")
     }
 
+    /// The rows of an export `page` and of every page its `@odata.nextLink`s lead to (each must
+    /// answer 200), and how many pages that was.
+    async fn follow(&self, mut page: Value) -> (Vec<Value>, usize) {
+        let (mut rows, mut pages) = (Vec::new(), 1);
+        loop {
+            rows.extend(page["value"].as_array().expect("value").iter().cloned());
+            let Some(next) = page["@odata.nextLink"].as_str() else { return (rows, pages) };
+            let r = self.get_url(next.parse().expect("next link is a URL")).await;
+            assert_eq!(r.status(), 200, "{next}");
+            page = r.json().await.expect("JSON body");
+            pages += 1;
+        }
+    }
+
     async fn kbs(&self, id: &str) -> reqwest::Response {
         let mut url = self.sim.base_url();
         url.path_segments_mut().expect("base").extend(["api", "machines", id, "getmissingkbs"]);
