@@ -150,6 +150,18 @@ impl Client {
         url: &Url,
         cap: u64,
     ) -> Result<(T, u64), ApiError> {
+        self.get_decoded(endpoint, url, cap, |body| serde_json::from_slice(body)).await
+    }
+
+    /// [`Client::get_json`] with the body decoded by `decode`, which may fold it into a caller's
+    /// state rather than build a value of it (called once, on the response that succeeded).
+    pub(super) async fn get_decoded<T>(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        cap: u64,
+        decode: impl FnOnce(&[u8]) -> serde_json::Result<T>,
+    ) -> Result<(T, u64), ApiError> {
         let mut failures = 0u32;
         let mut not_found = 0u32;
         let mut throttled = 0u32;
@@ -180,7 +192,7 @@ impl Client {
             let err = match outcome {
                 Ok(bytes) => {
                     let size = bytes.len() as u64;
-                    return serde_json::from_slice(&bytes)
+                    return decode(&bytes)
                         .map(|body| (body, size))
                         .map_err(|e| ApiError::Decode(cut_text(&e.to_string())));
                 }
