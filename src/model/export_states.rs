@@ -61,7 +61,8 @@ pub struct ExportCounts {
 /// Every device the export names, with the KBs it misses, and what reading it met.
 #[derive(Debug, Default)]
 pub struct ExportStates {
-    pub(super) devices: HashMap<MachineId, Box<[ExportKb]>>,
+    /// Per device (its id's 20 bytes) its KBs.
+    pub(super) devices: HashMap<[u8; 20], Box<[ExportKb]>>,
     pub(super) kbs: HashMap<u32, KbText>,
     pub counts: ExportCounts,
 }
@@ -69,7 +70,7 @@ pub struct ExportStates {
 impl ExportStates {
     /// What the export says of `device`.
     pub fn state(&self, device: &MachineId) -> ExportState<'_> {
-        match self.devices.get(device) {
+        match self.devices.get(&device.to_bytes()) {
             Some(kbs) => ExportState::Missing(kbs),
             None => ExportState::Unknown,
         }
@@ -78,7 +79,7 @@ impl ExportStates {
     /// The KBs `device` misses as getmissingkbs' items (with the KB's name, URL and the devices
     /// that miss it, as the export gave them; no product names), or `None` when it is unknown.
     pub fn missing_kbs(&self, device: &MachineId) -> Option<Vec<MissingKb>> {
-        let kbs = self.devices.get(device)?;
+        let kbs = self.devices.get(&device.to_bytes())?;
         let item = |kb: &ExportKb| {
             let text = self.kbs.get(&kb.id).cloned().unwrap_or_default();
             MissingKb {
@@ -94,8 +95,8 @@ impl ExportStates {
     }
 
     /// Every device the export names, with its KBs: none of them is [`ExportState::Unknown`].
-    pub fn devices(&self) -> impl Iterator<Item = (&MachineId, &[ExportKb])> {
-        self.devices.iter().map(|(id, kbs)| (id, &**kbs))
+    pub fn devices(&self) -> impl Iterator<Item = (MachineId, &[ExportKb])> {
+        self.devices.iter().map(|(id, kbs)| (MachineId::from_bytes(*id), &**kbs))
     }
 
     /// How many devices the export names.

@@ -54,8 +54,9 @@ pub struct TallyFull {
 /// The rows folded so far.
 #[derive(Debug, Default)]
 pub struct ExportTally {
-    /// Per device its KBs, sorted by KB number.
-    devices: HashMap<MachineId, Vec<Held>>,
+    /// Per device (its id's 20 bytes: 100,000 ids in 2 MB less than as text) its KBs, sorted
+    /// by KB number.
+    devices: HashMap<[u8; 20], Vec<Held>>,
     /// Per KB its CVE ids' numbers, name and URL.
     kbs: HashMap<u32, KbCves>,
     pairs: usize,
@@ -83,7 +84,7 @@ impl ExportTally {
     pub fn add(&mut self, device: MachineId, kb: Option<KbRow<'_>>) -> Result<(), TallyFull> {
         self.counts.rows += 1;
         let known = self.devices.len();
-        let held = match self.devices.entry(device) {
+        let held = match self.devices.entry(device.to_bytes()) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(_) if known >= MAX_EXPORT_DEVICES => {
                 return Err(TallyFull { what: "devices", limit: MAX_EXPORT_DEVICES });
@@ -101,6 +102,9 @@ impl ExportTally {
                 return Err(TallyFull { what: "(device, KB) pairs", limit: MAX_EXPORT_KBS });
             }
             Err(at) => {
+                // Grown one at a time: a device misses a few KBs, and doubling would leave
+                // a third of the room unused.
+                held.reserve_exact(1);
                 held.insert(at, Held { kb: row.kb, cves: Bits::default() });
                 self.pairs += 1;
                 at
