@@ -27,8 +27,8 @@ pub mod defender;
 pub mod embedded_pg;
 /// Prometheus metrics: names, bounded labels, the recorder and its upkeep.
 pub mod metrics;
-/// The pipeline's own types (machine ids, listed machines, missing KBs, the export's KB changes,
-/// planned devices, device results, run status and counters): the bottom floor, so `defender` and `store` share them
+/// The pipeline's own types (machine ids, listed machines, missing KBs, the export's KB changes
+/// and KB states, planned devices, device results, run status and counters): the bottom floor, so `defender` and `store` share them
 /// without knowing each other.
 pub mod model;
 /// Sliding-window quotas per tenant and endpoint, concurrency cap, tenant-wide pause on 429.

@@ -46,7 +46,7 @@ impl CpuClock {
 }
 
 /// User and system time of this process, its finished threads included.
-fn process_cpu() -> Duration {
+pub fn process_cpu() -> Duration {
     // SAFETY: getrusage writes one `rusage` into the zeroed value it is given.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();

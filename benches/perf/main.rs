@@ -4,11 +4,12 @@
 //! real HTTP in this process. Rows are chosen by name:
 //! `cargo bench -- quota throttled e2e memory storage tenants changes` (all seven when none is named). With `KBWATCH_LOG` set (e.g. `info`), the scans log;
 //! `cargo bench -- year` runs the year of 100,000 devices (issue 14; named only, it takes most of an
-//! hour); with `KBWATCH_BENCH_KEEP` set, the databases are kept for a look with psql. `KBWATCH_BENCH_QUOTA_SECS` shortens the quota window while
+//! hour); `cargo bench -- export` reads the full vulnerability export of 100,000 devices (issue 15;
+//! named only, about 15 minutes at the export's quota); with `KBWATCH_BENCH_KEEP` set, the databases are kept for a look with psql. `KBWATCH_BENCH_QUOTA_SECS` shortens the quota window while
 //! developing (default 210 s).
 //!
 //! `cargo test --all-targets` also runs this program, without `--bench`: it then runs a smoke
-//! version of the e2e, memory, storage, throttled, tenants, changes and year rows on small fleets, so that the
+//! version of the e2e, memory, storage, throttled, tenants, changes, export and year rows on small fleets, so that the
 //! benchmark cannot rot, and checks that the year's generator writes what kbwatch writes.
 //!
 //! # Layout
@@ -16,13 +17,15 @@
 //! tests), `table` prints, `cpu` reads CPU times, and each row has its
 //! module: `quota`, `throttled` (stray 429s, a server at half the quota), `throughput` (e2e), `memory` (a `kbwatch scan` process of its own), `storage`
 //! (size and `fleet_daily`), `tenants` (one daemon, hundreds of tenants), `changes` (the planner
-//! with the export's delta, beside today's), `year` (a generated year of history: reads and size).
+//! with the export's delta, beside today's), `year` (a generated year of history: reads and size),
+//! `export` (the full export read into KB states, in a process of its own: this program again).
 
 #[path = "../../tests/kit/mod.rs"]
 mod kit;
 
 mod changes;
 mod cpu;
+mod export;
 mod memory;
 mod quota;
 mod setup;
@@ -38,9 +41,13 @@ use table::Row;
 /// The rows, in the order of DESIGN §9.
 const ROWS: [&str; 7] = ["quota", "throttled", "e2e", "memory", "storage", "tenants", "changes"];
 /// Rows run only when named.
-const NAMED_ONLY: [&str; 1] = ["year"];
+const NAMED_ONLY: [&str; 2] = ["year", "export"];
 
 fn main() {
+    if let Some(config) = std::env::var_os(export::READER) {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        return export::read_export(&config);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let full = args.iter().any(|a| a == "--bench");
     let named: Vec<&str> = args
@@ -78,6 +85,7 @@ async fn run_full(selected: &[&str]) -> Vec<Row> {
             "tenants" => rows.extend(tenants::run(500, 200).await),
             "changes" => rows.extend(changes::run(&changes::FULL).await),
             "year" => rows.extend(year::run(&year::full()).await),
+            "export" => rows.extend(export::run(100_000).await),
             _ => unreachable!("only known rows are selected"),
         }
     }
@@ -110,6 +118,9 @@ async fn run_smoke(named: &[&str]) -> Vec<Row> {
     }
     if wanted("changes") {
         rows.extend(changes::run(&changes::Plan { devices: 400, days: 3, budget: 60 }).await);
+    }
+    if wanted("export") {
+        rows.extend(export::run(300).await);
     }
     if wanted("year") {
         // 65 days: three months of KBs, intervals closed across the generator's chunks.

@@ -65,7 +65,15 @@ async fn scan_process(devices: usize) -> Peak {
 /// Waits for `scan` to exit, reading its `VmHWM` every 10 ms; its exit status and the last
 /// high-water mark read, in bytes. Only the final 10 ms of its life go unwatched.
 async fn watch_high_water(scan: &Daemon) -> (ExitStatus, u64) {
-    let status_file = format!("/proc/{}/status", scan.pid());
+    high_water_until_exit(scan.pid(), || scan.exited()).await
+}
+
+/// The same for any child process: `exited` says whether it has.
+pub async fn high_water_until_exit(
+    pid: u32,
+    mut exited: impl FnMut() -> Option<ExitStatus>,
+) -> (ExitStatus, u64) {
+    let status_file = format!("/proc/{pid}/status");
     let mut high_water = 0;
     loop {
         if let Some(kib) =
@@ -73,7 +81,7 @@ async fn watch_high_water(scan: &Daemon) -> (ExitStatus, u64) {
         {
             high_water = high_water.max(kib * 1024);
         }
-        if let Some(status) = scan.exited() {
+        if let Some(status) = exited() {
             assert!(high_water > 0, "VmHWM was never read");
             return (status, high_water);
         }

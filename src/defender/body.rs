@@ -22,15 +22,20 @@ pub(super) async fn read_prefix(
     Ok(body)
 }
 
-/// Reads a body, failing as soon as it passes `cap` bytes (after decompression).
+/// Reads a body into `body` (emptied first; its allocation is reused), failing as soon as it
+/// passes `cap` bytes (after decompression).
 pub(super) async fn read_capped(
     mut response: reqwest::Response,
     cap: u64,
-) -> Result<Vec<u8>, ApiError> {
-    if response.content_length().is_some_and(|n| n > cap) {
+    body: &mut Vec<u8>,
+) -> Result<(), ApiError> {
+    body.clear();
+    let stated = response.content_length();
+    if stated.is_some_and(|n| n > cap) {
         return Err(ApiError::TooLarge { limit: cap });
     }
-    let mut body = Vec::new();
+    // The stated size at once, rather than grown by doubling and copied at each step.
+    body.reserve(stated.unwrap_or(0) as usize);
     while let Some(chunk) =
         response.chunk().await.map_err(|e| ApiError::Transport(cut_text(&error_chain(&e))))?
     {
@@ -39,5 +44,5 @@ pub(super) async fn read_capped(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok(())
 }

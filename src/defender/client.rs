@@ -150,6 +150,21 @@ impl Client {
         url: &Url,
         cap: u64,
     ) -> Result<(T, u64), ApiError> {
+        let decode = |body: &[u8]| serde_json::from_slice(body);
+        self.get_decoded(endpoint, url, cap, &mut Vec::new(), decode).await
+    }
+
+    /// [`Client::get_json`] with the body read into `body` (whose allocation a caller may keep
+    /// for the pages of one listing) and decoded by `decode`, which may fold it into a caller's
+    /// state rather than build a value of it (called once, on the response that succeeded).
+    pub(super) async fn get_decoded<T>(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        cap: u64,
+        body: &mut Vec<u8>,
+        decode: impl FnOnce(&[u8]) -> serde_json::Result<T>,
+    ) -> Result<(T, u64), ApiError> {
         let mut failures = 0u32;
         let mut not_found = 0u32;
         let mut throttled = 0u32;
@@ -167,7 +182,7 @@ impl Client {
             let (outcome, status) = match sent {
                 Ok(response) => {
                     let status = response.status();
-                    (self.classify(endpoint, response, cap).await, Some(status))
+                    (self.classify(endpoint, response, cap, body).await, Some(status))
                 }
                 Err(e) => (Err(ApiError::Transport(cut_text(&error_chain(&e)))), None),
             };
@@ -178,10 +193,10 @@ impl Client {
             }
             drop(admission);
             let err = match outcome {
-                Ok(bytes) => {
-                    let size = bytes.len() as u64;
-                    return serde_json::from_slice(&bytes)
-                        .map(|body| (body, size))
+                Ok(()) => {
+                    let size = body.len() as u64;
+                    return decode(body)
+                        .map(|decoded| (decoded, size))
                         .map_err(|e| ApiError::Decode(cut_text(&e.to_string())));
                 }
                 Err(err) => err,
@@ -226,7 +241,7 @@ impl Client {
         &self,
         endpoint: Endpoint,
         status: Option<StatusCode>,
-        outcome: &Result<Vec<u8>, ApiError>,
+        outcome: &Result<(), ApiError>,
     ) {
         let tenant = self.pacer.tenant();
         // A body cut off mid-way is a transport failure, whatever the status line said.
@@ -238,13 +253,15 @@ impl Client {
         }
     }
 
-    /// Maps a response to its body, or to the error kind of the classification table.
+    /// Reads a response's body into `body`, or maps it to the error kind of the classification
+    /// table.
     async fn classify(
         &self,
         endpoint: Endpoint,
         response: reqwest::Response,
         cap: u64,
-    ) -> Result<Vec<u8>, ApiError> {
+        body: &mut Vec<u8>,
+    ) -> Result<(), ApiError> {
         let status = response.status();
         let header = |name| {
             response.headers().get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
@@ -258,7 +275,7 @@ impl Client {
             });
         }
         if status.is_success() {
-            return read_capped(response, cap).await;
+            return read_capped(response, cap, body).await;
         }
         // An error's text is kept only in part: its first bytes are enough to classify it.
         let body = read_prefix(response, ERROR_BODY_BYTES).await?;

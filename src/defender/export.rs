@@ -21,8 +21,8 @@ use crate::model::{
 };
 use crate::pacer::Endpoint;
 
-/// The most pages of one delta: the export's hour quota.
-const MAX_CHANGE_PAGES: usize = 1000;
+/// The most pages of one read of an export: its hour quota.
+pub(super) const MAX_EXPORT_PAGES: usize = 1000;
 
 impl Client {
     /// Whether a token can be obtained at all: after it, a 401 means the API refused a good token.
@@ -51,7 +51,7 @@ impl Client {
             .append_pair("sinceTime", &since.to_rfc3339_opts(SecondsFormat::Secs, true))
             .append_pair("pageSize", &rows_per_page.to_string());
         let mut changes = KbChanges::default();
-        for _ in 0..MAX_CHANGE_PAGES {
+        for _ in 0..MAX_EXPORT_PAGES {
             let (page, _): (Page<DeltaRow>, u64) =
                 self.get_json(Endpoint::Export, &url, self.options.max_page_bytes).await?;
             for row in page.value {
@@ -81,7 +81,7 @@ impl Client {
                 }
             }
         }
-        Err(ApiError::Decode(format!("more than {MAX_CHANGE_PAGES} @odata.nextLink pages")))
+        Err(ApiError::Decode(format!("more than {MAX_EXPORT_PAGES} @odata.nextLink pages")))
     }
 }
 
@@ -122,10 +122,20 @@ impl DeltaRow {
 /// A KB number as getmissingkbs writes it: 4 to 8 digits, from `"5020123"`, `"KB5020123"` or a
 /// JSON number. A CVE or `TVM-` id, advisory text or null is not one.
 fn kb_number(value: &Value) -> Option<u32> {
-    if let Some(n) = value.as_u64() {
-        return u32::try_from(n).ok().filter(|n| (1000..100_000_000).contains(n));
+    match value.as_u64() {
+        Some(n) => kb_of_number(n),
+        None => kb_of_text(value.as_str()?),
     }
-    let text = value.as_str()?.trim();
+}
+
+/// A KB number sent as a JSON number: 1,000 to 99,999,999.
+pub(super) fn kb_of_number(n: u64) -> Option<u32> {
+    u32::try_from(n).ok().filter(|n| (1000..100_000_000).contains(n))
+}
+
+/// A KB number sent as text: 4 to 8 digits, `KB` before them or not.
+pub(super) fn kb_of_text(text: &str) -> Option<u32> {
+    let text = text.trim();
     let digits = match text.get(..2) {
         Some(prefix) if prefix.eq_ignore_ascii_case("KB") => &text[2..],
         _ => text,

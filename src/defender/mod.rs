@@ -2,7 +2,9 @@
 //!
 //! Every call goes through one private `request` that paces it, authenticates it and classifies the
 //! response the same way (DESIGN §3). Wire shapes stay here; callers get
-//! [`Machine`](crate::model::Machine) and [`MissingKb`](crate::model::MissingKb).
+//! [`Machine`](crate::model::Machine), [`MissingKb`](crate::model::MissingKb) and, from the
+//! vulnerability exports, [`KbChanges`](crate::model::KbChanges) and
+//! [`ExportStates`](crate::model::ExportStates).
 
 mod auth;
 mod azure;
@@ -10,6 +12,7 @@ mod body;
 mod client;
 mod error;
 mod export;
+mod export_states;
 mod model;
 mod pager;
 mod token;

@@ -16,6 +16,13 @@ impl MachineId {
         hex::decode_to_slice(self.0, &mut bytes).expect("a validated id is 40 hex digits");
         bytes
     }
+
+    /// The id whose digits spell `bytes`: [`MachineId::to_bytes`] back.
+    pub fn from_bytes(bytes: [u8; 20]) -> MachineId {
+        let mut digits = [0; 40];
+        hex::encode_to_slice(bytes, &mut digits).expect("40 digits hold 20 bytes");
+        MachineId(digits)
+    }
 }
 
 impl std::fmt::Display for MachineId {
@@ -49,6 +56,7 @@ mod tests {
         let bytes = id.to_bytes();
         assert_eq!((bytes[0], bytes[1], bytes[19]), (0x00, 0xff, 0xa1));
         assert_eq!(hex::encode(bytes), id.as_str());
+        assert_eq!(MachineId::from_bytes(bytes), id);
     }
 
     #[test]

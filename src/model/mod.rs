@@ -4,6 +4,8 @@
 
 mod changes;
 mod device;
+mod export_states;
+mod export_tally;
 mod json;
 mod machine;
 mod machine_id;
@@ -11,6 +13,8 @@ mod run;
 
 pub use changes::{KbChange, KbChangeKind, KbChanges, MAX_KB_CHANGES};
 pub use device::{DeviceOutcome, DeviceResult, PlannedDevice};
+pub use export_states::{ExportCounts, ExportKb, ExportState, ExportStates};
+pub use export_tally::{ExportTally, KbRow, MAX_EXPORT_DEVICES, MAX_EXPORT_KBS, TallyFull};
 pub use json::{MAX_DEPTH, as_json_string, storable};
 pub use machine::{Machine, MissingKb};
 pub use machine_id::{MachineId, validate_machine_id};
