@@ -40,16 +40,21 @@ impl Client {
         Ok(page.value.len())
     }
 
+    /// The `pageSize` of an export read: as many rows as `max_page_bytes` holds at 2 KB a row
+    /// (twice the documented size), within the API's 1,000 to 200,000.
+    pub(super) fn export_page_rows(&self) -> u64 {
+        (self.options.max_page_bytes / 2048).clamp(1000, 200_000)
+    }
+
     /// The KB changes of the delta export since `since` (at most 14 days back, the API's limit),
     /// every page, paced on the export's quota. Each page stays within `max_page_bytes`
     /// (`pageSize` allows 2 KB a row, twice the documented size), and the changes kept within
     /// [`MAX_KB_CHANGES`], or the call fails.
     pub async fn kb_changes_since(&self, since: DateTime<Utc>) -> Result<KbChanges, ApiError> {
-        let rows_per_page = (self.options.max_page_bytes / 2048).clamp(1000, 200_000);
         let mut url = self.url(&["api", "machines", "SoftwareVulnerabilityChangesByMachine"]);
         url.query_pairs_mut()
             .append_pair("sinceTime", &since.to_rfc3339_opts(SecondsFormat::Secs, true))
-            .append_pair("pageSize", &rows_per_page.to_string());
+            .append_pair("pageSize", &self.export_page_rows().to_string());
         let mut changes = KbChanges::default();
         for _ in 0..MAX_EXPORT_PAGES {
             let (page, _): (Page<DeltaRow>, u64) =

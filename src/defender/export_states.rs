@@ -28,9 +28,8 @@ impl Client {
     /// call, since a device's rows may be on any page and a part of the export would give some
     /// devices part of their KBs.
     pub async fn export_states(&self) -> Result<ExportStates, ApiError> {
-        let rows_per_page = (self.options.max_page_bytes / 2048).clamp(1000, 200_000);
         let mut url = self.url(&["api", "machines", "SoftwareVulnerabilitiesByMachine"]);
-        url.query_pairs_mut().append_pair("pageSize", &rows_per_page.to_string());
+        url.query_pairs_mut().append_pair("pageSize", &self.export_page_rows().to_string());
         let mut tally = ExportTally::default();
         // One allocation for every page: pages freed one after the other, with the tally's
         // allocations between them, left the heap holding two.

@@ -189,18 +189,17 @@ async fn drop_steps(
             break;
         }
     }
-    dropped.fleet_days = sqlx::query("DELETE FROM kbwatch.fleet_day WHERE day < $1")
-        .bind(cutoff.date_naive())
-        .execute(&mut *conn)
-        .await
-        .context("dropping old rolled-up days")?
-        .rows_affected();
-    dropped.fleet_state_days = sqlx::query("DELETE FROM kbwatch.fleet_state_day WHERE day < $1")
-        .bind(cutoff.date_naive())
-        .execute(&mut *conn)
-        .await
-        .context("dropping old rolled-up fleet states")?
-        .rows_affected();
+    let (fleet_days, fleet_state_days): (i64, i64) = sqlx::query_as(
+        "WITH days AS (DELETE FROM kbwatch.fleet_day WHERE day < $1 RETURNING 1),
+              states AS (DELETE FROM kbwatch.fleet_state_day WHERE day < $1 RETURNING 1)
+         SELECT (SELECT count(*) FROM days), (SELECT count(*) FROM states)",
+    )
+    .bind(cutoff.date_naive())
+    .fetch_one(&mut *conn)
+    .await
+    .context("dropping old rolled-up days")?;
+    dropped.fleet_days = fleet_days as u64;
+    dropped.fleet_state_days = fleet_state_days as u64;
     for runs in unreferenced_runs(conn, cutoff, last_old_run).await?.chunks(RUNS_PER_BATCH) {
         if cancel.is_cancelled() {
             return Ok(false);
