@@ -99,12 +99,15 @@ pub(crate) struct Catalog {
     /// The calendar month of the newest release, as `year * 12 + month0`.
     newest_month: i32,
     next_id: u32,
+    /// The most CVEs one update addresses (`SimConfig::max_cve_addressed`); `None`: no cap.
+    max_cve_addressed: Option<i64>,
     rng: SmallRng,
 }
 
 impl Catalog {
-    /// Builds [`INITIAL_MONTHS`] months of releases ending with the month of `now`.
-    pub(crate) fn new(seed: u64, now: DateTime<Utc>) -> Self {
+    /// Builds [`INITIAL_MONTHS`] months of releases ending with the month of `now`; no update,
+    /// then or later, addresses more than `max_cve_addressed` CVEs.
+    pub(crate) fn new(seed: u64, now: DateTime<Utc>, max_cve_addressed: Option<i64>) -> Self {
         let mut rng = seeded_rng(seed, 0xCA7A, 0);
         let next_id = 5_020_000 + rng.random_range(0..20_000);
         let now_month = now.year() * 12 + now.month0() as i32;
@@ -112,6 +115,7 @@ impl Catalog {
             kbs: Vec::new(),
             newest_month: now_month - INITIAL_MONTHS as i32,
             next_id,
+            max_cve_addressed,
             rng,
         };
         for _ in 0..INITIAL_MONTHS {
@@ -159,6 +163,8 @@ impl Catalog {
     ) {
         let id = self.next_id.to_string();
         self.next_id += self.rng.random_range(3..60);
+        // Capped after the draw, so the generator, and every other value, is the same either way.
+        let cve = self.max_cve_addressed.map_or(cve, |max| cve.min(max));
         self.kbs.push(Kb {
             url: format!("https://catalog.update.microsoft.com/v7/site/Search.aspx?q=KB{id}"),
             id,

@@ -48,13 +48,20 @@ pub(crate) struct Fleet {
 }
 
 impl Fleet {
-    pub(crate) fn new(seed: u64, devices: usize, now: DateTime<Utc>) -> Self {
+    /// `devices` devices of `seed` at `now`, over a catalog whose updates address at most
+    /// `max_cve_addressed` CVEs each.
+    pub(crate) fn new(
+        seed: u64,
+        devices: usize,
+        now: DateTime<Utc>,
+        max_cve_addressed: Option<i64>,
+    ) -> Self {
         let mut fleet = Fleet {
             seed,
             devices: Vec::with_capacity(devices),
             by_id: HashMap::with_capacity(devices),
             raw: Vec::new(),
-            catalog: Catalog::new(seed, now),
+            catalog: Catalog::new(seed, now, max_cve_addressed),
             missed_on: Vec::new(),
             now,
             next_profile: 0,

@@ -27,9 +27,13 @@ pub struct Sim {
 
 impl Sim {
     /// Builds the fleet, binds `cfg.listen` and serves on a spawned task of the current tokio runtime.
-    /// A `listen` address that is not loopback is refused unless `cfg.allow_remote`.
+    /// A `listen` address that is not loopback is refused unless `cfg.allow_remote`, and a
+    /// `max_cve_addressed` below 1.
     pub async fn start(cfg: SimConfig) -> anyhow::Result<Sim> {
         check_listen(&cfg)?;
+        if let Some(max) = cfg.max_cve_addressed.filter(|&max| max < 1) {
+            anyhow::bail!("max_cve_addressed is {max}: a KB addresses at least 1 CVE");
+        }
         let listener = std::net::TcpListener::bind(cfg.listen)
             .with_context(|| format!("binding the simulator to {}", cfg.listen))?;
         listener.set_nonblocking(true).context("making the simulator socket non-blocking")?;
@@ -50,7 +54,7 @@ impl Sim {
             Some(now) => now,
             None => Utc::now().duration_trunc(TimeDelta::hours(1)).context("rounding the clock")?,
         };
-        let fleet = Fleet::new(cfg.seed, cfg.devices, now);
+        let fleet = Fleet::new(cfg.seed, cfg.devices, now, cfg.max_cve_addressed);
         let shared = Arc::new(Shared {
             client_id: cfg.client_id,
             client_secret: cfg.client_secret,

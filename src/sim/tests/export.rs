@@ -3,10 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
+use chrono::{TimeZone, Utc};
 use serde_json::Value;
 
 use super::TestSim;
-use crate::sim::{Evolution, Faults, Route, SimConfig, SimQuota, Throttle};
+use crate::sim::{Evolution, Faults, Route, Sim, SimConfig, SimQuota, Throttle, TruthKb};
 
 const PATH: &str = "api/machines/SoftwareVulnerabilitiesByMachine";
 const DELTA: &str = "api/machines/SoftwareVulnerabilityChangesByMachine";
@@ -16,12 +17,25 @@ async fn all_rows(t: &TestSim, page_size: &str) -> (Vec<Value>, usize) {
     t.follow(t.get_json(PATH, &[("pageSize", page_size)]).await).await
 }
 
+/// (device, KB) of a row that carries a KB.
+fn kb_pair(r: &Value) -> Option<(String, String)> {
+    Some((r["deviceId"].as_str()?.into(), r["recommendedSecurityUpdateId"].as_str()?.into()))
+}
+
 /// (device, KB) of every row that carries a KB.
 fn kb_pairs(rows: &[Value]) -> BTreeSet<(String, String)> {
-    let kb = |r: &Value| -> Option<(String, String)> {
-        Some((r["deviceId"].as_str()?.into(), r["recommendedSecurityUpdateId"].as_str()?.into()))
-    };
-    rows.iter().filter_map(kb).collect()
+    rows.iter().filter_map(kb_pair).collect()
+}
+
+/// How many distinct CVEs the rows give each (device, KB).
+fn cves_per_kb(rows: &[Value]) -> BTreeMap<(String, String), usize> {
+    let mut cves: BTreeMap<(String, String), BTreeSet<&str>> = BTreeMap::new();
+    for r in rows {
+        if let Some(pair) = kb_pair(r) {
+            cves.entry(pair).or_default().insert(r["cveId"].as_str().expect("a CVE id"));
+        }
+    }
+    cves.into_iter().map(|(pair, cves)| (pair, cves.len())).collect()
 }
 
 #[tokio::test]
@@ -189,4 +203,55 @@ async fn export_routes_answer_the_429s_and_5xx_asked_for() {
     let body: Value = r.json().await.unwrap();
     assert!(body["error"]["message"].as_str().unwrap().contains("again in 2 seconds"));
     assert_eq!(t.get(DELTA, &[("sinceTime", "2000-01-01")]).await.status(), 400, "not throttled");
+}
+
+#[tokio::test]
+async fn max_cve_addressed_caps_every_kb_in_the_truth_getmissingkbs_and_the_export() {
+    const MAX: i64 = 3;
+    let now = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+    let cfg = SimConfig { devices: 60, now: Some(now), export_quota: None, ..SimConfig::default() };
+    let full = TestSim::start(cfg.clone()).await;
+    let capped = TestSim::start(SimConfig { max_cve_addressed: Some(MAX), ..cfg.clone() }).await;
+    let before: BTreeSet<String> = full.sim.truth().into_values().flatten().map(|k| k.id).collect();
+    // A new month's KBs are capped too.
+    let step = Evolution { new_monthly_kb: true, install_updates: 0.1, ..Default::default() };
+    let (full_step, capped_step) = (full.sim.evolve(step.clone()), capped.sim.evolve(step));
+    assert_eq!(full_step.kbs_added, capped_step.kbs_added);
+
+    // The same devices miss the same KBs; only the counts over the cap are cut to it.
+    let (full_truth, truth) = (full.sim.truth(), capped.sim.truth());
+    let cut = |kbs: &Vec<TruthKb>| -> Vec<TruthKb> {
+        let cut = |k: &TruthKb| TruthKb { cve_addressed: k.cve_addressed.min(MAX), ..k.clone() };
+        kbs.iter().map(cut).collect()
+    };
+    let want: BTreeMap<String, Vec<TruthKb>> =
+        full_truth.iter().map(|(d, kbs)| (d.clone(), cut(kbs))).collect();
+    assert_eq!(truth, want);
+    let over = |k: &&TruthKb| k.cve_addressed > MAX;
+    let new_over = full_truth.values().flatten().filter(over).filter(|k| !before.contains(&k.id));
+    assert!(new_over.count() > 0, "the new month has KBs the cap cuts");
+    assert!(truth.values().flatten().all(|k| (1..=MAX).contains(&k.cve_addressed)));
+
+    // getmissingkbs says the same.
+    for (id, kbs) in &truth {
+        let body: Value = capped.kbs(id).await.json().await.expect("JSON body");
+        let got: Vec<(String, i64)> = (body["value"].as_array().expect("value").iter())
+            .map(|k| (k["id"].as_str().unwrap().into(), k["cveAddressed"].as_i64().unwrap()))
+            .collect();
+        let want: Vec<(String, i64)> =
+            kbs.iter().map(|k| (k.id.clone(), k.cve_addressed)).collect();
+        assert_eq!(got, want, "device {id}");
+    }
+
+    // The export gives each (device, KB) exactly `cveAddressed` distinct CVEs.
+    let (rows, _) = all_rows(&capped, "50000").await;
+    let per_kb = truth.iter().flat_map(|(d, kbs)| {
+        kbs.iter().map(|k| ((d.clone(), k.id.clone()), k.cve_addressed as usize))
+    });
+    assert_eq!(cves_per_kb(&rows), per_kb.collect());
+    let (full_rows, _) = all_rows(&full, "50000").await;
+    assert!(rows.len() < full_rows.len(), "{} rows capped, {} not", rows.len(), full_rows.len());
+
+    let refused = Sim::start(SimConfig { max_cve_addressed: Some(0), ..cfg }).await;
+    assert!(refused.is_err(), "a KB addresses at least one CVE");
 }
