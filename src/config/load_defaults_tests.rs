@@ -9,7 +9,7 @@ use std::time::Instant;
 use secrecy::ExposeSecret;
 
 use super::*;
-use crate::config::Cloud;
+use crate::config::{Cloud, TenantConfig};
 
 #[path = "load_defaults_choice_tests.rs"]
 mod choices;
@@ -103,6 +103,29 @@ fn the_export_switch_is_inherited_and_overridden() {
     assert_eq!(enabled, [true, false], "contoso inherits, fabrikam overrides");
     let config = load_str(&tenants, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
     assert!(config.tenants.iter().all(|t| !t.export.enabled), "off unless enabled");
+    let fill = |t: &TenantConfig| (t.export.fill, t.export.fill_after.as_secs());
+    assert!(config.tenants.iter().all(|t| fill(t) == (true, 86_400)), "fill after a day");
+
+    let shorter = format!("[tenant_defaults.export]\nfill_after = \"6h\"\n{tenants}")
+        .replace("export.enabled = false", "export.fill = false");
+    let config = load_str(&shorter, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    let fills: Vec<_> = config.tenants.iter().map(fill).collect();
+    assert_eq!(fills, [(true, 6 * 3600), (false, 6 * 3600)]);
+    let too_short = shorter.replace("\"6h\"", "\"10m\"");
+    let shown: Vec<String> =
+        problems(load_str(&too_short, Vec::new())).iter().map(ToString::to_string).collect();
+    let from = "inherited from tenant_defaults.export.fill_after";
+    assert_eq!(
+        shown,
+        [
+            format!(
+                "tenant[0].export.fill_after: must be at least 1h (tenant \"contoso\", {from})"
+            ),
+            format!(
+                "tenant[1].export.fill_after: must be at least 1h (tenant \"fabrikam\", {from})"
+            ),
+        ]
+    );
 }
 
 #[test]

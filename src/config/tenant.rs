@@ -165,11 +165,25 @@ impl Default for HttpConfig {
 /// `Vulnerability.Read.All`. When enabled, each scan reads the delta once (within the export's own
 /// quota, 30 calls a minute and 1,000 an hour) and requests first the devices whose missing KBs
 /// it says changed since their last good scan; `kbwatch validate --online` checks the permission.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// With `fill`, a device the run does not request and whose last state is older than
+/// `fill_after` takes its state from the full export, read at most every few hours.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct ExportConfig {
     /// Whether the tenant may use the export. Default: `false`.
     pub enabled: bool,
+    /// Whether devices the per-device budget does not reach take their state from the full export
+    /// (only with `enabled`). Default: `true`.
+    pub fill: bool,
+    /// How old a device's last state may grow before the export fills it. Default: `"1d"`.
+    #[serde(with = "humantime_serde")]
+    pub fill_after: Duration,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig { enabled: false, fill: true, fill_after: Duration::from_secs(86_400) }
+    }
 }
 
 impl TenantConfig {

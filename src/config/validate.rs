@@ -152,6 +152,9 @@ fn check_tenants(tenants: &[TenantConfig], out: &mut Vec<Problem>) {
         if !(1..=10_000).contains(&t.page_size) {
             out.push(problem(format!("{p}.page_size"), "must be between 1 and 10000"));
         }
+        if t.export.fill_after < std::time::Duration::from_secs(3600) {
+            out.push(problem(format!("{p}.export.fill_after"), "must be at least 1h"));
+        }
         check_limits(&p, t, out);
         check_auth(&format!("{p}.auth"), &t.auth, out);
     }

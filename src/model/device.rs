@@ -35,6 +35,26 @@ impl DeviceOutcome {
     }
 }
 
+/// Where a good scan's missing KBs came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanSource {
+    /// The device's own `getmissingkbs` request.
+    GetMissingKbs,
+    /// The vulnerability export, for a device the per-device budget had not reached
+    /// (`[tenant.export] fill`): no product names, and the KB's details as the export gave them.
+    Export,
+}
+
+impl ScanSource {
+    /// Its name where it is stored (`source` in `reporting.device_history`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanSource::GetMissingKbs => "getmissingkbs",
+            ScanSource::Export => "export",
+        }
+    }
+}
+
 /// One device's result in a run.
 #[derive(Debug, Clone)]
 pub struct DeviceResult {

@@ -12,7 +12,7 @@ mod machine_id;
 mod run;
 
 pub use changes::{KbChange, KbChangeKind, KbChanges, MAX_KB_CHANGES};
-pub use device::{DeviceOutcome, DeviceResult, PlannedDevice};
+pub use device::{DeviceOutcome, DeviceResult, PlannedDevice, ScanSource};
 pub use export_states::{ExportCounts, ExportKb, ExportState, ExportStates};
 pub use export_tally::{ExportTally, KbRow, MAX_EXPORT_DEVICES, MAX_EXPORT_KBS, TallyFull};
 pub use json::{MAX_DEPTH, as_json_string, storable};

@@ -34,6 +34,8 @@ pub struct RunCounters {
     pub ok: i32,
     pub not_found: i32,
     pub failed: i32,
+    /// Good states taken from the export (`ok` counts getmissingkbs' answers only).
+    pub from_export: i32,
 }
 
 impl RunCounters {
@@ -42,6 +44,7 @@ impl RunCounters {
         self.ok += other.ok;
         self.not_found += other.not_found;
         self.failed += other.failed;
+        self.from_export += other.from_export;
     }
 }
 

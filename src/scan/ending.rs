@@ -32,6 +32,7 @@ pub(super) fn ending(listing: anyhow::Result<Listed>, fanned: Fanned, lock_lost:
             ending.listed = listing.listed;
             ending.rejected = listing.rejected;
             ending.planned = listing.planned;
+            ending.devices.from_export = listing.from_export as i32;
             if let Some(e) = fanned.fatal {
                 (RunStatus::Failed, Some(e.to_string()))
             } else if let Some(e) = fanned.write_error {

@@ -31,6 +31,10 @@ pub(super) struct Listing {
     pub listed: u64,
     pub rejected: u64,
     pub planned: u64,
+    /// The `device_id`s handed to the fan-out: the export fills none of them.
+    pub requested: Vec<i64>,
+    /// Devices stored from the export (`fill`), once the listing is complete.
+    pub from_export: u64,
 }
 
 /// How the listing ended.
@@ -75,11 +79,11 @@ pub(super) async fn list_devices(scan: &Scan<'_>, plan: Handoff) -> anyhow::Resu
         )
         .await?;
     plan.send(known);
-    let planned = plan.finish();
+    let (planned, requested) = plan.finish();
     scan.store.set_run_plan(scan.run_id, listed as i32, planned as i32, rejected as i32).await?;
     tracing::info!(listed, rejected, gone, planned, changed = changed.len(), "Listed devices");
     crate::metrics::fleet_devices(&scan.tenant.name, listed);
-    Ok(Listed::Complete(Listing { listed, rejected, planned }))
+    Ok(Listed::Complete(Listing { listed, rejected, planned, requested, from_export: 0 }))
 }
 
 /// Pages through the device list, storing each page and handing its new devices to `plan`; the
@@ -129,7 +133,13 @@ async fn list_pages(
         }
     }
     // The pager remembers every id it listed (to drop repeats), freed here before the plan is read.
-    Ok(Listed::Complete(Listing { listed, rejected, planned: 0 }))
+    Ok(Listed::Complete(Listing {
+        listed,
+        rejected,
+        planned: 0,
+        requested: Vec::new(),
+        from_export: 0,
+    }))
 }
 
 /// The plan as it is handed to the fan-out, within what the quota reaches before the next tick.
@@ -140,7 +150,8 @@ struct Plan<'a> {
     streaming: bool,
     handed_over: HandedOver,
     budget: usize,
-    sent: u64,
+    /// The `device_id`s handed over.
+    sent: Vec<i64>,
     left_out: u64,
 }
 
@@ -154,7 +165,8 @@ impl<'a> Plan<'a> {
             None => usize::MAX,
         };
         let handed_over = HandedOver { listed_at, through: 0 };
-        Plan { scan, to_fanout, streaming: true, handed_over, budget, sent: 0, left_out: 0 }
+        let sent = Vec::new();
+        Plan { scan, to_fanout, streaming: true, handed_over, budget, sent, left_out: 0 }
     }
 
     /// A page is about to be stored: its new devices are handed over as they are stored only if
@@ -181,21 +193,23 @@ impl<'a> Plan<'a> {
                 continue;
             }
             self.budget -= 1;
-            self.sent += 1;
+            self.sent.push(device.device_id);
             self.scan.progress.planned.fetch_add(1, Ordering::Relaxed);
             self.to_fanout.send(device);
         }
     }
 
-    /// The number of devices handed over; the fan-out ends when it has requested them.
-    fn finish(self) -> u64 {
+    /// The number of devices handed over, and their `device_id`s; the fan-out ends when it has
+    /// requested them.
+    fn finish(self) -> (u64, Vec<i64>) {
+        let planned = self.sent.len() as u64;
         if self.left_out > 0 {
             tracing::info!(
-                planned = self.sent,
+                planned,
                 left_out = self.left_out,
                 "The quota reaches only part of the fleet before the next run; scanning the devices that need it most"
             );
         }
-        self.sent
+        (planned, self.sent)
     }
 }

@@ -7,6 +7,7 @@
 mod changes;
 mod ending;
 mod fanout;
+mod fill;
 mod handoff;
 mod list;
 mod panicked;
@@ -250,16 +251,24 @@ impl Scan<'_> {
 
     /// Lists and requests side by side. The fan-out requests devices as the listing hands them
     /// over, and ends when the listing has handed over its last one. A listing that fails stops
-    /// it: requests in flight finish and their results are stored.
+    /// it: requests in flight finish and their results are stored. Once the listing is complete,
+    /// the devices the plan left out may be filled from the export ([`fill`]).
     async fn work(&self) -> ending::Ending {
         let (to_fanout, planned) = handoff::handoff();
         let stop_fanout = self.cancel.child_token();
         let listing = async {
-            let listing = list::list_devices(self, to_fanout).await;
-            if !matches!(listing, Ok(list::Listed::Complete(_))) {
-                stop_fanout.cancel();
+            match list::list_devices(self, to_fanout).await {
+                // The fan-out requests the plan meanwhile.
+                Ok(list::Listed::Complete(mut listing)) => {
+                    let requested = std::mem::take(&mut listing.requested);
+                    listing.from_export = fill::from_export(self, &requested).await;
+                    Ok(list::Listed::Complete(listing))
+                }
+                listing => {
+                    stop_fanout.cancel();
+                    listing
+                }
             }
-            listing
         };
         let (listing, fanned) =
             tokio::join!(listing, fanout::scan_devices(self, planned, stop_fanout.clone()));
@@ -279,6 +288,7 @@ fn log_summary(s: &ScanSummary) {
         planned = s.planned,
         rejected = s.rejected,
         ok = s.devices.ok,
+        from_export = s.devices.from_export,
         not_found = s.devices.not_found,
         failed = s.devices.failed,
         api_calls = s.api_calls,

@@ -166,9 +166,11 @@ impl Store {
     /// The devices this run should request, but for those its listing already handed over, most
     /// in need first:
     /// never scanned, then those `changed` (the export says their missing KBs changed since their
-    /// last good scan; empty without the export), then those whose `lastSeen` moved since their
-    /// last good scan, then the stalest. Devices with a good scan newer than `rescan_after` are
-    /// left out unless `changed`; invalid ids and devices merged into another always are.
+    /// last good scan; empty without the export), then those whose only states came from the
+    /// export, then those whose `lastSeen` moved since their last good scan, then the stalest by
+    /// getmissingkbs. Devices getmissingkbs answered more recently than `rescan_after` are left
+    /// out unless `changed` (a state from the export never is a reason to leave one out); invalid
+    /// ids and devices merged into another always are.
     pub async fn plan_devices(
         &self,
         tenant_id: i32,
@@ -189,12 +191,13 @@ impl Store {
              WHERE d.tenant_id = $1 AND d.last_listed_run_id = $2
                AND (d.first_listed_at < $4 OR d.device_id > $5)
                AND d.id_valid AND d.merged_into_machine_id IS NULL
-               AND (st.good_scanned_at IS NULL OR st.good_scanned_at <= $3
+               AND (st.good_requested_at IS NULL OR st.good_requested_at <= $3
                     OR ch.device_id IS NOT NULL)
              ORDER BY st.good_scanned_at IS NULL DESC,
                       ch.device_id IS NOT NULL DESC,
+                      st.good_requested_at IS NULL DESC,
                       d.last_seen IS DISTINCT FROM st.good_last_seen DESC,
-                      st.good_scanned_at ASC, d.device_id",
+                      st.good_requested_at ASC, d.device_id",
         )
         .bind(tenant_id)
         .bind(run_id)
@@ -212,7 +215,7 @@ impl Store {
 
 /// A stored device as planned. Only valid ids are planned; the check stays so that a URL never
 /// depends on that.
-fn planned(
+pub(super) fn planned(
     (device_id, text, last_seen): (i64, String, Option<DateTime<Utc>>),
     first_scan: bool,
 ) -> Option<PlannedDevice> {

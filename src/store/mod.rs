@@ -7,6 +7,7 @@ mod catalog;
 mod changes;
 mod columns;
 mod devices;
+mod export_fill;
 mod lock;
 mod packs;
 mod report;

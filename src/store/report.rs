@@ -24,6 +24,7 @@ pub struct RunSummary {
     pub devices_failed: i32,
     pub api_calls: i64,
     pub throttled: i64,
+    pub devices_from_export: i32,
 }
 
 /// Fleet totals of one tenant, from `reporting.devices` and `reporting.current_missing_kbs`.
@@ -88,7 +89,7 @@ impl Store {
     ) -> anyhow::Result<Vec<RunSummary>> {
         sqlx::query_as(
             "SELECT scan_run_id, tenant, trigger, started_at, finished_at, status, devices_listed,
-                    devices_scanned, devices_failed, api_calls, throttled
+                    devices_scanned, devices_failed, api_calls, throttled, devices_from_export
              FROM reporting.scan_runs WHERE $1::text IS NULL OR tenant = $1
              ORDER BY scan_run_id DESC LIMIT $2",
         )

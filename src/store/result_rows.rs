@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 
 use super::columns::{Columns as _, columns};
 use super::{pg_json, pg_text};
-use crate::model::{DeviceOutcome, DeviceResult, MissingKb};
+use crate::model::{DeviceOutcome, DeviceResult, MissingKb, ScanSource};
 
 columns! {
     /// KBs as `kbwatch.kb` stores them.
@@ -54,6 +54,8 @@ columns! {
         error: Option<String>,
         /// `lastSeen` as the run listed it: the next plans compare with it.
         last_seen: Option<DateTime<Utc>>,
+        /// `getmissingkbs` or `export`.
+        source: &'static str,
     }
 }
 
@@ -68,6 +70,20 @@ static UPSERT_KBS: LazyLock<String> = LazyLock::new(|| {
         values = KbColumns::select_list(),
         unnest = KbColumns::unnest(2),
         updates = KbColumns::set_excluded(&["kb_id"]),
+    )
+});
+
+/// KBs the export names (`$1` now, then the columns): inserted if they are not stored yet, else
+/// only seen again, so that what getmissingkbs said of them (product names) is kept.
+static INSERT_MISSING_KBS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO kbwatch.kb AS k (first_seen_at, last_seen_at, {columns})
+         SELECT $1, $1, {values}
+         FROM {unnest}
+         ON CONFLICT (kb_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at",
+        columns = KbColumns::insert_columns(),
+        values = KbColumns::select_list(),
+        unnest = KbColumns::unnest(2),
     )
 });
 
@@ -119,7 +135,8 @@ static OPEN_MISSING: LazyLock<String> = LazyLock::new(|| {
 /// One row per device and scan (`$1` run, then the columns); a row written already is kept, as
 /// is a scan packed already (migration 0014: a batch written again after its run ended). Each row
 /// written moves its device's `device_state` to it, unless that holds a later run's scan; the
-/// good scan and the counts move only with an `ok` one.
+/// good scan and the counts move only with an `ok` one, the last getmissingkbs answer only with
+/// one from getmissingkbs (migration 0016).
 static INSERT_SCANS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH s AS (
@@ -134,9 +151,10 @@ static INSERT_SCANS: LazyLock<String> = LazyLock::new(|| {
              RETURNING *)
          INSERT INTO kbwatch.device_state AS st (
              device_id, scan_run_id, scanned_at, outcome, good_scan_run_id, good_scanned_at,
-             good_last_seen, missing_kbs, cve_addressed_total)
+             good_last_seen, missing_kbs, cve_addressed_total, good_requested_at)
          SELECT s.device_id, s.scan_run_id, s.scanned_at, s.outcome, g.scan_run_id,
-                g.scanned_at, g.last_seen, g.missing_kbs, g.cve_addressed_total
+                g.scanned_at, g.last_seen, g.missing_kbs, g.cve_addressed_total,
+                CASE WHEN g.source = 'getmissingkbs' THEN g.scanned_at END
          FROM s LEFT JOIN LATERAL (SELECT s.* WHERE s.outcome = 'ok') g ON true
          ON CONFLICT (device_id) DO UPDATE SET
              scan_run_id = EXCLUDED.scan_run_id, scanned_at = EXCLUDED.scanned_at,
@@ -150,7 +168,8 @@ static INSERT_SCANS: LazyLock<String> = LazyLock::new(|| {
                                 THEN st.missing_kbs ELSE EXCLUDED.missing_kbs END,
              cve_addressed_total = CASE WHEN EXCLUDED.good_scan_run_id IS NULL
                                         THEN st.cve_addressed_total
-                                        ELSE EXCLUDED.cve_addressed_total END
+                                        ELSE EXCLUDED.cve_addressed_total END,
+             good_requested_at = coalesce(EXCLUDED.good_requested_at, st.good_requested_at)
          WHERE st.scan_run_id <= EXCLUDED.scan_run_id",
         columns = ScanColumns::insert_columns(),
         values = ScanColumns::select_list(),
@@ -190,11 +209,24 @@ pub(super) fn current_set(results: &[DeviceResult]) -> (MissingColumns, Rescanne
     (current, rescanned)
 }
 
+/// How a batch's KBs are written.
+#[derive(Clone, Copy)]
+pub(super) enum KbWrite<'a> {
+    /// As getmissingkbs reports them: inserted, or updated to what it says now.
+    Refresh(&'a [MissingKb]),
+    /// As the export names them: inserted if they are not stored yet.
+    Missing(&'a [MissingKb]),
+}
+
 pub(super) async fn upsert_kbs(
     conn: &mut PgConnection,
-    kbs: &[MissingKb],
+    kbs: KbWrite<'_>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
+    let (statement, kbs) = match kbs {
+        KbWrite::Refresh(kbs) => (UPSERT_KBS.as_str(), kbs),
+        KbWrite::Missing(kbs) => (INSERT_MISSING_KBS.as_str(), kbs),
+    };
     if kbs.is_empty() {
         return Ok(());
     }
@@ -207,11 +239,7 @@ pub(super) async fn upsert_kbs(
         machine_missed_on: k.machine_missed_on,
     };
     let columns = KbColumns::from_rows(kbs.iter().map(values));
-    columns
-        .bind(sqlx::query(UPSERT_KBS.as_str()).bind(now))
-        .execute(conn)
-        .await
-        .context("storing KBs")?;
+    columns.bind(sqlx::query(statement).bind(now)).execute(conn).await.context("storing KBs")?;
     Ok(())
 }
 
@@ -253,9 +281,10 @@ pub(super) async fn open_missing_kbs(
 pub(super) async fn insert_device_scans(
     conn: &mut PgConnection,
     run_id: i64,
+    source: ScanSource,
     results: &[DeviceResult],
 ) -> anyhow::Result<()> {
-    let columns = ScanColumns::from_rows(results.iter().map(scan_values));
+    let columns = ScanColumns::from_rows(results.iter().map(|r| scan_values(r, source)));
     columns
         .bind(sqlx::query(INSERT_SCANS.as_str()).bind(run_id))
         .execute(conn)
@@ -265,7 +294,7 @@ pub(super) async fn insert_device_scans(
 }
 
 /// The `device_scan` row of a result.
-fn scan_values(r: &DeviceResult) -> ScanValues {
+fn scan_values(r: &DeviceResult, source: ScanSource) -> ScanValues {
     let (missing_kbs, cve_addressed_total) = match &r.outcome {
         DeviceOutcome::Ok(items) => {
             let mut seen = std::collections::HashSet::new();
@@ -288,5 +317,6 @@ fn scan_values(r: &DeviceResult) -> ScanValues {
             _ => None,
         },
         last_seen: r.last_seen,
+        source: source.as_str(),
     }
 }

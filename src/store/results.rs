@@ -11,6 +11,9 @@
 //! intervals are opened without a probe for open ones and none is closed. On a first scan of
 //! 10,000 devices those probes were about a tenth of PostgreSQL's CPU.
 //!
+//! States taken from the vulnerability export (`[tenant.export] fill`) are written the same way,
+//! marked `export`; they never overwrite what getmissingkbs said of a KB.
+//!
 //! The statements, and the descriptions of the columns they send, are in `result_rows`.
 
 use std::collections::{HashMap, HashSet};
@@ -21,13 +24,13 @@ use sqlx::Connection as _;
 
 use super::Store;
 use super::result_rows::{
-    close_missing_kbs, current_set, insert_device_scans, open_missing_kbs, upsert_kbs,
+    KbWrite, close_missing_kbs, current_set, insert_device_scans, open_missing_kbs, upsert_kbs,
 };
-use crate::model::{DeviceOutcome, DeviceResult, MissingKb, RunCounters};
+use crate::model::{DeviceOutcome, DeviceResult, MissingKb, RunCounters, ScanSource};
 
 impl Store {
-    /// Stores `kbs` (each id once), then writes a batch of results in one transaction. Every KB
-    /// the results report must be in `kbs` or stored already.
+    /// Stores `kbs` (each id once), then writes a batch of getmissingkbs results in one
+    /// transaction. Every KB the results report must be in `kbs` or stored already.
     pub async fn write_results(
         &self,
         run_id: i64,
@@ -36,7 +39,6 @@ impl Store {
         api_calls: i64,
         throttled: i64,
     ) -> anyhow::Result<RunCounters> {
-        let (current, rescanned) = current_set(results);
         let mut counters = RunCounters::default();
         for r in results {
             match r.outcome {
@@ -45,6 +47,35 @@ impl Store {
                 DeviceOutcome::Failed(_) => counters.failed += 1,
             }
         }
+        let batch = Batch { run_id, source: ScanSource::GetMissingKbs, results, counters };
+        self.write_batch(batch, KbWrite::Refresh(kbs), (api_calls, throttled)).await
+    }
+
+    /// Writes a batch of states taken from the export (`[tenant.export] fill`; every outcome
+    /// `ok`) as [`Store::write_results`] writes getmissingkbs', marked `export`. Its KBs are
+    /// stored only if they are not yet: the export has no product names, and what getmissingkbs
+    /// said of a KB is kept.
+    pub async fn write_export_states(
+        &self,
+        run_id: i64,
+        results: &[DeviceResult],
+        api_calls: i64,
+        throttled: i64,
+    ) -> anyhow::Result<RunCounters> {
+        let kbs = kbs_to_store(results, &HashSet::new());
+        let counters = RunCounters { from_export: results.len() as i32, ..RunCounters::default() };
+        let batch = Batch { run_id, source: ScanSource::Export, results, counters };
+        self.write_batch(batch, KbWrite::Missing(&kbs), (api_calls, throttled)).await
+    }
+
+    async fn write_batch(
+        &self,
+        batch: Batch<'_>,
+        kbs: KbWrite<'_>,
+        (api_calls, throttled): (i64, i64),
+    ) -> anyhow::Result<RunCounters> {
+        let Batch { run_id, source, results, counters } = batch;
+        let (current, rescanned) = current_set(results);
         let mut conn = self.pool.acquire().await.context("connecting to store results")?;
         // KBs first, committed on their own: a KB's row is shared by every batch, and holding its
         // lock for a whole batch transaction would make concurrent batches wait for each other.
@@ -52,11 +83,19 @@ impl Store {
         let mut tx = conn.begin().await.context("starting the results transaction")?;
         close_missing_kbs(&mut tx, run_id, &rescanned, &current).await?;
         open_missing_kbs(&mut tx, run_id, &current).await?;
-        insert_device_scans(&mut tx, run_id, results).await?;
+        insert_device_scans(&mut tx, run_id, source, results).await?;
         Store::add_run_counters(&mut tx, run_id, counters, api_calls, throttled).await?;
         tx.commit().await.context("committing results")?;
         Ok(counters)
     }
+}
+
+/// One batch of results, from one source.
+struct Batch<'a> {
+    run_id: i64,
+    source: ScanSource,
+    results: &'a [DeviceResult],
+    counters: RunCounters,
 }
 
 /// The KBs `results` report, one per id (the last reported), leaving out those in `stored`.

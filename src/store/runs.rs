@@ -107,6 +107,7 @@ impl Store {
             "UPDATE kbwatch.scan_run
              SET devices_ok = devices_ok + $2, devices_not_found = devices_not_found + $3,
                  devices_failed = devices_failed + $4,
+                 devices_from_export = devices_from_export + $7,
                  api_calls = GREATEST(api_calls, $5), throttled = GREATEST(throttled, $6)
              WHERE scan_run_id = $1",
         )
@@ -116,6 +117,7 @@ impl Store {
         .bind(counters.failed)
         .bind(api_calls)
         .bind(throttled)
+        .bind(counters.from_export)
         .execute(conn)
         .await
         .context("updating the run counters")?;

@@ -14,6 +14,7 @@ mod dashboard;
 mod demo;
 mod deploy;
 mod device_state;
+mod export_fill;
 mod export_states;
 mod faults;
 mod fleet_days;

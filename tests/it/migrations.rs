@@ -87,6 +87,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "fleet states",
         "b4d50c01ec96618bcf205b4fb1ec57b8cb321b89d0dc5b9f63478af4e377c20beab706dc71f407172b41f50dbfa70db0",
     ),
+    (
+        16,
+        "export states",
+        "1462802ae4ca88131b04d800c1bbe67474a533d882e5a9f4a590096356dc0e2ca51f40e9f364e0ce42a7e8f7006fba9b",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

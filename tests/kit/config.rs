@@ -44,6 +44,8 @@ pub struct Tenant {
     max_attempts: Option<u32>,
     retry_base: Option<Duration>,
     export: Option<bool>,
+    fill: Option<bool>,
+    fill_after: Option<Duration>,
 }
 
 impl ConfigBuilder {
@@ -178,6 +180,8 @@ impl Tenant {
             max_attempts: None,
             retry_base: None,
             export: None,
+            fill: None,
+            fill_after: None,
         }
     }
 
@@ -244,6 +248,18 @@ impl Tenant {
         self
     }
 
+    /// `[tenant.export] fill`.
+    pub fn export_fill(mut self, fill: bool) -> Self {
+        self.fill = Some(fill);
+        self
+    }
+
+    /// `[tenant.export] fill_after`.
+    pub fn fill_after(mut self, after: Duration) -> Self {
+        self.fill_after = Some(after);
+        self
+    }
+
     fn to_table(&self) -> Table {
         let mut t = Table::new();
         t.insert("name".into(), string(&self.name));
@@ -262,8 +278,11 @@ impl Tenant {
         insert(&mut http, "max_attempts", self.max_attempts.map(integer));
         insert(&mut http, "retry_base", self.retry_base.map(duration));
         insert_table(&mut t, "http", http);
-        let export = self.export.map(Value::Boolean);
-        insert_table(&mut t, "export", Table::from_iter(export.map(|on| ("enabled".into(), on))));
+        let mut export = Table::new();
+        insert(&mut export, "enabled", self.export.map(Value::Boolean));
+        insert(&mut export, "fill", self.fill.map(Value::Boolean));
+        insert(&mut export, "fill_after", self.fill_after.map(duration));
+        insert_table(&mut t, "export", export);
         let auth = self.auth.as_ref().expect("the tenant has an auth");
         t.insert("auth".into(), Value::Table(auth.to_table()));
         t

@@ -43,9 +43,10 @@ pub async fn redo_device_state(pool: &PgPool) {
     sqlx::raw_sql(
         "DELETE FROM kbwatch.device_state;
          INSERT INTO kbwatch.device_state (device_id, scan_run_id, scanned_at, outcome,
-             good_scan_run_id, good_scanned_at, good_last_seen, missing_kbs, cve_addressed_total)
+             good_scan_run_id, good_scanned_at, good_last_seen, missing_kbs, cve_addressed_total,
+             good_requested_at)
          SELECT d.device_id, l.scan_run_id, l.scanned_at, l.outcome, g.scan_run_id, g.scanned_at,
-                g.last_seen, g.missing_kbs, g.cve_addressed_total
+                g.last_seen, g.missing_kbs, g.cve_addressed_total, r.scanned_at
          FROM kbwatch.device d
          JOIN LATERAL (
              SELECT s.scan_run_id, s.scanned_at, s.outcome FROM kbwatch.device_scan s
@@ -53,7 +54,11 @@ pub async fn redo_device_state(pool: &PgPool) {
          LEFT JOIN LATERAL (
              SELECT s.scan_run_id, s.scanned_at, s.last_seen, s.missing_kbs, s.cve_addressed_total
              FROM kbwatch.device_scan s WHERE s.device_id = d.device_id AND s.outcome = 'ok'
-             ORDER BY s.scan_run_id DESC LIMIT 1) g ON true;",
+             ORDER BY s.scan_run_id DESC LIMIT 1) g ON true
+         LEFT JOIN LATERAL (
+             SELECT s.scanned_at FROM kbwatch.device_scan s
+             WHERE s.device_id = d.device_id AND s.outcome = 'ok' AND s.source = 'getmissingkbs'
+             ORDER BY s.scan_run_id DESC LIMIT 1) r ON true;",
     )
     .execute(pool)
     .await
@@ -92,7 +97,9 @@ pub async fn backdate_run(pool: &PgPool, run_id: i64, days: u32) {
          UPDATE kbwatch.device_state SET scanned_at = scanned_at - interval '{days} days'
              WHERE scan_run_id = {run_id};
          UPDATE kbwatch.device_state
-             SET good_scanned_at = good_scanned_at - interval '{days} days'
+             SET good_scanned_at = good_scanned_at - interval '{days} days',
+                 good_requested_at = CASE WHEN good_requested_at = good_scanned_at
+                     THEN good_requested_at - interval '{days} days' ELSE good_requested_at END
              WHERE good_scan_run_id = {run_id};
          UPDATE kbwatch.scan_run SET started_at = started_at - interval '{days} days',
              finished_at = finished_at - interval '{days} days' WHERE scan_run_id = {run_id};"

@@ -25,6 +25,8 @@ pub struct DeviceScan {
     pub outcome: String,
     pub missing_kbs: Option<i32>,
     pub cve_addressed_total: Option<i64>,
+    /// `getmissingkbs`, or `export` (migration 0016).
+    pub source: String,
 }
 
 /// A row of `reporting.devices`: a device of the latest listing.

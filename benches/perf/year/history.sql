@@ -192,9 +192,9 @@ BEGIN
     -- Each device's last scan as of the chunk's last day (kbwatch moves it with every scan).
     INSERT INTO kbwatch.device_state AS st (device_id, scan_run_id, scanned_at, outcome,
                                             good_scan_run_id, good_scanned_at, good_last_seen,
-                                            missing_kbs, cve_addressed_total)
+                                            missing_kbs, cve_addressed_total, good_requested_at)
     SELECT s.device_id, s.scan_run_id, s.scanned_at, s.outcome, s.scan_run_id, s.scanned_at,
-           s.last_seen, s.missing_kbs, s.cve_addressed_total
+           s.last_seen, s.missing_kbs, s.cve_addressed_total, s.scanned_at
     FROM bench_year.run r
     JOIN kbwatch.device_scan s ON s.scan_run_id = r.scan_run_id
     WHERE r.k = c1 - 1
@@ -202,7 +202,8 @@ BEGIN
         scan_run_id = EXCLUDED.scan_run_id, scanned_at = EXCLUDED.scanned_at,
         outcome = EXCLUDED.outcome, good_scan_run_id = EXCLUDED.good_scan_run_id,
         good_scanned_at = EXCLUDED.good_scanned_at, good_last_seen = EXCLUDED.good_last_seen,
-        missing_kbs = EXCLUDED.missing_kbs, cve_addressed_total = EXCLUDED.cve_addressed_total;
+        missing_kbs = EXCLUDED.missing_kbs, cve_addressed_total = EXCLUDED.cve_addressed_total,
+        good_requested_at = EXCLUDED.good_requested_at;
 
     -- The KBs reported in the chunk, as the last scan that reported each stored it (before the
     -- intervals that refer to them, as kbwatch stores them).

@@ -53,6 +53,7 @@ impl Tabular for RunSummary {
         "devices_failed",
         "api_calls",
         "throttled",
+        "devices_from_export",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -67,6 +68,7 @@ impl Tabular for RunSummary {
             self.devices_failed.to_string(),
             self.api_calls.to_string(),
             self.throttled.to_string(),
+            self.devices_from_export.to_string(),
         ]
     }
 }
@@ -190,6 +192,7 @@ mod tests {
             devices_failed: 0,
             api_calls: 2,
             throttled: 0,
+            devices_from_export: 0,
         });
         check(DeviceRow {
             tenant: t(),
