@@ -10,7 +10,7 @@
 //! | `kbwatch_scan_panics_total` | counter | tenant |
 //! | `kbwatch_scans_orphaned_total` | counter | tenant |
 //! | `kbwatch_scan_duration_seconds` | histogram | tenant |
-//! | `kbwatch_devices_scanned_total` | counter | tenant, outcome (`ok`, `not_found`, `failed`) |
+//! | `kbwatch_devices_scanned_total` | counter | tenant, outcome (`ok`, `not_found`, `failed`, `export`) |
 //! | `kbwatch_api_requests_total` | counter | tenant, endpoint, status (HTTP code or `transport`) |
 //! | `kbwatch_api_throttled_total` | counter | tenant, endpoint |
 //! | `kbwatch_pacer_wait_seconds_total` | counter, whole seconds | tenant, endpoint |
@@ -195,14 +195,14 @@ pub(crate) fn scan_finished(
     tenant: &str,
     status: &'static str,
     elapsed: Duration,
-    ok: i32,
-    not_found: i32,
-    failed: i32,
+    (ok, not_found, failed, from_export): (i32, i32, i32, i32),
 ) {
     let tenant = tenant.to_owned();
     counter!(SCANS, "tenant" => tenant.clone(), "status" => status).increment(1);
     histogram!(SCAN_DURATION, "tenant" => tenant.clone()).record(elapsed.as_secs_f64());
-    for (outcome, n) in [("ok", ok), ("not_found", not_found), ("failed", failed)] {
+    let outcomes =
+        [("ok", ok), ("not_found", not_found), ("failed", failed), ("export", from_export)];
+    for (outcome, n) in outcomes {
         counter!(DEVICES_SCANNED, "tenant" => tenant.clone(), "outcome" => outcome)
             .increment(u64::try_from(n).unwrap_or(0));
     }

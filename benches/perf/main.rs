@@ -2,14 +2,14 @@
 //!
 //! Every row starts the private PostgreSQL (or uses `DATABASE_URL`'s server) and the simulator over
 //! real HTTP in this process. Rows are chosen by name:
-//! `cargo bench -- quota throttled e2e memory storage tenants changes` (all seven when none is named). With `KBWATCH_LOG` set (e.g. `info`), the scans log;
+//! `cargo bench -- quota throttled e2e memory storage tenants changes coverage` (all eight when none is named). With `KBWATCH_LOG` set (e.g. `info`), the scans log;
 //! `cargo bench -- year` runs the year of 100,000 devices (issue 14; named only, it takes most of an
 //! hour); `cargo bench -- export` reads the full vulnerability export of 100,000 devices (issue 15;
 //! named only, about 15 minutes at the export's quota); with `KBWATCH_BENCH_KEEP` set, the databases are kept for a look with psql. `KBWATCH_BENCH_QUOTA_SECS` shortens the quota window while
 //! developing (default 210 s).
 //!
 //! `cargo test --all-targets` also runs this program, without `--bench`: it then runs a smoke
-//! version of the e2e, memory, storage, throttled, tenants, changes, export and year rows on small fleets, so that the
+//! version of the e2e, memory, storage, throttled, tenants, changes, coverage, export and year rows on small fleets, so that the
 //! benchmark cannot rot, and checks that the year's generator writes what kbwatch writes.
 //!
 //! # Layout
@@ -17,13 +17,15 @@
 //! tests), `table` prints, `cpu` reads CPU times, and each row has its
 //! module: `quota`, `throttled` (stray 429s, a server at half the quota), `throughput` (e2e), `memory` (a `kbwatch scan` process of its own), `storage`
 //! (size and `fleet_daily`), `tenants` (one daemon, hundreds of tenants), `changes` (the planner
-//! with the export's delta, beside today's), `year` (a generated year of history: reads and size),
+//! with the export's delta, beside today's), `coverage` (a fleet beyond a day of its quota, with
+//! and without the export's fill), `year` (a generated year of history: reads and size),
 //! `export` (the full export read into KB states, in a process of its own: this program again).
 
 #[path = "../../tests/kit/mod.rs"]
 mod kit;
 
 mod changes;
+mod coverage;
 mod cpu;
 mod export;
 mod memory;
@@ -39,7 +41,8 @@ mod year;
 use table::Row;
 
 /// The rows, in the order of DESIGN §9.
-const ROWS: [&str; 7] = ["quota", "throttled", "e2e", "memory", "storage", "tenants", "changes"];
+const ROWS: [&str; 8] =
+    ["quota", "throttled", "e2e", "memory", "storage", "tenants", "changes", "coverage"];
 /// Rows run only when named.
 const NAMED_ONLY: [&str; 2] = ["year", "export"];
 
@@ -84,6 +87,7 @@ async fn run_full(selected: &[&str]) -> Vec<Row> {
             "storage" => rows.extend(storage::run(&storage::FULL).await),
             "tenants" => rows.extend(tenants::run(500, 200).await),
             "changes" => rows.extend(changes::run(&changes::FULL).await),
+            "coverage" => rows.extend(coverage::run(&coverage::FULL).await),
             "year" => rows.extend(year::run(&year::full()).await),
             "export" => rows.extend(export::run(100_000).await),
             _ => unreachable!("only known rows are selected"),
@@ -118,6 +122,10 @@ async fn run_smoke(named: &[&str]) -> Vec<Row> {
     }
     if wanted("changes") {
         rows.extend(changes::run(&changes::Plan { devices: 400, days: 3, budget: 60 }).await);
+    }
+    if wanted("coverage") {
+        let plan = coverage::Plan { devices: 600, per_hour: 10, runs_a_day: 2 };
+        rows.extend(coverage::run(&plan).await);
     }
     if wanted("export") {
         rows.extend(export::run(300).await);

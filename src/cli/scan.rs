@@ -162,7 +162,7 @@ fn rate(per_sec: f64) -> String {
 /// The line printed at the end of a scan; the error text (from the API) shows controls escaped.
 fn summary_line(tenant: &str, s: &ScanSummary) -> String {
     format!(
-        "{tenant}: run {} {} in {:.1}s: listed {}, planned {}, ok {}, not found {}, failed {}, rejected {}, API calls {}, throttled {}{}",
+        "{tenant}: run {} {} in {:.1}s: listed {}, planned {}, ok {}, not found {}, failed {}, rejected {}, API calls {}, throttled {}{}{}",
         s.scan_run_id,
         s.status.as_str(),
         s.elapsed.as_secs_f64(),
@@ -174,6 +174,10 @@ fn summary_line(tenant: &str, s: &ScanSummary) -> String {
         s.rejected,
         s.api_calls,
         s.throttled,
+        match s.devices.from_export {
+            0 => String::new(),
+            n => format!(", from the export {n}"),
+        },
         s.error.as_deref().map(|e| format!(" ({})", escape::terminal(e))).unwrap_or_default(),
     )
 }

@@ -228,7 +228,8 @@ impl Scan<'_> {
         let tenant = self.tenant.name.as_str();
         let d = &summary.devices;
         let status = summary.status.as_str();
-        crate::metrics::scan_finished(tenant, status, summary.elapsed, d.ok, d.not_found, d.failed);
+        let devices = (d.ok, d.not_found, d.failed, d.from_export);
+        crate::metrics::scan_finished(tenant, status, summary.elapsed, devices);
         let stored = summary.status == RunStatus::Completed
             || (summary.status == RunStatus::Partial && d.ok > 0);
         if stored {

@@ -8,9 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use kbwatch::model::RunStatus;
-use kbwatch::scan::{ScanOptions, ScanSummary};
+use kbwatch::scan::ScanSummary;
 use kbwatch::sim::{Evolution, Faults, Route, SimConfig, TruthKb};
-use tokio_util::sync::CancellationToken;
 
 use crate::kit::internal::backdate_run;
 use crate::kit::reporting::{current_missing, device_history, scan_run, snapshot, triples};
@@ -26,13 +25,9 @@ async fn app(tenant: Tenant) -> TestApp {
     spawn_app(sim, Auth::TokenFile, tenant.unpaced().export(true)).await
 }
 
-/// One run that may request `budget` devices (its quota within the hour before its deadline).
-pub(crate) async fn run_with_budget(app: &mut TestApp, budget: u32) -> ScanSummary {
-    let quota = &mut app.config.tenants[0].quota;
-    (quota.per_minute, quota.per_hour) = (budget, budget);
-    let deadline = Some(tokio::time::Instant::now() + Duration::from_secs(1800));
-    let options = ScanOptions { deadline, ..ScanOptions::default() };
-    let run = app.scan_with_options(app.client(), &options, &CancellationToken::new()).await;
+/// One run that may request `budget` devices, completed.
+async fn run_with_budget(app: &mut TestApp, budget: u32) -> ScanSummary {
+    let run = app.scan_within(budget).await;
     assert_eq!(run.status, RunStatus::Completed, "{run:?}");
     run
 }

@@ -119,6 +119,16 @@ impl TestApp {
         self.scan_with(self.client()).await
     }
 
+    /// One run that may request `budget` devices, unpaced: the tenant's quota is `budget` a
+    /// minute and an hour, with a fresh client, and the next tick within the hour.
+    pub async fn scan_within(&mut self, budget: u32) -> ScanSummary {
+        let quota = &mut self.config.tenants[0].quota;
+        (quota.per_minute, quota.per_hour) = (budget, budget);
+        let deadline = Some(tokio::time::Instant::now() + std::time::Duration::from_secs(1800));
+        let options = ScanOptions { deadline, ..ScanOptions::default() };
+        self.scan_with_options(self.client(), &options, &CancellationToken::new()).await
+    }
+
     /// `settings` written as `name` in the app's directory, for the binary's `--config`.
     pub fn write_config(&self, name: &str, settings: &ConfigBuilder) -> PathBuf {
         let path = self.dir.path().join(name);
