@@ -115,6 +115,11 @@ impl Pacer {
         self.window(endpoint).budget(horizon).await
     }
 
+    /// When the pause a 429 put on `endpoint` ends, if one is in force.
+    pub async fn paused_until(&self, endpoint: Endpoint) -> Option<Instant> {
+        self.window(endpoint).paused_until().await
+    }
+
     /// The per-minute quota `endpoint` is paced at now: the configured one, or lower after 429s.
     pub async fn effective_per_minute(&self, endpoint: Endpoint) -> u32 {
         self.window(endpoint).effective_per_minute().await

@@ -91,6 +91,12 @@ impl Window {
         state.limits.throttled(now, server)
     }
 
+    /// The end of the pause a 429 put in force, if it is not over.
+    pub(super) async fn paused_until(&self) -> Option<Instant> {
+        let state = self.state.lock().await;
+        state.paused_until.filter(|until| *until > Instant::now())
+    }
+
     /// How many calls the windows can admit within `horizon` from now: a full minute quota per
     /// started minute, capped by what the hour window leaves once the calls older than
     /// `horizon` - 1 h have expired. An upper bound: it assumes calls take no time.

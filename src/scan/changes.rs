@@ -5,16 +5,18 @@
 //! The delta is read once per run, beside the listing, since the oldest last good scan of the
 //! devices a plan may request, at most [`MAX_BACK`] back (the API takes 14 days). When the export
 //! is off, or no device has a good scan yet, it is not called. When the call fails (a 403 for a
-//! missing `Vulnerability.Read.All`, 429s past their budget, longer than [`TIME_LIMIT`]), the
-//! failure is logged once and the plan is the one without the export: the scan goes on.
+//! missing `Vulnerability.Read.All`, 429s past their budget, longer than [`TIME_LIMIT`], or a 429
+//! whose pause ends after it), the failure is logged once and the plan is the one without the
+//! export: the scan goes on.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{TimeDelta, Utc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::run::{Scan, until};
+use super::run::{Scan, export_paused_past, until};
 
 /// How far back the delta is read: the API's 14 days, less an hour for clocks that differ.
 const MAX_BACK: TimeDelta = TimeDelta::hours(14 * 24 - 1);
@@ -29,9 +31,19 @@ pub(super) async fn changed_devices(scan: &Scan<'_>, stop: &CancellationToken) -
     if !scan.tenant.export.enabled {
         return Vec::new();
     }
+    let give_up_at = Instant::now() + TIME_LIMIT;
     let read = tokio::select! {
         () = stop.cancelled() => return Vec::new(),
         () = until(scan.options.deadline) => return Vec::new(),
+        paused = export_paused_past(&scan.client, give_up_at) => {
+            let wait_s = paused.saturating_duration_since(Instant::now()).as_secs();
+            tracing::warn!(
+                wait_s,
+                limit_s = TIME_LIMIT.as_secs(),
+                "The export is throttled for longer than the plan may wait; planning without its changes"
+            );
+            return Vec::new();
+        }
         read = tokio::time::timeout(TIME_LIMIT, read_changes(scan)) => read,
     };
     match read {

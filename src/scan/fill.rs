@@ -8,18 +8,21 @@
 //! and it was not read through within [`READ_EVERY`]: a device the export does not name (nothing
 //! vulnerable, or not covered: the two look alike) stays without a state and would otherwise
 //! bring every run back to it. A failure (a 403 for a missing `Vulnerability.Read.All`, 429s past
-//! their budget, the database) is logged once and leaves the devices as they were: the scan goes
-//! on, and the next run tries again.
+//! their budget or one that pauses it for more than [`MAX_PAUSE`], the database) is logged once
+//! and leaves the devices as they were: the scan goes on, and the next run tries again.
 
 use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
+use tokio::time::Instant;
 
-use super::run::{Scan, until};
+use super::run::{Scan, export_paused_past, until};
 use crate::model::{DeviceOutcome, DeviceResult, ExportStates, PlannedDevice};
 
 /// How soon the export is read through again: its delta's snapshot is regenerated every 6 hours
 /// (`/work/shared/reference/export-api.md` §3), and the full export is taken to be no fresher.
 const READ_EVERY: TimeDelta = TimeDelta::hours(6);
+/// The longest pause a 429 may put on the export's read: the run ends only once the fill has.
+const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(300);
 /// Devices per written batch.
 const BATCH: usize = 1000;
 
@@ -58,6 +61,10 @@ async fn fill(scan: &Scan<'_>, requested: &[i64]) -> anyhow::Result<u64> {
     let states = tokio::select! {
         () = scan.cancel.cancelled() => return Ok(0),
         () = until(scan.options.deadline) => return Ok(0),
+        paused = export_paused_past(&scan.client, Instant::now() + MAX_PAUSE) => {
+            let wait_s = paused.saturating_duration_since(Instant::now()).as_secs();
+            anyhow::bail!("the export is throttled for {wait_s} s, longer than a fill waits");
+        }
         states = scan.client.export_states() => states.context("reading the full export")?,
     };
     let mut stored = 0;

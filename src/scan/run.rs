@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::TenantConfig;
 use crate::defender::Client;
 use crate::model::{RunCounters, RunStatus};
+use crate::pacer::Endpoint;
 use crate::store::Store;
 
 /// What starts a scan (stored in `scan_run.trigger`).
@@ -104,5 +105,18 @@ pub(super) async fn until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Returns once a 429 has paused the vulnerability export past `give_up_at`, with the pause's
+/// end: the export's reads are optional, and waiting out a long pause would hold the run back.
+pub(super) async fn export_paused_past(client: &Client, give_up_at: Instant) -> Instant {
+    loop {
+        if let Some(until) = client.pacer().paused_until(Endpoint::Export).await
+            && until > give_up_at
+        {
+            return until;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

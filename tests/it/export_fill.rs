@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kbwatch::model::RunStatus;
 use kbwatch::scan::ScanSummary;
-use kbwatch::sim::{Evolution, Faults, Route, SimConfig, TruthKb};
+use kbwatch::sim::{Evolution, Faults, Route, SimConfig, Throttle, TruthKb};
 
 use crate::kit::internal::backdate_run;
 use crate::kit::reporting::{current_missing, device_history, scan_run, snapshot, triples};
@@ -226,4 +226,16 @@ async fn sixty_thousand_devices_at_1500_calls_an_hour_each_have_a_state_after_a_
     .collect();
     assert_eq!(from_export, truth_of(&truth, &filled), "the export's sets are the truth");
     assert_eq!(current_missing(app.pool()).await, triples(&truth));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_throttled_for_an_hour_does_not_hold_the_run() {
+    let mut app = app(Tenant::default()).await;
+    let hour = Throttle { seconds: 3600, retry_after: true };
+    app.sim.set_faults(Faults { throttled_on: vec![(Route::Export, hour)], ..Faults::default() });
+    let started = std::time::Instant::now();
+    let run = run_with_budget(&mut app, BUDGET).await;
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert_eq!((run.devices.ok, run.devices.from_export), (BUDGET as i32, 0), "{run:?}");
+    assert_eq!(app.sim.stats().export_requests, 1);
 }

@@ -223,3 +223,30 @@ async fn a_delta_throttled_or_failing_on_every_call_is_given_up_unhammered() {
     assert_eq!(run.status, RunStatus::Completed, "{run:?}");
     assert_eq!(requested_since(&app, &before), changed.into_iter().collect());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_throttled_for_an_hour_is_given_up_at_once_and_not_called_while_paused() {
+    let (app, changed) = a_day_after_the_first_scan(true, TWO_DAYS).await;
+    let hour = Throttle { seconds: 3600, retry_after: true };
+    app.sim.set_faults(Faults {
+        throttled_on: vec![(Route::ExportChanges, hour)],
+        ..Faults::default()
+    });
+    let client = app.client();
+    for run in ["throttled", "still paused"] {
+        let before = app.sim.stats();
+        let started = std::time::Instant::now();
+        let summary = app.scan_with(client.clone()).await;
+        // Not the 120 s the read may take: the pause says at once that it would take longer.
+        assert!(started.elapsed() < Duration::from_secs(30), "{run}: {:?}", started.elapsed());
+        assert_eq!((summary.status, summary.planned), (RunStatus::Completed, 0), "{run}");
+        let calls = app.sim.stats().export_changes_requests - before.export_changes_requests;
+        assert_eq!(calls, u64::from(run == "throttled"), "{run}: called only before the pause");
+    }
+    // A client of its own (a restarted daemon) reads it again, the fault gone.
+    app.sim.set_faults(Faults::default());
+    let before = app.sim.stats();
+    let run = app.scan().await;
+    assert_eq!(run.status, RunStatus::Completed, "{run:?}");
+    assert_eq!(requested_since(&app, &before), changed.into_iter().collect());
+}
