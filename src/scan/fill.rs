@@ -11,12 +11,15 @@
 //! their budget or one that pauses it for more than [`MAX_PAUSE`], the database) is logged once
 //! and leaves the devices as they were: the scan goes on, and the next run tries again.
 
+use std::collections::HashSet;
+
 use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::time::Instant;
 
 use super::run::{Scan, export_paused_past, until};
-use crate::model::{DeviceOutcome, DeviceResult, ExportStates, PlannedDevice};
+use crate::model::{DeviceOutcome, DeviceResult, ExportStates, MissingKb, PlannedDevice};
+use crate::store::kbs_to_store;
 
 /// How soon the export is read through again: its delta's snapshot is regenerated every 6 hours
 /// (`/work/shared/reference/export-api.md` §3), and the full export is taken to be no fresher.
@@ -68,6 +71,9 @@ async fn fill(scan: &Scan<'_>, requested: &[i64]) -> anyhow::Result<u64> {
         states = scan.client.export_states() => states.context("reading the full export")?,
     };
     let mut stored = 0;
+    // A KB is written by the first batch that names it (the export says the same of it in every
+    // batch), as the writer does with getmissingkbs' KBs.
+    let mut written = HashSet::new();
     for batch in candidates.chunks(BATCH) {
         if scan.cancel.is_cancelled() {
             return Ok(stored);
@@ -76,15 +82,13 @@ async fn fill(scan: &Scan<'_>, requested: &[i64]) -> anyhow::Result<u64> {
         if results.is_empty() {
             continue;
         }
+        let kbs: Vec<MissingKb> = kbs_to_store(&results, &HashSet::new())
+            .into_iter()
+            .filter(|kb| written.insert(kb.id.clone()))
+            .collect();
         let calls = scan.client.counters().read();
-        scan.store
-            .write_export_states(
-                scan.run_id,
-                &results,
-                calls.api_calls as i64,
-                calls.throttled as i64,
-            )
-            .await?;
+        let (api_calls, throttled) = (calls.api_calls as i64, calls.throttled as i64);
+        scan.store.write_export_states(scan.run_id, &results, &kbs, api_calls, throttled).await?;
         stored += results.len() as u64;
     }
     // Only once every state is written: a read cut short is read again by the next run.

@@ -52,20 +52,20 @@ impl Store {
     }
 
     /// Writes a batch of states taken from the export (`[tenant.export] fill`; every outcome
-    /// `ok`) as [`Store::write_results`] writes getmissingkbs', marked `export`. Its KBs are
-    /// stored only if they are not yet: the export has no product names, and what getmissingkbs
-    /// said of a KB is kept.
+    /// `ok`) as [`Store::write_results`] writes getmissingkbs', marked `export`. `kbs` (each id
+    /// once; every KB the results name must be in it or stored already) are stored only if they
+    /// are not yet: the export has no product names, and what getmissingkbs said of a KB is kept.
     pub async fn write_export_states(
         &self,
         run_id: i64,
         results: &[DeviceResult],
+        kbs: &[MissingKb],
         api_calls: i64,
         throttled: i64,
     ) -> anyhow::Result<RunCounters> {
-        let kbs = kbs_to_store(results, &HashSet::new());
         let counters = RunCounters { from_export: results.len() as i32, ..RunCounters::default() };
         let batch = Batch { run_id, source: ScanSource::Export, results, counters };
-        self.write_batch(batch, KbWrite::Missing(&kbs), (api_calls, throttled)).await
+        self.write_batch(batch, KbWrite::Missing(kbs), (api_calls, throttled)).await
     }
 
     async fn write_batch(
