@@ -135,7 +135,8 @@ pub struct HttpConfig {
     /// Whole-request timeout. Default: `"60s"`.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// Largest machines page accepted, bytes. Default: 64 MiB.
+    /// Largest page accepted, bytes: of the device list, and of the export (whose `pageSize` is
+    /// this at 2 KB a row). Default: 64 MiB.
     pub max_page_bytes: u64,
     /// Largest getmissingkbs response accepted, bytes. Default: 4 MiB.
     pub max_kbs_bytes: u64,
