@@ -54,6 +54,8 @@ pub struct DeviceRow {
     pub last_scan_outcome: Option<String>,
     pub missing_kbs: Option<i32>,
     pub cve_addressed_total: Option<i64>,
+    /// Where the two counts came from: `getmissingkbs` or `export`.
+    pub missing_kbs_source: Option<String>,
 }
 
 /// One row of `reporting.kb_remediation` with the KB's `cve_addressed` from
@@ -128,7 +130,7 @@ impl Store {
         sqlx::query_as(
             "SELECT tenant, machine_id, computer_dns_name, os_platform, os_build, health_status,
                     rbac_group_name, last_seen, last_scanned_at, last_scan_outcome, missing_kbs,
-                    cve_addressed_total
+                    cve_addressed_total, missing_kbs_source
              FROM reporting.devices WHERE $1::text IS NULL OR tenant = $1
              ORDER BY missing_kbs DESC NULLS LAST, cve_addressed_total DESC NULLS LAST,
                       tenant, machine_id

@@ -91,6 +91,18 @@ async fn devices_the_budget_leaves_out_take_their_state_from_the_export() {
         .collect();
     assert_eq!(exported_snapshot, truth_of(&truth, &exported), "the export's sets are the truth");
     assert!(exported.len() > DEVICES / 2, "most of the 240 left out: {}", exported.len());
+    let shown: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT machine_id, missing_kbs_source FROM reporting.devices")
+            .fetch_all(app.pool())
+            .await
+            .unwrap();
+    for (machine, source) in shown {
+        let want = [(&requested, "getmissingkbs"), (&exported, "export")]
+            .iter()
+            .find(|(set, _)| set.contains(&machine))
+            .map(|(_, source)| (*source).to_owned());
+        assert_eq!(source, want, "reporting.devices says where {machine}'s counts came from");
+    }
 
     // What getmissingkbs said of a KB is kept: the export has no product names.
     let unnamed: i64 = sqlx::query_scalar(

@@ -92,6 +92,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "export states",
         "1462802ae4ca88131b04d800c1bbe67474a533d882e5a9f4a590096356dc0e2ca51f40e9f364e0ce42a7e8f7006fba9b",
     ),
+    (
+        17,
+        "devices state source",
+        "a6254844090ebd697d2146714631f26fd798c9168cb04e5981a0d8e6281be8fbbd3292139d8c513342d608467ac1810d",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

@@ -87,6 +87,7 @@ impl Tabular for DeviceRow {
         "last_scan_outcome",
         "missing_kbs",
         "cve_addressed_total",
+        "missing_kbs_source",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -102,6 +103,7 @@ impl Tabular for DeviceRow {
             opt(self.last_scan_outcome.as_deref()),
             opt(self.missing_kbs),
             opt(self.cve_addressed_total),
+            opt(self.missing_kbs_source.as_deref()),
         ]
     }
 }
@@ -207,6 +209,7 @@ mod tests {
             last_scan_outcome: None,
             missing_kbs: Some(1),
             cve_addressed_total: None,
+            missing_kbs_source: Some("export".into()),
         });
         check(KbRow {
             tenant: t(),
