@@ -80,7 +80,7 @@ pub(crate) async fn changes(
     let count = |ev: &&Event| some_row_count(&fleet, &fleet.devices[ev.device], &ev.kbs, ev.extras);
     let render = |ev: &&Event, out: &mut Vec<DeltaRow>| {
         let mut d = fleet.devices[ev.device].clone();
-        d.rbac_moves = ev.rbac_moves;
+        ev.looks.put_on(&mut d);
         let stamp = ev.at.to_rfc3339_opts(SecondsFormat::Millis, true);
         let mut part = Vec::new();
         some_rows(&fleet, &d, &ev.kbs, ev.extras, &mut part);

@@ -3,6 +3,8 @@
 //! `recommendedSecurityUpdateId` = the KB number as getmissingkbs writes it (no `KB` prefix). Beside them,
 //! rows that carry no KB: third-party software (`recommendedSecurityUpdateId` null, sometimes a
 //! `recommendedSecurityUpdate` that looks like a number) and `TVM-` ids on the Windows product.
+//! Each software upgrade of the device (`Device::upgrades`) moves the last number of every version
+//! (and so every row id, which names it) one on; its CVEs and KBs stay.
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -126,6 +128,16 @@ fn extras(seed: u64, d: &Device) -> Vec<Extra> {
     out
 }
 
+/// `version` after `upgrades` patch-level upgrades: its last number that many on
+/// (`4.8.9032.0` → `4.8.9032.2` after two); unchanged after none.
+fn upgraded(version: &str, upgrades: u8) -> String {
+    let last = version.rsplit_once('.').and_then(|(head, n)| Some((head, n.parse::<u32>().ok()?)));
+    match last {
+        Some((head, n)) if upgrades > 0 => format!("{head}.{}", n + u32::from(upgrades)),
+        _ => version.to_string(),
+    }
+}
+
 fn stamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
@@ -168,10 +180,9 @@ pub(crate) fn some_rows(
     let m = Machine::of(d, fleet.seed);
     let os_version = match m.os_build {
         Some(build) => {
-            format!(
-                "10.0.{build}.{}",
-                seeded_rng(fleet.seed, 0x0B5, u64::from(d.profile)).random_range(1000..6000u32)
-            )
+            let revision =
+                seeded_rng(fleet.seed, 0x0B5, u64::from(d.profile)).random_range(1000..6000u32);
+            upgraded(&format!("10.0.{build}.{revision}"), d.upgrades)
         }
         None => m.version.to_string(),
     };
@@ -205,10 +216,10 @@ pub(crate) fn some_rows(
         }
     };
     let version_of = |product: &'static str| match product {
-        "edge" => format!("131.0.2903.{}", 50 + d.profile % 40),
-        "internet_explorer" => "11.0.19041.4355".to_string(),
-        "microsoft_.net_framework" => "4.8.9032.0".to_string(),
-        "office" => format!("16.0.{}.20000", 17000 + d.profile % 900),
+        "edge" => upgraded(&format!("131.0.2903.{}", 50 + d.profile % 40), d.upgrades),
+        "internet_explorer" => upgraded("11.0.19041.4355", d.upgrades),
+        "microsoft_.net_framework" => upgraded("4.8.9032.0", d.upgrades),
+        "office" => upgraded(&format!("16.0.{}.20000", 17000 + d.profile % 900), d.upgrades),
         _ => os_version.clone(),
     };
     for &i in kbs {
@@ -228,7 +239,7 @@ pub(crate) fn some_rows(
     for e in extras {
         let (name, version) = match e.name {
             "" => (d.os.product(), os_version.clone()),
-            _ => (e.name, e.version),
+            _ => (e.name, upgraded(&e.version, d.upgrades)),
         };
         for cve in e.cves {
             let mut row = base(e.vendor, name, version.clone(), cve, 0);

@@ -26,6 +26,10 @@ pub(crate) struct Device {
     pub offboarded: bool,
     /// How many times the device moved to the next RBAC group (see `machine.rs`).
     pub rbac_moves: u8,
+    /// How many patch-level upgrades its software had (`Evolution::upgrade_software_devices`):
+    /// each moves the last number of every software version its export rows name (see
+    /// `export_rows.rs`).
+    pub upgrades: u8,
     /// Indices into the catalog of the updates missing now, ascending.
     pub missing: Vec<u32>,
 }
@@ -95,6 +99,7 @@ impl Fleet {
             potential_duplicate: false,
             offboarded: false,
             rbac_moves: 0,
+            upgrades: 0,
             missing,
         });
         id
@@ -182,6 +187,13 @@ impl Fleet {
                 let d = &mut self.devices[i];
                 d.rbac_moves = d.rbac_moves.wrapping_add(1);
                 summary.devices_moved.push(d.id.clone());
+            }
+        }
+        if e.upgrade_software_devices > 0 {
+            for i in self.pick_listed_where(e.upgrade_software_devices, |d| d.os.is_windows()) {
+                let d = &mut self.devices[i];
+                d.upgrades = d.upgrades.wrapping_add(1);
+                summary.devices_upgraded.push(d.id.clone());
             }
         }
         self.offboard(e.offboard_devices, &mut summary);

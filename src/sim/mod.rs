@@ -164,6 +164,12 @@ pub struct Evolution {
     /// the delta export per CVE of it (the reference's `Updated`: "score, severity, paths, or
     /// `RecommendedSecurityUpdate` changed"). Nobody's missing KBs change.
     pub revise_kbs: usize,
+    /// Listed Windows devices whose software has a patch-level upgrade: the last number of every
+    /// software version of their export rows moves on (the OS revision, and with it `osVersion`;
+    /// Edge, Office, .NET, IE; third-party software), and so every row id, which names the
+    /// version. The delta export gives the reference's Fixed + New pair for every row: `Fixed` at
+    /// the old versions, `New` at the new ones. Nobody's missing KBs or CVEs change.
+    pub upgrade_software_devices: usize,
 }
 
 /// What one evolution step changed.
@@ -184,6 +190,9 @@ pub struct ChangeSummary {
     /// Ids of the KBs `revise_kbs` revised.
     #[serde(default)]
     pub kbs_revised: Vec<String>,
+    /// Devices whose software `upgrade_software_devices` upgraded.
+    #[serde(default)]
+    pub devices_upgraded: Vec<String>,
 }
 
 /// Locks a mutex; a panic in another holder leaves data that is still usable for a simulator.

@@ -26,8 +26,9 @@ impl Store {
 
     /// The tenant's devices (`device_id`, ascending) of which `changes` name a KB that changed
     /// after their last good scan: one whose `New` and `Fixed` events since then do not cancel
-    /// out. (A device moved to another RBAC group gets a `Fixed` and a `New` for each KB it
-    /// misses, and none of them changed.) Devices never scanned well are not among them.
+    /// out. (A device moved to another RBAC group, or whose software version changed, gets a
+    /// `Fixed` and a `New` for each KB it misses, and none of them changed.) Devices never scanned
+    /// well are not among them.
     pub async fn changed_since_good_scan(
         &self,
         tenant_id: i32,

@@ -1,8 +1,10 @@
 //! With `[tenant.export]` on, a run requests first the devices whose missing KBs the delta export
-//! says changed since their last good scan (`Updated` rows say no such thing); with it off,
-//! refused, or throttled or failing past its retries, the plan is the one without it. The simulator over real HTTP and a real PostgreSQL; the first scan is moved a day into the
-//! past (`kbwatch.device_scan` and `device_state`, which no view writes), so that it comes before
-//! the simulated day's changes as it would in a real day.
+//! says changed since their last good scan (`Updated` rows say no such thing, nor the `Fixed` +
+//! `New` pairs of an RBAC move or a software upgrade); with it off, refused, or throttled or
+//! failing past its retries, the plan is the one without it. The simulator over real HTTP and a
+//! real PostgreSQL; the first scan is moved a day into the past (`kbwatch.device_scan` and
+//! `device_state`, which no view writes), so that it comes before the simulated day's changes as
+//! it would in a real day.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DurationRound as _, TimeDelta, Utc};
 use kbwatch::defender::{Client, ClientOptions, build_http_client, token_source};
-use kbwatch::model::RunStatus;
+use kbwatch::model::{KbChangeKind, RunStatus};
 use kbwatch::pacer::Pacer;
 use kbwatch::scan::ScanOptions;
 use kbwatch::sim::{ChangeSummary, Evolution, Faults, Route, SimConfig, SimStats, Throttle};
@@ -34,16 +36,16 @@ async fn a_day_after_the_first_scan(
     export: bool,
     rescan_after: Duration,
 ) -> (TestApp, Vec<String>) {
-    let (app, day) = a_day_revising(export, rescan_after, 0).await;
+    let (app, day) = a_day_with(export, rescan_after, Evolution::default()).await;
     (app, day.devices_changed)
 }
 
-/// The same day, in which `revise_kbs` KBs were also revised (`Evolution::revise_kbs`: every
-/// device that misses one has `Updated` rows for it); returns what the day changed.
-async fn a_day_revising(
+/// The same day, in which what `also` asks for happened too (KBs revised, software upgraded);
+/// returns what the day changed.
+async fn a_day_with(
     export: bool,
     rescan_after: Duration,
-    revise_kbs: usize,
+    also: Evolution,
 ) -> (TestApp, ChangeSummary) {
     let yesterday = Utc::now().duration_trunc(TimeDelta::hours(6)).unwrap() - TimeDelta::days(1);
     let sim = SimConfig { now: Some(yesterday), ..fleet(DEVICES) };
@@ -56,12 +58,7 @@ async fn a_day_revising(
     assert_eq!(first.devices.ok, DEVICES as i32, "{first:?}");
     assert_eq!(app.sim.stats().export_changes_requests, 0, "nothing scanned yet: not called");
     backdate_run(app.pool(), first.scan_run_id, 1).await;
-    let day = app.sim.evolve(Evolution {
-        change_devices: CHANGED,
-        move_rbac_devices: 2,
-        revise_kbs,
-        ..Evolution::default()
-    });
+    let day = app.sim.evolve(Evolution { change_devices: CHANGED, move_rbac_devices: 2, ..also });
     assert_eq!(day.devices_changed.len(), CHANGED, "{day:?}");
     (app, day)
 }
@@ -144,7 +141,9 @@ async fn delta_rows(app: &TestApp) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_whose_rows_were_only_updated_are_not_planned_first() {
-    let (app, day) = a_day_revising(true, TWO_DAYS, 2).await;
+    // `Evolution::revise_kbs`: every device that misses a revised KB has `Updated` rows for it.
+    let (app, day) =
+        a_day_with(true, TWO_DAYS, Evolution { revise_kbs: 2, ..Evolution::default() }).await;
     let changed: BTreeSet<String> = day.devices_changed.iter().cloned().collect();
     let updated: Vec<Value> =
         delta_rows(&app).await.into_iter().filter(|r| r["status"] == "Updated").collect();
@@ -162,6 +161,51 @@ async fn devices_whose_rows_were_only_updated_are_not_planned_first() {
     assert!(said.is_disjoint(&only_updated), "{said:?}");
 
     // Nothing is due before two days: the changed devices are requested, none only updated.
+    let before = app.sim.stats();
+    let run = app.scan().await;
+    assert_eq!(run.status, RunStatus::Completed, "{run:?}");
+    assert_eq!(requested_since(&app, &before), changed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_whose_software_was_only_upgraded_are_not_planned_first() {
+    // `Evolution::upgrade_software_devices`: every row of an upgraded device moves to a new
+    // version, so the delta has its KBs `Fixed` at the old one and `New` at the new one.
+    let also = Evolution { upgrade_software_devices: 6, ..Evolution::default() };
+    let (app, day) = a_day_with(true, TWO_DAYS, also).await;
+    let changed: BTreeSet<String> = day.devices_changed.iter().cloned().collect();
+    let only_upgraded: BTreeSet<&str> = day
+        .devices_upgraded
+        .iter()
+        .filter(|d| !changed.contains(*d) && !day.devices_moved.contains(d))
+        .map(String::as_str)
+        .collect();
+    let rows = delta_rows(&app).await;
+    let kbs_of = |status: &str| -> BTreeSet<(&str, &str)> {
+        let of = rows.iter().filter(|r| r["status"] == status);
+        let of = of.filter_map(|r| {
+            Some((r["deviceId"].as_str()?, r["recommendedSecurityUpdateId"].as_str()?))
+        });
+        of.filter(|(d, _)| only_upgraded.contains(d)).collect()
+    };
+    let (fixed, new) = (kbs_of("Fixed"), kbs_of("New"));
+    assert!(!fixed.is_empty(), "{day:?}");
+    assert_eq!(fixed, new, "each KB of theirs both Fixed and New");
+
+    // kbwatch's reader keeps both events of each of their KBs...
+    let changes = app.client().kb_changes_since(Utc::now() - TimeDelta::days(2)).await.unwrap();
+    let kinds = |device: &str, kb: &str| -> BTreeSet<KbChangeKind> {
+        let of = changes.devices.iter().filter(|(m, _)| m.as_str() == device);
+        let of = of.flat_map(|(_, c)| c).filter(|c| c.kb.to_string() == kb);
+        of.map(|c| c.kind).collect()
+    };
+    for (device, kb) in &fixed {
+        let both = BTreeSet::from([KbChangeKind::New, KbChangeKind::Fixed]);
+        assert_eq!(kinds(device, kb), both, "{device} {kb}");
+    }
+
+    // ...and the plan takes them for no change: nothing is due before two days, and the changed
+    // devices are requested, none only upgraded.
     let before = app.sim.stats();
     let run = app.scan().await;
     assert_eq!(run.status, RunStatus::Completed, "{run:?}");

@@ -38,6 +38,7 @@ fn evolution(n: usize) -> Evolution {
         move_rbac_devices: 0,
         change_devices: 0,
         revise_kbs: 0,
+        upgrade_software_devices: 0,
     }
 }
 

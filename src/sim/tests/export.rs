@@ -146,6 +146,7 @@ async fn pages_read_the_snapshot_of_their_first_page_while_the_fleet_evolves() {
         move_rbac_devices: 3,
         change_devices: 5,
         revise_kbs: 2,
+        upgrade_software_devices: 3,
         ..Default::default()
     });
     let (paged, pages) = t.follow(first.clone()).await;

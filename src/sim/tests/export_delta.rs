@@ -111,6 +111,72 @@ async fn an_rbac_move_gives_fixed_then_new_for_every_row() {
     assert_eq!(kbs, want);
 }
 
+/// What names a row and what an upgrade moves: (id, software, version, CVE, KB, `osVersion`).
+fn row_key(r: &Value) -> [String; 6] {
+    ["id", "softwareName", "softwareVersion", "cveId", "recommendedSecurityUpdateId", "osVersion"]
+        .map(|f| r[f].as_str().unwrap_or("-").to_string())
+}
+
+/// The rows of `device` among `rows` whose status is `status` (any, for `None`), keyed.
+fn keys_of(rows: &[Value], device: &str, status: Option<&str>) -> Vec<[String; 6]> {
+    let of = rows.iter().filter(|r| r["deviceId"] == device);
+    of.filter(|r| status.is_none_or(|s| r["status"] == s)).map(row_key).collect()
+}
+
+#[tokio::test]
+async fn a_software_upgrade_gives_fixed_at_the_old_versions_then_new_at_the_new_ones() {
+    let (t, now) = start(40).await;
+    let truth = t.sim.truth();
+    let (full_before, _) = t.follow(t.get_json(FULL, &[]).await).await;
+    let s = t.sim.evolve(Evolution { upgrade_software_devices: 3, ..Default::default() });
+    assert_eq!(s.devices_upgraded.len(), 3, "{s:?}");
+    assert_eq!(t.sim.truth(), truth, "nobody's missing KBs change");
+    for d in &s.devices_upgraded {
+        let kbs: Value = t.kbs(d).await.json().await.unwrap();
+        let ids: BTreeSet<&str> =
+            kbs["value"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, truth[d].iter().map(|k| k.id.as_str()).collect(), "getmissingkbs of {d}");
+    }
+    let (full_after, _) = t.follow(t.get_json(FULL, &[]).await).await;
+
+    let since = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let (rows, _) = t.follow(t.get_json(PATH, &[("sinceTime", &since)]).await).await;
+    // Each upgraded device that has rows (one missing nothing may have none), and no other.
+    let devices: BTreeSet<&str> = rows.iter().map(|r| r["deviceId"].as_str().unwrap()).collect();
+    let with_rows =
+        s.devices_upgraded.iter().filter(|d| !keys_of(&full_before, d, None).is_empty());
+    assert_eq!(devices, with_rows.map(String::as_str).collect());
+    for r in &rows {
+        let stamp: DateTime<Utc> = r["eventTimestamp"].as_str().unwrap().parse().unwrap();
+        assert!(stamp > now && stamp <= now + TimeDelta::days(1), "{stamp}");
+        assert_eq!(r["isOnboarded"], true);
+    }
+    let mut kb_rows = 0;
+    for d in &s.devices_upgraded {
+        // Every row of the device: Fixed as the full export had it, then New as it has it now.
+        let (fixed, new) = (keys_of(&rows, d, Some("Fixed")), keys_of(&rows, d, Some("New")));
+        assert_eq!(keys_of(&rows, d, None), [fixed.clone(), new.clone()].concat(), "{d}");
+        assert_eq!(fixed, keys_of(&full_before, d, None), "{d}: the rows before");
+        assert_eq!(new, keys_of(&full_after, d, None), "{d}: the rows after");
+        // Row for row: the same software, CVE and KB at another version, under another id.
+        for (old, new) in fixed.iter().zip(&new) {
+            assert_eq!((&old[1], &old[3], &old[4]), (&new[1], &new[3], &new[4]));
+            assert!(old[0] != new[0] && old[2] != new[2] && old[5] != new[5], "{old:?} {new:?}");
+        }
+        kb_rows += fixed.iter().filter(|k| k[4] != "-").count();
+        let kbs: BTreeSet<&str> =
+            fixed.iter().map(|k| k[4].as_str()).filter(|k| *k != "-").collect();
+        assert_eq!(kbs, truth[d].iter().map(|k| k.id.as_str()).collect(), "{d}");
+    }
+    assert!(kb_rows > 0, "the pairs name KBs");
+    // Every other device's rows are as they were, but for their lastSeen.
+    let others = |rows: &[Value]| -> Vec<[String; 6]> {
+        let of = rows.iter().filter(|r| !s.devices_upgraded.iter().any(|d| r["deviceId"] == **d));
+        of.map(row_key).collect()
+    };
+    assert_eq!(others(&full_before), others(&full_after));
+}
+
 #[tokio::test]
 async fn changed_devices_differ_by_one_kb_and_small_pages_give_the_delta_whole() {
     let (t, now) = start(200).await;
