@@ -56,18 +56,20 @@ pub async fn run(plan: &Plan) -> Vec<Row> {
     let t0 = first_tick(plan.days);
     let generated = generate::generate(&db, plan.devices, plan.days, t0).await;
     let mut rows = history_rows(plan, &generated);
-    let (machine_id, last_run): (String, i64) = sqlx::query_as(
-        "SELECT bench_year.machine_id($1), (SELECT max(scan_run_id) FROM kbwatch.scan_run)",
+    let (machine_id, last_run, early_run): (String, i64, i64) = sqlx::query_as(
+        "SELECT bench_year.machine_id($1), (SELECT max(scan_run_id) FROM kbwatch.scan_run),
+                (SELECT scan_run_id FROM kbwatch.scan_run ORDER BY scan_run_id OFFSET $2 LIMIT 1)",
     )
     .bind(plan.devices / 2 + 1)
+    .bind(i64::from(plan.days / 4))
     .fetch_one(db.pool())
     .await
-    .expect("a device and the last run");
+    .expect("a device and two runs");
     rows.push(Row::context(
         &format!("reads over those {} days (wrapped to compute every column)", plan.days),
         format!("statement timeout {} s", plan.timeout.as_secs()),
     ));
-    for read in timing::reads(db.pool(), TENANT, &machine_id, last_run).await {
+    for read in timing::reads(db.pool(), TENANT, &machine_id, last_run, early_run).await {
         eprintln!("bench: year: {}", read.what);
         let timed = timing::time(db.pool(), &read, plan.timeout).await;
         rows.push(timing::row(&read, &timed));

@@ -97,6 +97,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "devices state source",
         "a6254844090ebd697d2146714631f26fd798c9168cb04e5981a0d8e6281be8fbbd3292139d8c513342d608467ac1810d",
     ),
+    (
+        18,
+        "scan reads indexes",
+        "c8841477927b06a83a211633311c1fbcbfe8cafa125e5973c81bcc2257d76ea2f9469f9e7cb0609721aa7f3de3b99dd4",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

@@ -43,8 +43,15 @@ pub enum Timed {
     TimedOut(Duration),
 }
 
-/// Every read of the module docs; `machine_id` and `scan_run_id` pick the device and the scan.
-pub async fn reads(pool: &PgPool, tenant: &str, machine_id: &str, scan_run_id: i64) -> Vec<Read> {
+/// Every read of the module docs; `machine_id` picks the device, `last_run` and `early_run` the
+/// scans (the last, and one a quarter into the history: its intervals are mostly closed since).
+pub async fn reads(
+    pool: &PgPool,
+    tenant: &str,
+    machine_id: &str,
+    last_run: i64,
+    early_run: i64,
+) -> Vec<Read> {
     let views: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.views
          WHERE table_schema = 'reporting' ORDER BY table_name",
@@ -64,11 +71,13 @@ pub async fn reads(pool: &PgPool, tenant: &str, machine_id: &str, scan_run_id: i
         "SELECT * FROM reporting.fleet_daily WHERE day >= current_date - 30".into(),
         None,
     ));
-    reads.push(read(
-        "reporting.missing_kb_snapshots, one scan (the last)".into(),
-        "SELECT * FROM reporting.missing_kb_snapshots WHERE scan_run_id = $1".into(),
-        Some(Param::Int(scan_run_id)),
-    ));
+    for (which, run) in [("the last", last_run), ("a quarter into the history", early_run)] {
+        reads.push(read(
+            format!("reporting.missing_kb_snapshots, one scan ({which})"),
+            "SELECT * FROM reporting.missing_kb_snapshots WHERE scan_run_id = $1".into(),
+            Some(Param::Int(run)),
+        ));
+    }
     reads.push(read(
         "reporting.device_history, one device".into(),
         "SELECT * FROM reporting.device_history WHERE machine_id = $1".into(),
