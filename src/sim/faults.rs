@@ -18,13 +18,14 @@ use super::quota::{Endpoint, IN_FLIGHT_GRACE};
 pub struct Faults {
     /// Added before every API response.
     pub latency: Duration,
-    /// Share of API requests answered 500 or 503.
+    /// Share of API requests (list, getmissingkbs, both exports) answered 500 or 503.
     pub server_error_rate: f64,
     /// Share of getmissingkbs requests answered with the real 404 body although the device exists.
     pub not_found_rate: f64,
     /// Share of getmissingkbs requests answered 200 with a truncated, invalid JSON body.
     pub malformed_rate: f64,
-    /// Share of API requests whose connection is aborted without a complete response.
+    /// Share of API requests (list, getmissingkbs, both exports) whose connection is aborted
+    /// without a complete response.
     pub drop_rate: f64,
     /// When set, every API request answers 403 `Forbidden` with this message.
     pub forbidden: Option<String>,
@@ -130,13 +131,14 @@ impl FaultState {
         }
     }
 
-    /// The fault for a machines list request, if any.
-    pub(crate) fn for_list(&mut self) -> Option<Injected> {
+    /// The answer to a page request (the machines list, either export) that meets a fault, if
+    /// one does: a dropped connection or a 5xx, by their rates.
+    pub(crate) fn for_page(&mut self) -> Option<Response> {
         if self.roll(self.faults.drop_rate) {
-            return Some(Injected::Drop);
+            return Some(dropped());
         }
         let rate = self.faults.server_error_rate;
-        self.roll(rate).then(|| self.server_error())
+        self.roll(rate).then(|| server_error(self.error_status()))
     }
 
     /// The fault for a getmissingkbs request of `id`, if any: a device fault first, then the rates.

@@ -1,5 +1,5 @@
 //! What every API request goes through before its handler: latency, bearer token, the forbidden fault,
-//! the throttled fault, the endpoint's quota and the server-error fault.
+//! the throttled fault, the endpoint's quota and the server-error faults.
 
 use std::time::Instant;
 
@@ -14,7 +14,8 @@ use super::{auth, lock};
 
 /// What every API request goes through, in order: latency, bearer token (401), the forbidden fault (403),
 /// the throttled fault (429, not counted by the quota), the endpoint's quota (429), the server-error
-/// fault (500 or 503, counted by the quota). Returns the tenant of the token.
+/// fault (500 or 503, counted by the quota), and on the list and the exports the rates of dropped
+/// connections and 5xx. Returns the tenant of the token.
 pub(crate) async fn guard(
     shared: &Shared,
     headers: &HeaderMap,
@@ -59,6 +60,12 @@ pub(crate) async fn guard(
     }
     if let Some(status) = lock(&shared.faults).fails(ep) {
         return Err(faults::server_error(status));
+    }
+    // getmissingkbs rolls these with its device faults, in its handler.
+    if ep != Endpoint::MissingKbs
+        && let Some(answer) = lock(&shared.faults).for_page()
+    {
+        return Err(answer);
     }
     Ok(tenant)
 }

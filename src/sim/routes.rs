@@ -82,9 +82,6 @@ async fn machines(
         return r;
     }
     let context = format!("{}api/$metadata#Machines", shared.base_url);
-    if let Some(f) = lock(&shared.faults).for_list() {
-        return injected(f, "", &context);
-    }
     let number = |key: &str| match q.get(key) {
         None => Ok(None),
         Some(v) => v

@@ -1,14 +1,15 @@
 //! The full vulnerability export read into each device's missing KBs (`Client::export_states`),
 //! against the simulator over real HTTP: every device's KBs and `cveAddressed` are getmissingkbs'
-//! truth, over several pages; a next link to another origin and a page over `max_page_bytes`
-//! fail the read.
+//! truth, over several pages, and through pages that fail and are asked for again; a next link
+//! to another origin and a page over `max_page_bytes` fail the read.
 
 use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::routing::get;
 use kbwatch::defender::{ApiError, Client, client_for};
-use kbwatch::model::{ExportKb, ExportState, validate_machine_id};
+use kbwatch::model::{ExportKb, ExportState, ExportStates, validate_machine_id};
+use kbwatch::sim::{Faults, SimConfig};
 use serde_json::json;
 
 use crate::hostile_server::{Hostile, MACHINE, app_against};
@@ -23,10 +24,9 @@ fn client_with_page_bytes(app: &TestApp, bytes: u64) -> Client {
     client_for(&tenant, &app.config.tls).expect("the client builds")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_devices_export_kbs_are_its_missing_kbs_over_several_pages() {
-    let app = spawn_app(fleet(2500), Auth::TokenFile, Tenant::default()).await;
-    let truth: BTreeMap<String, Vec<ExportKb>> = (app.sim.truth().into_iter())
+/// What getmissingkbs says each simulated device misses, as the export's KBs.
+fn export_truth(app: &TestApp) -> BTreeMap<String, Vec<ExportKb>> {
+    (app.sim.truth().into_iter())
         .map(|(id, kbs)| {
             let kb = |k: &kbwatch::sim::TruthKb| ExportKb {
                 id: k.id.parse().expect("a KB number"),
@@ -34,21 +34,24 @@ async fn every_devices_export_kbs_are_its_missing_kbs_over_several_pages() {
             };
             (id, kbs.iter().map(kb).collect())
         })
-        .collect();
-    // A row per KB and CVE, beside a few without a KB per device: about eight pages, within the
-    // export's 30 calls a minute.
-    let kb_rows: u64 = truth.values().flatten().map(|k| u64::from(k.cve_addressed)).sum();
-    let client = client_with_page_bytes(&app, kb_rows / 8 * 2048);
-    let states = client.export_states().await.expect("the export is read");
+        .collect()
+}
 
-    let counts = states.counts;
-    assert_eq!(counts.kb_rows, kb_rows, "{counts:?}");
-    assert!(counts.rows > kb_rows, "rows without a KB are read too: {counts:?}");
-    assert_eq!((counts.rejected, counts.malformed), (0, 0));
-    assert!((7..=10).contains(&counts.pages), "{counts:?}");
-    assert_eq!(app.sim.stats().export_requests, u64::from(counts.pages));
+/// A client whose pages hold about an eighth of the export's KB rows each (a row per KB and
+/// CVE): about eight pages, within the export's 30 calls a minute. Its KB rows too.
+fn client_of_eight_pages(app: &TestApp, truth: &BTreeMap<String, Vec<ExportKb>>) -> (Client, u64) {
+    let kb_rows: u64 = truth.values().flatten().map(|k| u64::from(k.cve_addressed)).sum();
+    (client_with_page_bytes(app, kb_rows / 8 * 2048), kb_rows)
+}
+
+/// Every device's state in `states` is its truth, or unknown when it misses nothing; returns how
+/// many are known to miss nothing and how many are unknown.
+fn assert_states_are_truth(
+    states: &ExportStates,
+    truth: &BTreeMap<String, Vec<ExportKb>>,
+) -> (usize, usize) {
     let (mut known_empty, mut unknown) = (0, 0);
-    for (id, want) in &truth {
+    for (id, want) in truth {
         match states.state(&validate_machine_id(id).expect("a simulated id")) {
             ExportState::Missing(kbs) => {
                 assert_eq!(kbs, want.as_slice(), "{id}");
@@ -61,14 +64,51 @@ async fn every_devices_export_kbs_are_its_missing_kbs_over_several_pages() {
         }
     }
     assert_eq!(states.len() + unknown, truth.len(), "the export names only listed devices");
+    (known_empty, unknown)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_devices_export_kbs_are_its_missing_kbs_over_several_pages() {
+    let app = spawn_app(fleet(2500), Auth::TokenFile, Tenant::default()).await;
+    let truth = export_truth(&app);
+    let (client, kb_rows) = client_of_eight_pages(&app, &truth);
+    let states = client.export_states().await.expect("the export is read");
+
+    let counts = states.counts;
+    assert_eq!(counts.kb_rows, kb_rows, "{counts:?}");
+    assert!(counts.rows > kb_rows, "rows without a KB are read too: {counts:?}");
+    assert_eq!((counts.rejected, counts.malformed), (0, 0));
+    assert!((7..=10).contains(&counts.pages), "{counts:?}");
+    assert_eq!(app.sim.stats().export_requests, u64::from(counts.pages));
     // Devices with only other software's rows (or `TVM-` ids) miss nothing; devices with no
     // vulnerable software at all are not in the export, and stay unknown.
+    let (known_empty, unknown) = assert_states_are_truth(&states, &truth);
     assert!(known_empty > 50 && unknown > 50, "{known_empty} known empty, {unknown} unknown");
     let (some, _) = truth.iter().find(|(_, kbs)| !kbs.is_empty()).expect("a device misses a KB");
     let kbs = states.missing_kbs(&validate_machine_id(some).unwrap()).expect("it is known");
     for kb in kbs {
         assert!(kb.name.is_some() && kb.url.is_some() && kb.machine_missed_on >= Some(1), "{kb:?}");
     }
+}
+
+/// A page that fails (a 5xx, a connection dropped before the body) is asked for again: the read
+/// neither stops nor counts a page twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_that_fail_are_read_again_and_counted_once() {
+    let faults = Faults { server_error_rate: 0.25, drop_rate: 0.15, ..Faults::default() };
+    let sim = SimConfig { faults, ..fleet(2500) };
+    // An attempt fails 36 times in 100; all 12 of a page, once in 20,000 reads of 10 pages.
+    let app = spawn_app(sim, Auth::TokenFile, Tenant::default().max_attempts(12)).await;
+    let truth = export_truth(&app);
+    let (client, kb_rows) = client_of_eight_pages(&app, &truth);
+    let states = client.export_states().await.expect("the export is read through the faults");
+
+    let counts = states.counts;
+    assert_eq!((counts.kb_rows, counts.rejected, counts.malformed), (kb_rows, 0, 0), "{counts:?}");
+    assert!((7..=10).contains(&counts.pages), "{counts:?}");
+    let requests = app.sim.stats().export_requests;
+    assert!(requests > u64::from(counts.pages), "faults met and retried: {requests} requests");
+    assert_states_are_truth(&states, &truth);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -128,6 +128,14 @@ async fn a_listen_address_that_is_not_loopback_needs_allow_remote() {
     assert!(local.local_addr().ip().is_loopback() && local.local_addr().port() != 0);
 }
 
+/// The list and both exports (the delta with its `sinceTime`): the rates apply to each.
+const PAGED_ROUTES: [(&str, &[(&str, &str)]); 3] = [
+    ("api/machines", &[]),
+    ("api/machines/SoftwareVulnerabilitiesByMachine", &[]),
+    ("api/machines/SoftwareVulnerabilityChangesByMachine", &[("sinceTime", SINCE)]),
+];
+const SINCE: &str = "2026-01-01T00:00:00Z";
+
 #[tokio::test]
 async fn faults_answer_as_configured() {
     let t = TestSim::with_devices(20).await;
@@ -136,7 +144,9 @@ async fn faults_answer_as_configured() {
 
     set(Faults { server_error_rate: 1.0, ..Default::default() });
     assert!(t.kbs(&id).await.status().is_server_error());
-    assert!(t.get("api/machines", &[]).await.status().is_server_error());
+    for (path, query) in PAGED_ROUTES {
+        assert!(t.get(path, query).await.status().is_server_error(), "{path}");
+    }
 
     set(Faults { not_found_rate: 1.0, ..Default::default() });
     let body: Value = t.kbs(&id).await.json().await.unwrap();
@@ -148,12 +158,14 @@ async fn faults_answer_as_configured() {
     assert!(serde_json::from_slice::<Value>(&r.bytes().await.unwrap()).is_err());
 
     set(Faults { drop_rate: 1.0, ..Default::default() });
-    let url = t.url("api/machines", &[]);
-    let outcome = match t.client.get(url).bearer_auth(&t.token).send().await {
-        Ok(r) => r.bytes().await.map(|_| ()),
-        Err(e) => Err(e),
-    };
-    assert!(outcome.is_err(), "a dropped connection is a transport error");
+    for (path, query) in PAGED_ROUTES {
+        let url = t.url(path, query);
+        let outcome = match t.client.get(url).bearer_auth(&t.token).send().await {
+            Ok(r) => r.bytes().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        assert!(outcome.is_err(), "a dropped connection is a transport error: {path}");
+    }
 
     set(Faults { forbidden: Some("Missing application roles.".into()), ..Default::default() });
     let r = t.kbs(&id).await;
