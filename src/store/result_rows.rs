@@ -88,7 +88,9 @@ static INSERT_MISSING_KBS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Closes (`$1` run) the open intervals of the good devices `$2` scanned before (at `$3`) whose
-/// (KB, cveAddressed) is not in the current set (the columns, from `$4`). The closing is a fix
+/// (KB, cveAddressed) is not in the current set (the columns, from `$4`). `= ANY ($2)` lets the
+/// open-interval index find only the batch's devices whatever the statistics say: planned from
+/// a young table's, the join alone read every open interval of the fleet for each batch. The closing is a fix
 /// unless the KB is still reported (with another cveAddressed: a new interval opens); each fix is
 /// staged for `kbwatch.kb_fix` (migration 0013) with the days it took.
 static CLOSE_MISSING: LazyLock<String> = LazyLock::new(|| {
@@ -99,7 +101,8 @@ static CLOSE_MISSING: LazyLock<String> = LazyLock::new(|| {
                  fixed = NOT EXISTS (
                      SELECT 1 FROM {unnest} WHERE u.device_id = m.device_id AND u.kb_id = m.kb_id)
              FROM UNNEST($2::int8[], $3::timestamptz[]) AS r(device_id, scanned_at)
-             WHERE m.device_id = r.device_id AND m.closed_scan_run_id IS NULL
+             WHERE m.device_id = r.device_id AND m.device_id = ANY ($2::int8[])
+               AND m.closed_scan_run_id IS NULL
                AND m.opened_scan_run_id <> $1
                AND NOT EXISTS (
                    SELECT 1 FROM {unnest}
