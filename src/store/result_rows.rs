@@ -88,11 +88,11 @@ static INSERT_MISSING_KBS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Closes (`$1` run) the open intervals of the good devices `$2` scanned before (at `$3`) whose
-/// (KB, cveAddressed) is not in the current set (the columns, from `$4`). `= ANY ($2)` lets the
-/// open-interval index find only the batch's devices whatever the statistics say: planned from
-/// a young table's, the join alone read every open interval of the fleet for each batch. The closing is a fix
+/// (KB, cveAddressed) is not in the current set (the columns, from `$4`). The closing is a fix
 /// unless the KB is still reported (with another cveAddressed: a new interval opens); each fix is
-/// staged for `kbwatch.kb_fix` (migration 0013) with the days it took.
+/// staged for `kbwatch.kb_fix` (migration 0013) with the days it took. `= ANY ($2)` lets the
+/// open-interval index find only the batch's devices whatever the statistics say: planned from a
+/// young table's, the join alone read every open interval of the fleet for each batch.
 static CLOSE_MISSING: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH closed AS (
