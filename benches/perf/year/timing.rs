@@ -1,7 +1,7 @@
 //! The reads a dashboard makes over the year, timed as it runs them: every `reporting` view in
-//! full, the narrow reads of one scan, one device and the last 30 days, and every SQL query of
-//! the Grafana dashboard (its macros expanded over the last 30 days, its default range, for the
-//! bench tenant).
+//! full, the narrow reads of one scan (the last, and one a quarter into the history), one device
+//! and the last 30 days, and every SQL query of the Grafana dashboard (its macros expanded over
+//! the last 30 days, its default range, for the bench tenant).
 //!
 //! Each read runs wrapped as `SELECT count(*), sum(hashtext(q::text)) FROM (read) q`: every
 //! column of every row is computed and turned to text, as for a client, without shipping the rows
