@@ -3,8 +3,13 @@
 //! The machine list is parsed field by field from a JSON object so that an unexpected type in one
 //! field (a number where the docs say string) never loses the device; the whole entity is kept raw.
 
+use std::fmt;
+use std::marker::PhantomData;
+
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -122,12 +127,38 @@ fn tags(value: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A page of an OData collection.
-#[derive(Debug, Deserialize)]
+/// A page of an OData collection: a JSON object only.
+#[derive(Debug)]
 pub(crate) struct Page<T> {
     pub value: Vec<T>,
-    #[serde(rename = "@odata.nextLink")]
     pub next_link: Option<String>,
+}
+
+/// A page's fields. Derived, so it would also take a JSON array by position (`[[], null]` as an
+/// empty page): [`Page`] hands it an object's fields only.
+#[derive(Deserialize)]
+struct PageFields<T> {
+    value: Vec<T>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<String>,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Object<T> {
+            type Value = Page<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an OData page (a JSON object)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Page<T>, A::Error> {
+                let PageFields { value, next_link } =
+                    PageFields::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(Page { value, next_link })
+            }
+        }
+        deserializer.deserialize_map(Object(PhantomData))
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +190,18 @@ mod tests {
     fn machine_without_string_id_gets_an_empty_id() {
         assert_eq!(machine(&serde_json::json!({"id": 5})).id, "");
         assert_eq!(machine(&serde_json::json!([1])).id, "");
+    }
+
+    /// A derived struct would take `[value, nextLink]` by position.
+    #[test]
+    fn a_page_is_an_object_never_an_array() {
+        let page: Page<Value> = serde_json::from_str(r#"{"value": [1], "@odata.nextLink": "n"}"#)
+            .expect("an object is a page");
+        assert_eq!((page.value.len(), page.next_link.as_deref()), (1, Some("n")));
+        for array in [r#"[[], null]"#, r#"[[1], "https://elsewhere.example/"]"#] {
+            let err = serde_json::from_str::<Page<Value>>(array).expect_err(array);
+            assert!(err.to_string().contains("an OData page (a JSON object)"), "{err}");
+        }
     }
 }
 
