@@ -102,6 +102,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "scan reads indexes",
         "c8841477927b06a83a211633311c1fbcbfe8cafa125e5973c81bcc2257d76ea2f9469f9e7cb0609721aa7f3de3b99dd4",
     ),
+    (
+        19,
+        "device state references per statement",
+        "a37a48c9719c35fe70dfc62ddeebdccf0523c379643fc1b527c1b595b2b2c7f147bc1d0507c73e436bfd2e8b6320ef6c",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

@@ -88,3 +88,58 @@ async fn fact_rows_refer_only_to_rows_that_exist() {
         .expect("an unreferenced KB is deleted");
     assert_eq!(deleted.rows_affected(), 1);
 }
+
+/// `device_state`'s reference to its device (migration 0019): an orphan state or a changed
+/// device is refused, and a deleted device takes its state with it, as the foreign key did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_state_refers_to_its_device_and_goes_with_it() {
+    let app = spawn_app(fleet(5), Auth::TokenFile, Tenant::default()).await;
+    let summary = app.scan().await;
+    assert_eq!(summary.devices.ok, 5, "{summary:?}");
+    for statement in [
+        "INSERT INTO kbwatch.device_state (device_id, scan_run_id, scanned_at, outcome)
+         SELECT device_id + 1000000, scan_run_id, scanned_at, outcome FROM kbwatch.device_state",
+        "UPDATE kbwatch.device_state SET device_id = device_id + 1000000",
+    ] {
+        assert_eq!(refused(&app, statement).await, "23503", "{statement}");
+    }
+
+    // A device listed but never scanned has a state only once written; one inserted here, with a
+    // state, and deleted in one statement with another device that has none.
+    let pool = app.store.pool();
+    let (lone, bare): (i64, i64) = sqlx::query_as(
+        "WITH t AS (SELECT tenant_id FROM kbwatch.tenant LIMIT 1),
+              r AS (SELECT max(scan_run_id) AS run FROM kbwatch.scan_run),
+              d AS (
+                  INSERT INTO kbwatch.device (tenant_id, machine_id, id_valid, raw, first_listed_at,
+                                              last_listed_at, last_listed_run_id)
+                  SELECT t.tenant_id, m, true, '{}', now(), now(), r.run
+                  FROM t, r, unnest(ARRAY['a1b2c3d4e5f60718293a4b5c6d7e8f9012345678',
+                                          'b1b2c3d4e5f60718293a4b5c6d7e8f9012345678']) m
+                  RETURNING device_id, machine_id)
+         SELECT min(device_id), max(device_id) FROM d",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO kbwatch.device_state (device_id, scan_run_id, scanned_at, outcome)
+         SELECT $1, max(scan_run_id), now(), 'failed' FROM kbwatch.scan_run",
+    )
+    .bind(lone)
+    .execute(pool)
+    .await
+    .expect("a state of a device that exists is written");
+    let states = "SELECT count(*) FROM kbwatch.device_state";
+    let before: i64 = sqlx::query_scalar(states).fetch_one(pool).await.unwrap();
+    assert_eq!(before, 6);
+    let deleted = sqlx::query("DELETE FROM kbwatch.device WHERE device_id IN ($1, $2)")
+        .bind(lone)
+        .bind(bare)
+        .execute(pool)
+        .await
+        .expect("devices nothing else refers to are deleted");
+    assert_eq!(deleted.rows_affected(), 2);
+    let after: i64 = sqlx::query_scalar(states).fetch_one(pool).await.unwrap();
+    assert_eq!(after, 5, "the deleted device's state went with it, and only its");
+}
