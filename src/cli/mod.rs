@@ -75,7 +75,7 @@ impl Cli {
                 crate::telemetry::init(None);
                 validate::run(self.config.as_deref(), online).await
             }
-            command => match load_config(self.config.as_deref()) {
+            command => match load_config(self.config.as_deref(), purpose(&command)) {
                 Ok(config) => match command {
                     Command::Run => run::run(config, cancel).await,
                     Command::Scan { tenant } => scan::run(config, tenant.as_deref(), cancel).await,
@@ -100,11 +100,23 @@ impl Cli {
     }
 }
 
-/// Loads the file named by `--config` / `KBWATCH_CONFIG`, then starts logging as it says.
-pub fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+/// What `command` needs of the configuration: `migrate` and `report` only the database.
+fn purpose(command: &Command) -> config::Purpose {
+    match command {
+        Command::Migrate | Command::Report(_) => config::Purpose::Database,
+        _ => config::Purpose::Scan,
+    }
+}
+
+/// Loads the file named by `--config` / `KBWATCH_CONFIG` for `purpose`, then starts logging as it
+/// says.
+pub fn load_config(
+    path: Option<&std::path::Path>,
+    purpose: config::Purpose,
+) -> anyhow::Result<Config> {
     let loaded = path
         .context("no configuration: pass --config PATH or set KBWATCH_CONFIG")
-        .and_then(|path| Ok(config::load(path)?));
+        .and_then(|path| Ok(config::load_for(path, purpose)?));
     crate::telemetry::init(loaded.as_ref().ok().and_then(|c| c.log.format));
     loaded
 }

@@ -43,12 +43,28 @@ pub enum ConfigError {
     Invalid(Vec<Problem>),
 }
 
-/// Loads `path`, applies overrides from the process environment and validates.
+/// What a command needs of the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Scanning (`run`, `scan`, `validate`): at least one `[[tenant]]`.
+    Scan,
+    /// The database only (`migrate`, `report`): no tenant is required, so that a host that only
+    /// reads reports (a read replica's, say) holds no tenant's credentials. Tenants that are
+    /// configured are still checked.
+    Database,
+}
+
+/// Loads `path` for scanning, applies overrides from the process environment and validates.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_for(path, Purpose::Scan)
+}
+
+/// Loads `path` for `purpose`, applies overrides from the process environment and validates.
+pub fn load_for(path: &Path, purpose: Purpose) -> Result<Config, ConfigError> {
     // `std::env::vars` panics on a non-UTF-8 variable; such a variable cannot be an override anyway.
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    load_with_env(path, env)
+    load_file(path, env, purpose)
 }
 
 /// Loads `path`, applies the `KBWATCH_*` pairs of `env` (not the process environment) and validates,
@@ -57,10 +73,18 @@ pub fn load_with_env(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
+    load_file(path, env, Purpose::Scan)
+}
+
+fn load_file(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+    purpose: Purpose,
+) -> Result<Config, ConfigError> {
     let read_error = |source| ConfigError::Read { path: path.display().to_string(), source };
     let text = std::fs::read_to_string(path).map_err(read_error)?;
     let mode = file_mode(path).map_err(read_error)?;
-    load_source(&text, env, Some(mode))
+    load_source(&text, env, Some(mode), purpose)
 }
 
 /// Parses `text`, applies the `KBWATCH_*` pairs of `env` and validates.
@@ -68,7 +92,7 @@ pub fn load_str(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    load_source(text, env, None)
+    load_source(text, env, None, Purpose::Scan)
 }
 
 #[cfg(unix)]
@@ -86,6 +110,7 @@ fn load_source(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
     file_mode: Option<u32>,
+    purpose: Purpose,
 ) -> Result<Config, ConfigError> {
     let file = parse(text).map_err(|p| ConfigError::Invalid(vec![p]))?;
     let env: Vec<(String, String)> = env.into_iter().collect();
@@ -100,7 +125,14 @@ fn load_source(
     problems.extend(typed.problems);
     if let Some(config) = &typed.config {
         let inline_secrets = validate::inline_secrets(config, &defaults.secrets, &file);
-        let semantic = validate::validate(config, &validate::Context { file_mode, inline_secrets });
+        let semantic = validate::validate(
+            config,
+            &validate::Context {
+                file_mode,
+                inline_secrets,
+                tenant_required: purpose == Purpose::Scan,
+            },
+        );
         let set_aside =
             |p: &Problem| typed.set_aside.iter().any(|key| path::is_under(&p.path, key));
         problems.extend(semantic.into_iter().filter(|p| !set_aside(p)));

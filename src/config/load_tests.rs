@@ -252,3 +252,25 @@ fn no_tenant_is_a_problem() {
         [Problem { path: "tenant".into(), message: "at least one [[tenant]] is required".into() }]
     );
 }
+
+#[test]
+fn database_only_commands_need_no_tenant_but_check_those_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("reports.toml");
+    let write = |text: &str| {
+        fs::write(&path, text).expect("write config");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+    };
+    write("[database]\nurl = \"postgres://reader:pw@db.example:5432/kbwatch\"\n");
+    let config = load_for(&path, Purpose::Database).expect("a database-only config loads");
+    assert!(config.tenants.is_empty());
+    assert_eq!(
+        problems(load_for(&path, Purpose::Scan)),
+        [Problem { path: "tenant".into(), message: "at least one [[tenant]] is required".into() }]
+    );
+
+    write("[database]\nurl = \"postgres://db.example/kbwatch\"\n[[tenant]]\nname = \"lab\"\n");
+    let found = problems(load_for(&path, Purpose::Database));
+    assert!(found.iter().all(|p| p.path.starts_with("tenant[0]")), "{found:?}");
+    assert!(!found.is_empty());
+}

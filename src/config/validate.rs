@@ -25,6 +25,8 @@ pub(super) struct Context {
     pub file_mode: Option<u32>,
     /// Key paths of secrets written in the file itself (before env overrides): [`inline_secrets`].
     pub inline_secrets: Vec<String>,
+    /// Whether at least one `[[tenant]]` is required (not for database-only commands).
+    pub tenant_required: bool,
 }
 
 /// Every problem of `cfg`, in no particular order.
@@ -42,6 +44,9 @@ pub(super) fn validate(cfg: &Config, ctx: &Context) -> Vec<Problem> {
         check_readable("tls.ca_file", ca, &mut out);
     }
     check_keep_days(cfg.retention.keep_days, &mut out);
+    if ctx.tenant_required && cfg.tenants.is_empty() {
+        out.push(problem("tenant", "at least one [[tenant]] is required"));
+    }
     check_tenants(&cfg.tenants, &mut out);
     out
 }
@@ -128,9 +133,6 @@ fn check_keep_days(keep_days: Option<u32>, out: &mut Vec<Problem>) {
 }
 
 fn check_tenants(tenants: &[TenantConfig], out: &mut Vec<Problem>) {
-    if tenants.is_empty() {
-        out.push(problem("tenant", "at least one [[tenant]] is required"));
-    }
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, t) in tenants.iter().enumerate() {
         let p = format!("tenant[{i}]");

@@ -7,7 +7,7 @@
 use kbwatch::store::{MIGRATOR, Store};
 use secrecy::SecretString;
 
-use crate::kit::fresh_database;
+use crate::kit::{ConfigBuilder, Kbwatch, fresh_database};
 
 /// (version, description, SHA-384 of the file as sqlx computes it) of every migration that has
 /// landed on main. Never change a row: restore the file instead. Add a row when a migration lands.
@@ -162,4 +162,30 @@ async fn an_edited_migration_is_refused_with_a_message_that_says_what_to_do() {
     assert!(error.contains("migration 4"), "{error}");
     assert!(error.contains("0004_references_per_statement.sql"), "{error}");
     assert!(error.contains("release"), "the message says what to do: {error}");
+}
+
+/// `kbwatch migrate` needs only the database: a configuration without a `[[tenant]]` (a
+/// migration job's, holding no tenant's credentials) migrates, and `kbwatch scan` with it names
+/// what is missing.
+#[tokio::test]
+async fn kbwatch_migrate_needs_no_tenant() {
+    let url = fresh_database().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("migrate.toml");
+    ConfigBuilder::new(url.clone()).write(&config);
+
+    let out = Kbwatch::new(["migrate"]).config(&config).output().await;
+    assert!(out.success(), "kbwatch migrate failed:\n{}", out.stderr);
+    let store = Store::connect(&SecretString::from(url), 2).await.unwrap();
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let embedded: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    assert_eq!(applied, embedded);
+
+    let out = Kbwatch::new(["scan"]).config(&config).output().await;
+    assert!(!out.success(), "a scan without a tenant fails");
+    assert!(out.stderr.contains("at least one [[tenant]] is required"), "{}", out.stderr);
 }
