@@ -11,7 +11,7 @@ use url::Url;
 
 use super::body::{read_capped, read_prefix};
 use super::error::{cut_text, error_chain, error_message, stated_quota, throttle_delay};
-use super::model::Page;
+use super::model::{Object, Page};
 use super::{ApiError, TokenSource};
 use crate::model::{CallCounters, MachineId, MissingKb};
 use crate::pacer::{Endpoint, Pacer};
@@ -103,7 +103,7 @@ impl Client {
         let mut kbs = Vec::new();
         let mut left = self.options.max_kbs_bytes;
         for _ in 0..MAX_KB_PAGES {
-            let (page, bytes): (Page<MissingKb>, u64) =
+            let (page, bytes): (Page<Object<MissingKb>>, u64) =
                 match self.get_json(Endpoint::MissingKbs, &url, left).await {
                     Err(ApiError::TooLarge { .. }) => {
                         return Err(ApiError::TooLarge { limit: self.options.max_kbs_bytes });
@@ -111,7 +111,7 @@ impl Client {
                     page => page?,
                 };
             left -= bytes;
-            kbs.extend(page.value);
+            kbs.extend(page.value.into_iter().map(|Object(kb)| kb));
             if kbs.len() > MAX_KBS {
                 return Err(ApiError::TooManyKbs { limit: MAX_KBS });
             }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::model::Page;
+use super::model::{Object, Page};
 use super::{ApiError, Client};
 use crate::model::{
     KbChange, KbChangeKind, KbChanges, MAX_KB_CHANGES, MachineId, validate_machine_id,
@@ -57,9 +57,9 @@ impl Client {
             .append_pair("pageSize", &self.export_page_rows().to_string());
         let mut changes = KbChanges::default();
         for _ in 0..MAX_EXPORT_PAGES {
-            let (page, _): (Page<DeltaRow>, u64) =
+            let (page, _): (Page<Object<DeltaRow>>, u64) =
                 self.get_json(Endpoint::Export, &url, self.options.max_page_bytes).await?;
-            for row in page.value {
+            for Object(row) in page.value {
                 changes.rows += 1;
                 let kept = match row.kb_change() {
                     Some(Ok((device, change))) => changes.add(device, change),

@@ -26,7 +26,8 @@ impl Machine {
         // Only the fields read are looked at, each in its own small parse; the rest is skipped
         // unchecked, hence the scan for what the database would refuse. An entity this cannot
         // read (not an object, a key twice) goes the slow way below.
-        if !storable(raw.get()) {
+        // (Only an object is an entity: serde reads an array as `Fields`, field by field.)
+        if !raw.get().starts_with('{') || !storable(raw.get()) {
             return Machine::from_tree(raw);
         }
         Machine::from_fields(raw).unwrap_or_else(Machine::from_tree)
@@ -134,8 +135,7 @@ pub(crate) struct Page<T> {
     pub next_link: Option<String>,
 }
 
-/// A page's fields. Derived, so it would also take a JSON array by position (`[[], null]` as an
-/// empty page): [`Page`] hands it an object's fields only.
+/// A page's fields, read through [`Object`].
 #[derive(Deserialize)]
 struct PageFields<T> {
     value: Vec<T>,
@@ -145,25 +145,37 @@ struct PageFields<T> {
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Object<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for Object<T> {
-            type Value = Page<T>;
+        let Object(PageFields { value, next_link }) = Object::deserialize(deserializer)?;
+        Ok(Page { value, next_link })
+    }
+}
+
+/// A `T` read from a JSON object only. serde's derived `Deserialize` also reads a struct from a
+/// JSON array, field by field in order, which no Defender API sends: `[[], null]` would be an
+/// empty page, `["5005",...]` a KB.
+#[derive(Debug)]
+pub(crate) struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Fields<T> {
+            type Value = T;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an OData page (a JSON object)")
+                f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Page<T>, A::Error> {
-                let PageFields { value, next_link } =
-                    PageFields::deserialize(MapAccessDeserializer::new(map))?;
-                Ok(Page { value, next_link })
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
             }
         }
-        deserializer.deserialize_map(Object(PhantomData))
+        deserializer.deserialize_map(Fields(PhantomData)).map(Object)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MissingKb;
 
     /// The mapping of `value` as a page element.
     pub(super) fn machine(value: &Value) -> Machine {
@@ -200,8 +212,25 @@ mod tests {
         assert_eq!((page.value.len(), page.next_link.as_deref()), (1, Some("n")));
         for array in [r#"[[], null]"#, r#"[[1], "https://elsewhere.example/"]"#] {
             let err = serde_json::from_str::<Page<Value>>(array).expect_err(array);
-            assert!(err.to_string().contains("an OData page (a JSON object)"), "{err}");
+            assert!(err.to_string().contains("expected a JSON object"), "{err}");
         }
+    }
+
+    /// Nor is a KB or a machine an array read by position.
+    #[test]
+    fn an_item_is_an_object_never_an_array() {
+        let kb = r#"{"value": [["5005", "n", ["p"], "u", 1, 2]]}"#;
+        let err = serde_json::from_str::<Page<Object<MissingKb>>>(kb).expect_err(kb);
+        assert!(err.to_string().contains("expected a JSON object"), "{err}");
+        let kb = r#"{"value": [{"id": "5005", "cveAddressed": 2}]}"#;
+        let page: Page<Object<MissingKb>> = serde_json::from_str(kb).expect("an object is a KB");
+        assert_eq!((page.value[0].0.id.as_str(), page.value[0].0.cve_addressed), ("5005", Some(2)));
+
+        let id = "0123456789abcdef0123456789abcdef01234567";
+        let mut fields = vec![Value::Null; 14];
+        fields[0] = Value::from(id);
+        assert_eq!(machine(&Value::Array(fields)).id, "", "read by position");
+        assert_eq!(machine(&serde_json::json!({ "id": id })).id, id);
     }
 }
 
