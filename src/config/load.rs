@@ -92,7 +92,16 @@ pub fn load_str(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    load_source(text, env, None, Purpose::Scan)
+    load_str_for(text, env, Purpose::Scan)
+}
+
+/// [`load_str`] for `purpose`.
+pub fn load_str_for(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    purpose: Purpose,
+) -> Result<Config, ConfigError> {
+    load_source(text, env, None, purpose)
 }
 
 #[cfg(unix)]

@@ -16,7 +16,9 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-pub use load::{ConfigError, Purpose, load, load_for, load_str, load_with_env, parse_cron};
+pub use load::{
+    ConfigError, Purpose, load, load_for, load_str, load_str_for, load_with_env, parse_cron,
+};
 pub use presets::Cloud;
 pub use private_file::write_private;
 pub use problem::Problem;

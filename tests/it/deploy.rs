@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use kbwatch::config::{ScheduleConfig, load_str};
+use kbwatch::config::{Purpose, ScheduleConfig, load_str, load_str_for};
 use kbwatch::sim::SimConfig;
 
 use crate::kit::{Auth, Daemon, Tenant, TestApp, spawn_app};
@@ -19,6 +19,7 @@ use crate::kit::binary;
 
 const UNIT: &str = include_str!("../../deploy/kbwatch.service");
 const CONFIGMAP: &str = include_str!("../../deploy/kubernetes/20-configmap.yaml");
+const MIGRATE_JOB: &str = include_str!("../../deploy/kubernetes/30-migrate-job.yaml");
 const DEPLOYMENT: &str = include_str!("../../deploy/kubernetes/40-deployment.yaml");
 const DOCKERFILE: &str = include_str!("../../Dockerfile");
 
@@ -76,10 +77,11 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
-/// The TOML of the ConfigMap's `kbwatch.toml: |` block.
-fn configmap_toml() -> String {
-    let (_, block) =
-        CONFIGMAP.split_once("kbwatch.toml: |\n").expect("the ConfigMap holds kbwatch.toml");
+/// The TOML of the ConfigMap's `{name}: |` block.
+fn configmap_toml(name: &str) -> String {
+    let (_, block) = CONFIGMAP
+        .split_once(&format!("  {name}: |\n"))
+        .unwrap_or_else(|| panic!("the ConfigMap holds {name}"));
     let lines: Vec<&str> =
         block.lines().take_while(|l| l.is_empty() || l.starts_with("    ")).collect();
     lines.iter().map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l))).collect()
@@ -98,7 +100,7 @@ fn the_kubernetes_config_loads_with_the_pod_environment() {
         ("AZURE_FEDERATED_TOKEN_FILE", token.display().to_string()),
     ];
     let env = env.into_iter().map(|(k, v)| (k.to_owned(), v));
-    let config = load_str(&configmap_toml(), env).unwrap_or_else(|e| panic!("{e}"));
+    let config = load_str(&configmap_toml("kbwatch.toml"), env).unwrap_or_else(|e| panic!("{e}"));
     assert!(config.database.url.is_some(), "the URL comes from the Secret");
     assert_eq!(config.serve.listen.port(), 9464, "the port the probes and the Service use");
     assert!(config.serve.listen.ip().is_unspecified(), "reachable from the kubelet");
@@ -108,6 +110,18 @@ fn the_kubernetes_config_loads_with_the_pod_environment() {
     for probe in ["path: /readyz", "path: /healthz", "containerPort: 9464"] {
         assert!(DEPLOYMENT.contains(probe), "{probe} missing from the Deployment");
     }
+}
+
+/// The migration Job reads a config that names no tenant, with the database URL from the Secret
+/// its only setting from the environment, and asks for no Azure identity.
+#[test]
+fn the_migration_job_needs_no_tenant_identity() {
+    assert!(MIGRATE_JOB.contains("value: /etc/kbwatch/migrate.toml"), "{MIGRATE_JOB}");
+    assert!(!MIGRATE_JOB.contains("azure.workload.identity/use"), "no webhook variables");
+    let env = [("KBWATCH_DATABASE__URL".to_owned(), "postgres://kbwatch@db/kbwatch".to_owned())];
+    let text = configmap_toml("migrate.toml");
+    let config = load_str_for(&text, env, Purpose::Database).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.tenants.is_empty() && config.database.url.is_some(), "{text}");
 }
 
 #[test]
