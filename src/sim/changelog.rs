@@ -40,7 +40,7 @@ pub(crate) struct Event {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Looks {
     rbac_moves: u8,
-    upgrades: u8,
+    upgrades: u32,
 }
 
 impl Looks {

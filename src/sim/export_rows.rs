@@ -130,10 +130,10 @@ fn extras(seed: u64, d: &Device) -> Vec<Extra> {
 
 /// `version` after `upgrades` patch-level upgrades: its last number that many on
 /// (`4.8.9032.0` → `4.8.9032.2` after two); unchanged after none.
-fn upgraded(version: &str, upgrades: u8) -> String {
+fn upgraded(version: &str, upgrades: u32) -> String {
     let last = version.rsplit_once('.').and_then(|(head, n)| Some((head, n.parse::<u32>().ok()?)));
     match last {
-        Some((head, n)) if upgrades > 0 => format!("{head}.{}", n + u32::from(upgrades)),
+        Some((head, n)) if upgrades > 0 => format!("{head}.{}", n.saturating_add(upgrades)),
         _ => version.to_string(),
     }
 }
@@ -254,5 +254,18 @@ pub(crate) fn some_rows(
             }
             out.push(row);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Each upgrade gives a version of its own, past 255 (the count was a `u8`, which wrapped
+    /// to versions already shown).
+    #[test]
+    fn every_upgrade_moves_the_version_on() {
+        assert_eq!(super::upgraded("4.8.9032.0", 0), "4.8.9032.0");
+        assert_eq!(super::upgraded("4.8.9032.0", 2), "4.8.9032.2");
+        assert_eq!(super::upgraded("4.8.9032.0", 300), "4.8.9032.300");
+        assert_eq!(super::upgraded("4.8.9032.0", u32::MAX), format!("4.8.9032.{}", u32::MAX));
     }
 }

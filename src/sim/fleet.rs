@@ -29,7 +29,7 @@ pub(crate) struct Device {
     /// How many patch-level upgrades its software had (`Evolution::upgrade_software_devices`):
     /// each moves the last number of every software version its export rows name (see
     /// `export_rows.rs`).
-    pub upgrades: u8,
+    pub upgrades: u32,
     /// Indices into the catalog of the updates missing now, ascending.
     pub missing: Vec<u32>,
 }
@@ -192,7 +192,7 @@ impl Fleet {
         if e.upgrade_software_devices > 0 {
             for i in self.pick_listed_where(e.upgrade_software_devices, |d| d.os.is_windows()) {
                 let d = &mut self.devices[i];
-                d.upgrades = d.upgrades.wrapping_add(1);
+                d.upgrades = d.upgrades.saturating_add(1);
                 summary.devices_upgraded.push(d.id.clone());
             }
         }
