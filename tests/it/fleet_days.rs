@@ -133,3 +133,42 @@ async fn rolled_up_days_give_the_rows_of_the_definition_they_replaced() {
     assert_eq!(last, Some(today - Duration::days(2)), "every past day is rolled up");
     assert_same_rows(pool, 2, "an orphaned run").await;
 }
+
+/// With no day to roll up (after a run, the usual case), both day roll-ups return at once, without
+/// waiting for their locks (migration 0020): a daemon with hundreds of tenants calls them at the
+/// end of every run, each call on one of the pool's connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roll_ups_with_nothing_due_do_not_wait_for_their_locks() {
+    let app = spawn_app(fleet(10), Auth::TokenFile, Tenant::default()).await;
+    assert_eq!(app.scan().await.devices.ok, 10);
+    let pool = app.store.pool();
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(1801615204, 0), pg_advisory_xact_lock(1801615204, -3)",
+    )
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+    let mut caller = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL statement_timeout = '5s'").execute(&mut *caller).await.unwrap();
+    let rolled: (i64, i64) =
+        sqlx::query_as("SELECT kbwatch.roll_up_fleet_days(), kbwatch.roll_up_fleet_states()")
+            .fetch_one(&mut *caller)
+            .await
+            .expect("nothing due: no wait for the locks another session holds");
+    assert_eq!(rolled, (0, 0));
+
+    // A day that is due is still rolled up under the lock: the call waits for the holder.
+    sqlx::raw_sql(
+        "UPDATE kbwatch.tenant SET fleet_days_through = fleet_days_through - 2;
+         SET LOCAL statement_timeout = '1s'",
+    )
+    .execute(&mut *caller)
+    .await
+    .unwrap();
+    let waited = sqlx::query("SELECT kbwatch.roll_up_fleet_days()").execute(&mut *caller).await;
+    let code = waited.expect_err("waits, then times out").into_database_error().unwrap();
+    assert_eq!(code.code().as_deref(), Some("57014"), "query_canceled by the statement timeout");
+    caller.rollback().await.unwrap();
+    holder.rollback().await.unwrap();
+}

@@ -107,6 +107,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "device state references per statement",
         "a37a48c9719c35fe70dfc62ddeebdccf0523c379643fc1b527c1b595b2b2c7f147bc1d0507c73e436bfd2e8b6320ef6c",
     ),
+    (
+        20,
+        "day roll ups when due",
+        "16b6c0c4e2aa9b6c205300b6a250f3ab38889cf7fd1df82a6db9138ae9a4c06fbfdc8f5c7d8071251ffb41c0a6fb841d",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {
