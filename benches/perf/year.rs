@@ -9,8 +9,8 @@
 //!
 //! The history, per device: one scan a day (one completed scheduled run a day for the tenant, one
 //! `ok` device_scan row per device with its counts, `lastSeen` moving every day); three KBs a
-//! month, each installed within 2 to 40 days (intervals in `missing_kb` opened and closed by scan
-//! run ids); a minimal entity in `raw`; the KBs in `kb`.
+//! month, each installed within 2 to 40 days (intervals opened and closed by scan run ids, packed
+//! once closed); a minimal entity in `raw`; the KBs in `kb`.
 //!
 //! `KBWATCH_BENCH_YEAR_DEVICES` and `KBWATCH_BENCH_YEAR_DAYS` change the full size (100,000 ×
 //! 365), e.g. to 90 days on a slow machine; `KBWATCH_BENCH_KEEP` keeps the database.

@@ -123,6 +123,9 @@ impl Scan<'_> {
         if let Err(e) = self.store.pack_scans(self.tenant_id).await {
             tracing::warn!(error = format!("{e:#}"), "Packing the run's scans failed");
         }
+        if let Err(e) = self.store.pack_intervals(self.tenant_id).await {
+            tracing::warn!(error = format!("{e:#}"), "Packing the run's closed intervals failed");
+        }
         // The views compute what is not rolled up yet: a failure here costs only read time.
         if let Err(e) = self.store.roll_up_fleet_days().await {
             tracing::warn!(error = format!("{e:#}"), "Rolling up the fleet's days failed");

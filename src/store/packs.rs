@@ -1,10 +1,11 @@
 //! Packing: once a run has ended, its good scans move from `device_scan` rows into `scan_pack`
 //! rows of up to 1,000 devices each (migration 0014), a dozen bytes a scan instead of about 120.
-//! The views read both, so what is packed and what is not yet reads the same.
+//! The views read both, so what is packed and what is not yet reads the same. The intervals the
+//! run closed move from `missing_kb` rows into `interval_pack` rows the same way (migration 0021).
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{Connection as _, PgConnection};
 use tokio_util::sync::CancellationToken;
 
 use super::Store;
@@ -36,6 +37,22 @@ impl Store {
         }
         Ok(packed)
     }
+
+    /// Packs the missing-KB intervals closed by the tenant's ended runs that are still rows (this
+    /// run's, and those of a run an earlier packing missed), in one transaction; the number of
+    /// intervals packed (migration 0021). Call with the tenant lock held.
+    pub async fn pack_intervals(&self, tenant_id: i32) -> anyhow::Result<i64> {
+        sqlx::query_scalar(
+            "SELECT kbwatch.pack_intervals(coalesce(array_agg(DISTINCT m.closed_scan_run_id), '{}'))
+             FROM kbwatch.missing_kb m
+             JOIN kbwatch.scan_run r ON r.scan_run_id = m.closed_scan_run_id
+             WHERE m.closed_scan_run_id IS NOT NULL AND r.tenant_id = $1 AND r.status <> 'running'",
+        )
+        .bind(tenant_id)
+        .fetch_one(&self.pool)
+        .await
+        .context("packing the closed intervals")
+    }
 }
 
 /// Packs per statement of retention's first step: one run of 100,000 devices.
@@ -49,28 +66,14 @@ pub(super) async fn drop_old_packs(
     cutoff: DateTime<Utc>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Option<u64>> {
-    let mut scans = 0;
-    loop {
-        if cancel.is_cancelled() {
-            return Ok(None);
-        }
-        let (packs, n): (i64, i64) = sqlx::query_as(
-            "WITH gone AS (
-                 DELETE FROM kbwatch.scan_pack WHERE ctid = ANY(ARRAY(
-                     SELECT ctid FROM kbwatch.scan_pack WHERE scanned_to < $1 LIMIT $2))
-                 RETURNING cardinality(device_ids) AS n)
-             SELECT count(*), coalesce(sum(n), 0)::int8 FROM gone",
-        )
-        .bind(cutoff)
-        .bind(PACKS_PER_BATCH)
-        .fetch_one(&mut *conn)
-        .await
-        .context("dropping old scan packs")?;
-        scans += n as u64;
-        if packs < PACKS_PER_BATCH {
-            break;
-        }
-    }
+    let gone = "WITH gone AS (
+                    DELETE FROM kbwatch.scan_pack WHERE ctid = ANY(ARRAY(
+                        SELECT ctid FROM kbwatch.scan_pack WHERE scanned_to < $1 LIMIT $2))
+                    RETURNING cardinality(device_ids) AS n)
+                SELECT count(*), coalesce(sum(n), 0)::int8 FROM gone";
+    let Some(scans) = drop_in_batches(conn, gone, cutoff, cancel, "scan").await? else {
+        return Ok(None);
+    };
     let cut: Option<i64> = sqlx::query_scalar(
         "WITH kept AS (
              SELECT x.scan_run_id, x.device_lo,
@@ -108,4 +111,84 @@ pub(super) async fn drop_old_packs(
     .await
     .context("cutting the scan packs across the retention cutoff")?;
     Ok(Some(scans + cut.unwrap_or(0) as u64))
+}
+
+/// Retention's second step for packed intervals: the packs closed wholly before `cutoff` go, a
+/// batch at a time; a pack with intervals closed on both sides of it (a run across midnight) is
+/// moved back into rows without those closed before it, and its run packed again. The number of
+/// intervals dropped; `None` if `cancel` stopped it.
+pub(super) async fn drop_old_interval_packs(
+    conn: &mut PgConnection,
+    cutoff: DateTime<Utc>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<u64>> {
+    let gone = "WITH gone AS (
+                    DELETE FROM kbwatch.interval_pack WHERE ctid = ANY(ARRAY(
+                        SELECT ctid FROM kbwatch.interval_pack WHERE closed_to < $1 LIMIT $2))
+                    RETURNING cardinality(device_ids) AS n)
+                SELECT count(*), coalesce(sum(n), 0)::int8 FROM gone";
+    let Some(intervals) = drop_in_batches(conn, gone, cutoff, cancel, "interval").await? else {
+        return Ok(None);
+    };
+    let mut tx = conn.begin().await.context("starting to cut the interval packs")?;
+    let (cut, runs): (i64, Vec<i64>) = sqlx::query_as(
+        "WITH cut AS (
+             DELETE FROM kbwatch.interval_pack q WHERE q.closed_from < $1 AND q.closed_to >= $1
+             RETURNING q.*
+         ), kept AS (
+             INSERT INTO kbwatch.missing_kb (device_id, kb_id, opened_scan_run_id,
+                                             closed_scan_run_id, cve_addressed, opened_at,
+                                             closed_at, fixed)
+             SELECT u.device_id, u.kb_id, u.opened_scan_run_id, q.closed_scan_run_id,
+                    u.cve_addressed, u.opened_at, u.closed_at, u.fixed
+             FROM cut q
+             CROSS JOIN LATERAL unnest(q.device_ids, q.kb_ids, q.opened_scan_run_ids,
+                                       q.opened_ats, q.closed_ats, q.cve_addressed, q.fixed)
+                 AS u(device_id, kb_id, opened_scan_run_id, opened_at, closed_at,
+                      cve_addressed, fixed)
+             WHERE u.closed_at >= $1 OR u.closed_at IS NULL
+             RETURNING 1)
+         SELECT (SELECT coalesce(sum(cardinality(device_ids)), 0) FROM cut)::int8
+                    - (SELECT count(*) FROM kept),
+                ARRAY(SELECT DISTINCT closed_scan_run_id FROM cut)",
+    )
+    .bind(cutoff)
+    .fetch_one(&mut *tx)
+    .await
+    .context("cutting the interval packs across the retention cutoff")?;
+    sqlx::query("SELECT kbwatch.pack_intervals($1)")
+        .bind(&runs)
+        .execute(&mut *tx)
+        .await
+        .context("packing the intervals kept of a cut pack")?;
+    tx.commit().await.context("committing the cut interval packs")?;
+    Ok(Some(intervals + cut as u64))
+}
+
+/// Runs `gone` (`$1` the cutoff, `$2` the batch size; returns the packs it deleted and what they
+/// held) until a batch deletes fewer than [`PACKS_PER_BATCH`] packs; what the packs held, or
+/// `None` if `cancel` stopped it. `what` names the packs in an error.
+async fn drop_in_batches(
+    conn: &mut PgConnection,
+    gone: &'static str,
+    cutoff: DateTime<Utc>,
+    cancel: &CancellationToken,
+    what: &str,
+) -> anyhow::Result<Option<u64>> {
+    let mut held = 0;
+    loop {
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
+        let (packs, n): (i64, i64) = sqlx::query_as(gone)
+            .bind(cutoff)
+            .bind(PACKS_PER_BATCH)
+            .fetch_one(&mut *conn)
+            .await
+            .with_context(|| format!("dropping old {what} packs"))?;
+        held += n as u64;
+        if packs < PACKS_PER_BATCH {
+            return Ok(Some(held));
+        }
+    }
 }

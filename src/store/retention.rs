@@ -6,7 +6,8 @@
 //! 1. scans before the cutoff: `device_scan` rows, and packed scans (a pack across the cutoff is
 //!    rewritten with the scans it keeps). Each device's last scan and last good scan, which
 //!    `reporting.devices` and the planner read, stay in `device_state`;
-//! 2. `missing_kb` intervals closed before the cutoff. Those still open, or closed since, are part
+//! 2. `missing_kb` intervals closed before the cutoff, in rows and packs (a pack across the cutoff
+//!    is packed again with the intervals it keeps). Those still open, or closed since, are part
 //!    of the snapshots of the days kept (and an open one keeps its `missing_since`);
 //! 3. devices gone before the cutoff and not scanned since, with their scans and intervals;
 //! 4. `fleet_day` and `fleet_state_day` rows of the days before the cutoff's (and the fixes
@@ -180,6 +181,10 @@ async fn drop_steps(
         dropped.missing_kbs += drop_intervals(conn, (after, through), cutoff).await?;
         after = through;
     }
+    let Some(packed) = super::packs::drop_old_interval_packs(conn, cutoff, cancel).await? else {
+        return Ok(false);
+    };
+    dropped.missing_kbs += packed;
     loop {
         if cancel.is_cancelled() {
             return Ok(false);
@@ -348,6 +353,11 @@ async fn unreferenced_runs(
                            WHERE m.closed_scan_run_id = r.scan_run_id)
            AND NOT EXISTS (SELECT 1 FROM kbwatch.scan_pack p
                            WHERE p.scan_run_id = r.scan_run_id)
+           AND NOT EXISTS (SELECT 1 FROM kbwatch.interval_pack q
+                           WHERE q.closed_scan_run_id = r.scan_run_id)
+           AND NOT EXISTS (SELECT 1 FROM kbwatch.interval_pack q
+                           WHERE int8range(q.opened_lo, q.closed_scan_run_id) @> r.scan_run_id
+                             AND r.scan_run_id = ANY (q.opened_scan_run_ids))
            AND r.scan_run_id NOT IN (
                SELECT s.scan_run_id FROM kbwatch.device d
                CROSS JOIN LATERAL (

@@ -76,7 +76,8 @@ async fn snapshots_of_past_scans_stay_exact_and_only_changes_are_written() {
     let changes =
         t1.symmetric_difference(&t2).filter(|(m, _, _)| listed.contains(m)).count() as i64;
     let written: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM kbwatch.missing_kb WHERE opened_scan_run_id = $1 OR closed_scan_run_id = $1",
+        "SELECT count(*) FROM kbwatch.missing_kb_interval
+         WHERE opened_scan_run_id = $1 OR closed_scan_run_id = $1",
     )
     .bind(scan2.scan_run_id)
     .fetch_one(app.pool())

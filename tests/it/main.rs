@@ -25,6 +25,7 @@ mod hostile_bounds;
 mod hostile_panic;
 mod hostile_server;
 mod hostile_text;
+mod interval_packs;
 mod interval_times;
 mod listing;
 mod migrations;

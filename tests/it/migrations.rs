@@ -112,6 +112,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "day roll ups when due",
         "16b6c0c4e2aa9b6c205300b6a250f3ab38889cf7fd1df82a6db9138ae9a4c06fbfdc8f5c7d8071251ffb41c0a6fb841d",
     ),
+    (
+        21,
+        "interval packs",
+        "33df7bead7f80b8b814286c134e129038f6d51992be6139957245d74e2bec952be686a1aac69e931acf049ab8672f40e",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

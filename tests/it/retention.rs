@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::kit::db::fixture_device;
-use crate::kit::internal::{pack_scans, redo_fleet_days};
+use crate::kit::internal::{self, pack_scans, redo_fleet_days};
 use crate::kit::{Auth, Kbwatch, Tenant, fixture_store, fleet, spawn_app, wait_for};
 
 /// What a device's scan of one day saw.
@@ -22,7 +22,8 @@ enum Seen {
 }
 
 /// The history, by device and days ago (10 to 0): KBs that appear, get fixed (`1` fixes 5001 on
-/// the first day kept, 5) and change their cveAddressed; failed scans; a device gone 7 days ago
+/// the first day kept, 5; `2` and `8` fix 5003 in the run across the cutoff, before and after it)
+/// and change their cveAddressed; failed scans; a device gone 7 days ago
 /// (`3`), one gone 2 days ago (`8`), one gone 4 days ago but last scanned 7 days ago (`9`); one
 /// whose scans fail since 6 days ago (`5`), one not scanned since 6 days ago (`6`) and one first
 /// scanned 2 days ago (`7`).
@@ -35,7 +36,7 @@ fn seen(device: char, n: i64) -> Seen {
         ('1', 3) => Ok(&[("5002", 3), ("5003", 4), ("5004", 5)]),
         ('1', _) => Ok(&[("5002", 3), ("5004", 5)]),
         ('2', 3 | 8) => Failed,
-        ('2', 7..) => Ok(&[("5001", 2)]),
+        ('2', 7..) => Ok(&[("5001", 2), ("5003", 4)]),
         ('2', 5..=6) => Ok(&[("5001", 2), ("5005", 1)]),
         ('2', _) => Ok(&[("5005", 1)]),
         ('3', 9..) => Ok(&[("5001", 2), ("5002", 3)]),
@@ -45,7 +46,8 @@ fn seen(device: char, n: i64) -> Seen {
         ('6', 6..) => Ok(&[("5006", 1)]),
         ('7', 2) => Ok(&[("5003", 4), ("5006", 1)]),
         ('7', 0..=1) => Ok(&[("5006", 1)]),
-        ('8', 5..) => Ok(&[("5001", 2)]),
+        ('8', 7..) => Ok(&[("5001", 2), ("5003", 4)]),
+        ('8', 5..=6) => Ok(&[("5001", 2)]),
         ('8', 3..=4) => Ok(&[]),
         ('9', 7..) => Ok(&[("5001", 2)]),
         _ => Unscanned,
@@ -157,11 +159,16 @@ const KEPT: [(&str, &str); 7] = [
     ("current_missing_kbs", "true"),
 ];
 
+/// `counts` (`$1` bound to `run`, `$2` to the cutoff of a five-day retention): a pair of counts.
+async fn sides(pool: &PgPool, counts: &'static str, run: i64) -> (i64, i64) {
+    sqlx::query_as(counts).bind(run).bind(midnight(5)).fetch_one(pool).await.unwrap()
+}
+
 /// Copies every view, and the intervals and devices, into the schema `pre`.
 async fn snapshot(pool: &PgPool) {
     let mut sql = "CREATE SCHEMA pre;
          CREATE TABLE pre.kb_remediation AS SELECT * FROM reporting.kb_remediation;
-         CREATE TABLE pre.missing_kb AS SELECT * FROM kbwatch.missing_kb;
+         CREATE TABLE pre.missing_kb AS SELECT * FROM kbwatch.missing_kb_interval;
          CREATE TABLE pre.device AS SELECT * FROM kbwatch.device;"
         .to_owned();
     for (view, _) in KEPT {
@@ -211,7 +218,7 @@ const REMEDIATION_KEPT: &str = "
 async fn counts(pool: &PgPool) -> [i64; 5] {
     let mut out = [0; 5];
     for (i, table) in
-        ["device_scan", "missing_kb", "device", "fleet_day", "scan_run"].iter().enumerate()
+        ["device_scan", "missing_kb_interval", "device", "fleet_day", "scan_run"].iter().enumerate()
     {
         let sql = format!("SELECT count(*) FROM kbwatch.{table}");
         out[i] = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap();
@@ -238,25 +245,28 @@ async fn every_view_is_exact_for_the_days_kept() {
     snapshot(pool).await;
     let before = counts(pool).await;
     // Six days ago's pack, on both sides of the cutoff (scans before it, after it).
-    let straddling = || async {
-        let sides: (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE scanned_at < $2), count(*) FILTER (WHERE scanned_at >= $2)
-             FROM kbwatch.packed_scan WHERE scan_run_id = $1",
-        )
-        .bind(runs[4])
-        .bind(midnight(5))
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        sides
+    let straddling = || {
+        let scans = "SELECT count(*) FILTER (WHERE scanned_at < $2),
+                            count(*) FILTER (WHERE scanned_at >= $2)
+                     FROM kbwatch.packed_scan WHERE scan_run_id = $1";
+        sides(pool, scans, runs[4])
     };
     assert_eq!(straddling().await, (2, 2), "`1` and `2` before, `6` and `8` after");
+    // The intervals that run closed, packed: `2`'s before the cutoff, `8`'s after it.
+    let closed_across = || {
+        let intervals = "SELECT count(*) FILTER (WHERE closed_at < $2),
+                                count(*) FILTER (WHERE closed_at >= $2)
+                         FROM kbwatch.packed_interval WHERE closed_scan_run_id = $1";
+        sides(pool, intervals, runs[4])
+    };
+    assert_eq!(closed_across().await, (1, 1), "`2`'s fix before the cutoff, `8`'s after");
 
     let d = dropped(store.drop_old_history(5, &CancellationToken::new()).await.unwrap());
     let cutoff = d.cutoff;
     assert_eq!(cutoff, midnight(5), "UTC midnight five days ago");
     assert!(d.finished, "{d:?}");
     assert_eq!(straddling().await, (0, 2), "the pack keeps the scans from the cutoff on");
+    assert_eq!(closed_across().await, (0, 1), "the pack keeps the intervals closed since");
 
     for (view, kept) in KEPT {
         let now = format!("SELECT * FROM reporting.{view} WHERE {kept}");
@@ -310,7 +320,7 @@ async fn every_view_is_exact_for_the_days_kept() {
     .unwrap();
     assert_eq!(old_scans, []);
     let old: (i64, i64, i64, i64, Vec<i64>) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM kbwatch.missing_kb WHERE closed_at < $1),
+        "SELECT (SELECT count(*) FROM kbwatch.missing_kb_interval WHERE closed_at < $1),
                 (SELECT count(*) FROM kbwatch.device WHERE gone_at < $1),
                 (SELECT count(*) FROM kbwatch.device),
                 (SELECT count(*) FROM kbwatch.fleet_day WHERE day < ($1 AT TIME ZONE 'UTC')::date),
@@ -370,6 +380,7 @@ async fn every_view_is_exact_for_the_days_kept() {
 /// Moves what run `run` wrote `days` days back: its times, its scans, the intervals it opened or
 /// closed, and the devices its listing found gone.
 async fn shift_run(pool: &PgPool, run: i64, days: i32) {
+    internal::unpack_intervals(&mut pool.acquire().await.unwrap()).await;
     for sql in [
         "UPDATE kbwatch.device SET gone_at = gone_at - $2 * interval '1 day'
          WHERE gone_at BETWEEN (SELECT started_at FROM kbwatch.scan_run WHERE scan_run_id = $1)
@@ -389,6 +400,7 @@ async fn shift_run(pool: &PgPool, run: i64, days: i32) {
     ] {
         sqlx::query(sql).bind(run).bind(days).execute(pool).await.unwrap();
     }
+    internal::pack_scans(pool).await;
 }
 
 /// What is older than `cutoff`: scans, intervals closed, devices gone, rolled-up days, and runs
@@ -397,12 +409,12 @@ async fn older_than(pool: &PgPool, cutoff: DateTime<Utc>) -> [i64; 5] {
     let row: (i64, i64, i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM kbwatch.device_scan WHERE scanned_at < $1)
                 + (SELECT count(*) FROM kbwatch.packed_scan WHERE scanned_at < $1),
-                (SELECT count(*) FROM kbwatch.missing_kb WHERE closed_at < $1),
+                (SELECT count(*) FROM kbwatch.missing_kb_interval WHERE closed_at < $1),
                 (SELECT count(*) FROM kbwatch.device WHERE gone_at < $1),
                 (SELECT count(*) FROM kbwatch.fleet_day WHERE day < ($1 AT TIME ZONE 'UTC')::date),
                 (SELECT count(*) FROM kbwatch.scan_run r
                  WHERE r.started_at < $1 AND NOT EXISTS (
-                     SELECT 1 FROM kbwatch.missing_kb m
+                     SELECT 1 FROM kbwatch.missing_kb_interval m
                      WHERE r.scan_run_id IN (m.opened_scan_run_id, m.closed_scan_run_id)))",
     )
     .bind(cutoff)

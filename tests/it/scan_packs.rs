@@ -8,35 +8,8 @@ use kbwatch::model::{DeviceOutcome, DeviceResult, RunStatus};
 use kbwatch::sim::{DeviceFault, Evolution, Faults, SimConfig};
 use sqlx::PgPool;
 
-use crate::kit::internal::unpack_scans;
+use crate::kit::internal::packed_and_unpacked;
 use crate::kit::{Auth, Tenant, spawn_app};
-
-/// Every view, all of it, as text: the same rows packed and unpacked.
-async fn all_views(conn: &mut sqlx::PgConnection) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT v::text FROM reporting.device_history v
-         UNION ALL SELECT v::text FROM reporting.missing_kb_snapshots v
-         UNION ALL SELECT v::text FROM reporting.fleet_daily v
-         UNION ALL SELECT v::text FROM reporting.devices v
-         UNION ALL SELECT v::text FROM reporting.current_missing_kbs v
-         UNION ALL SELECT v::text FROM reporting.kb_remediation v
-         UNION ALL SELECT v::text FROM reporting.scan_runs v
-         ORDER BY 1",
-    )
-    .fetch_all(conn)
-    .await
-    .expect("the views read")
-}
-
-/// The views as they read now, and as they read with every scan unpacked (rolled back after).
-async fn packed_and_unpacked(pool: &PgPool) -> (Vec<String>, Vec<String>) {
-    let mut tx = pool.begin().await.unwrap();
-    let packed = all_views(&mut tx).await;
-    unpack_scans(&mut tx).await;
-    let unpacked = all_views(&mut tx).await;
-    tx.rollback().await.unwrap();
-    (packed, unpacked)
-}
 
 /// (packs, packed scans, device_scan rows by outcome) of run `run`.
 async fn stored(pool: &PgPool, run: i64) -> (i64, i64, Vec<(String, i64)>) {

@@ -111,13 +111,22 @@ pub async fn backdate_run(pool: &PgPool, run_id: i64, days: u32) {
 }
 
 /// Moves every packed scan back into a `device_scan` row, as migrations before 0014 kept them
-/// (its `lastSeen`, which packs do not keep, NULL): for a test that rewrites scans, then packs
-/// them again with [`pack_scans`].
+/// (its `lastSeen`, which packs do not keep, NULL), and every packed interval back into a
+/// `missing_kb` row ([`unpack_intervals`]): for a test that rewrites scans, then packs them again
+/// with [`pack_scans`].
 pub async fn unpack_scans(conn: &mut PgConnection) {
-    sqlx::raw_sql(UNPACK).execute(conn).await.expect("the packed scans are unpacked");
+    sqlx::raw_sql(UNPACK).execute(&mut *conn).await.expect("the packed scans are unpacked");
+    unpack_intervals(conn).await;
 }
 
-/// Packs the good scans of every ended run, as each scan does at its end.
+/// Moves every packed interval back into a `missing_kb` row, as migrations before 0021 kept
+/// them: for a test that rewrites intervals, then packs them again with [`pack_scans`].
+pub async fn unpack_intervals(conn: &mut PgConnection) {
+    sqlx::raw_sql(UNPACK_INTERVALS).execute(conn).await.expect("the packed intervals are unpacked");
+}
+
+/// Packs the good scans and the closed intervals of every ended run, as each scan does at its
+/// end.
 pub async fn pack_scans(pool: &PgPool) {
     sqlx::query(
         "SELECT kbwatch.pack_scans(r.scan_run_id) FROM kbwatch.scan_run r ORDER BY r.scan_run_id",
@@ -125,6 +134,10 @@ pub async fn pack_scans(pool: &PgPool) {
     .execute(pool)
     .await
     .expect("the scans are packed");
+    sqlx::query("SELECT kbwatch.pack_intervals(array_agg(scan_run_id)) FROM kbwatch.scan_run")
+        .execute(pool)
+        .await
+        .expect("the intervals are packed");
 }
 
 const UNPACK: &str = "
@@ -136,3 +149,41 @@ const UNPACK: &str = "
     FROM p CROSS JOIN LATERAL unnest(p.device_ids, p.offsets_us, p.missing_kbs,
                                      p.cve_addressed_totals)
         AS u(device_id, offset_us, missing_kbs, cve_addressed_total)";
+
+const UNPACK_INTERVALS: &str = "
+    WITH q AS (DELETE FROM kbwatch.interval_pack RETURNING *)
+    INSERT INTO kbwatch.missing_kb (device_id, kb_id, opened_scan_run_id, closed_scan_run_id,
+                                    cve_addressed, opened_at, closed_at, fixed)
+    SELECT u.device_id, u.kb_id, u.opened_scan_run_id, q.closed_scan_run_id, u.cve_addressed,
+           u.opened_at, u.closed_at, u.fixed
+    FROM q CROSS JOIN LATERAL unnest(q.device_ids, q.kb_ids, q.opened_scan_run_ids,
+                                     q.opened_ats, q.closed_ats, q.cve_addressed, q.fixed)
+        AS u(device_id, kb_id, opened_scan_run_id, opened_at, closed_at, cve_addressed, fixed)";
+
+/// Every view, all of it, as text: the same rows packed and unpacked.
+pub async fn all_views(conn: &mut sqlx::PgConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT v::text FROM reporting.device_history v
+         UNION ALL SELECT v::text FROM reporting.missing_kb_snapshots v
+         UNION ALL SELECT v::text FROM reporting.fleet_daily v
+         UNION ALL SELECT v::text FROM reporting.devices v
+         UNION ALL SELECT v::text FROM reporting.current_missing_kbs v
+         UNION ALL SELECT v::text FROM reporting.kb_remediation v
+         UNION ALL SELECT v::text FROM reporting.scan_runs v
+         ORDER BY 1",
+    )
+    .fetch_all(conn)
+    .await
+    .expect("the views read")
+}
+
+/// The views as they read now, and as they read with every scan and interval unpacked (rolled
+/// back after).
+pub async fn packed_and_unpacked(pool: &PgPool) -> (Vec<String>, Vec<String>) {
+    let mut tx = pool.begin().await.unwrap();
+    let packed = all_views(&mut tx).await;
+    unpack_scans(&mut tx).await;
+    let unpacked = all_views(&mut tx).await;
+    tx.rollback().await.unwrap();
+    (packed, unpacked)
+}

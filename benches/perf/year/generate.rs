@@ -135,17 +135,17 @@ pub async fn generate(db: &YearDb, devices: i32, days: i32, t0: DateTime<Utc>) -
         first_day_bytes,
         bytes: schema_bytes(db.pool(), "kbwatch").await,
         elapsed,
-        device_scans: count("device_scan").await + packed_scans(db.pool()).await,
-        intervals: count("missing_kb").await,
+        device_scans: count("device_scan").await + packed(db.pool(), "scan_pack").await,
+        intervals: count("missing_kb").await + packed(db.pool(), "interval_pack").await,
     }
 }
 
-/// The scans kept in packs (migration 0014).
-async fn packed_scans(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar(
-        "SELECT coalesce(sum(cardinality(device_ids)), 0)::int8 FROM kbwatch.scan_pack",
-    )
-    .fetch_one(pool)
-    .await
-    .expect("the packed scans count")
+/// The scans or intervals kept in packs (migrations 0014, 0021).
+async fn packed(pool: &sqlx::PgPool, table: &'static str) -> i64 {
+    let sql =
+        format!("SELECT coalesce(sum(cardinality(device_ids)), 0)::int8 FROM kbwatch.{table}");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(pool)
+        .await
+        .expect("the packed rows count")
 }

@@ -251,9 +251,12 @@ BEGIN
     WHERE mk.device_id = c.device_id AND mk.kb_id = c.kb_id
       AND mk.opened_scan_run_id = c.opened AND mk.closed_scan_run_id IS NULL;
 
-    -- Each run's good scans packed once it has ended, as kbwatch packs them (migration 0014).
+    -- Each run's good scans packed once it has ended, as kbwatch packs them (migration 0014),
+    -- and the intervals it closed (migration 0021).
     PERFORM kbwatch.pack_scans(r.scan_run_id)
     FROM bench_year.run r WHERE r.k >= c0 AND r.k < c1
     ORDER BY r.k;
+    PERFORM kbwatch.pack_intervals(array_agg(r.scan_run_id))
+    FROM bench_year.run r WHERE r.k >= c0 AND r.k < c1;
 END
 $$;

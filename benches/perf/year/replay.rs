@@ -50,6 +50,7 @@ pub async fn check(devices: i32, days: i32) -> Row {
                      ARRAY(SELECT x FROM unnest(days) x ORDER BY x))::text
              FROM kbwatch.kb_fix",
             "SELECT v::text FROM kbwatch.missing_kb v",
+            "SELECT v::text FROM kbwatch.interval_pack v",
             "SELECT (kb_id, name, url, products_names, cve_addressed, machine_missed_on)::text
              FROM kbwatch.kb",
         ]
@@ -163,6 +164,7 @@ async fn replay(db: &YearDb, devices: i32, days: i32, t0: DateTime<Utc>) {
         };
         assert!(store.finish_run(run_id, &end).await.expect("the run closes"), "the run was open");
         store.pack_scans(db.tenant_id).await.expect("the run's scans are packed");
+        store.pack_intervals(db.tenant_id).await.expect("the run's intervals are packed");
         store.roll_up_kb_fixes().await.expect("the run's fixes are rolled up");
         sqlx::query(
             "UPDATE kbwatch.scan_run SET started_at = $2,

@@ -78,11 +78,13 @@ pub async fn reads(
             Some(Param::Int(run)),
         ));
     }
-    reads.push(read(
-        "reporting.device_history, one device".into(),
-        "SELECT * FROM reporting.device_history WHERE machine_id = $1".into(),
-        Some(Param::Text(machine_id.into())),
-    ));
+    for view in ["device_history", "missing_kb_snapshots"] {
+        reads.push(read(
+            format!("reporting.{view}, one device"),
+            format!("SELECT * FROM reporting.{view} WHERE machine_id = $1"),
+            Some(Param::Text(machine_id.into())),
+        ));
+    }
     let to = Utc::now();
     let from = to - chrono::Duration::days(30);
     for (title, sql) in dashboard::queries(&dashboard::dashboard()) {
