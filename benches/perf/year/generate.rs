@@ -73,7 +73,8 @@ pub struct Generated {
 }
 
 /// Writes `days` days of `devices` devices; VACUUM (ANALYZE) after each chunk, as autovacuum
-/// would have run between the daily scans, and `device_scan`'s indexes rebuilt.
+/// would have run between the daily scans, and the indexes of `device_scan` and `missing_kb`
+/// rebuilt.
 pub async fn generate(db: &YearDb, devices: i32, days: i32, t0: DateTime<Utc>) -> Generated {
     let mut conn = db.pool().acquire().await.expect("a connection");
     // Room for the generator's sorts and hashes, and no wait for each commit's flush: settings of
@@ -101,13 +102,16 @@ pub async fn generate(db: &YearDb, devices: i32, days: i32, t0: DateTime<Utc>) -
             .await
             .unwrap_or_else(|e| panic!("days {c0}..{c1} are generated: {e}"));
         sqlx::query("VACUUM (ANALYZE)").execute(&mut *conn).await.expect("VACUUM runs");
-        // The chunk's scans went into `device_scan` before they were packed; kbwatch packs each
-        // run as it ends, so its `device_scan` and key hold about one run, not a chunk's worth of
-        // emptied pages.
-        sqlx::query("REINDEX TABLE kbwatch.device_scan")
-            .execute(&mut *conn)
-            .await
-            .expect("REINDEX runs");
+        // The chunk's scans went into `device_scan` before they were packed, and the intervals
+        // its runs closed stayed in `missing_kb` until then; kbwatch packs each run as it ends,
+        // so the indexes of both hold about one run's rows, not a chunk's worth of emptied pages.
+        for table in ["device_scan", "missing_kb"] {
+            let reindex = format!("REINDEX TABLE kbwatch.{table}");
+            sqlx::query(sqlx::AssertSqlSafe(reindex))
+                .execute(&mut *conn)
+                .await
+                .expect("REINDEX runs");
+        }
         eprintln!("bench: year: days {c0}..{c1} in {:.1} s", chunk.elapsed().as_secs_f64());
         if c0 == 0 {
             first_day_bytes = schema_bytes(db.pool(), "kbwatch").await;
