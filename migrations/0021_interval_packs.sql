@@ -122,17 +122,15 @@ BEGIN
         WHERE q.closed_scan_run_id = ANY (ended)
           AND EXISTS (SELECT 1 FROM kbwatch.missing_kb m
                       WHERE m.closed_scan_run_id = q.closed_scan_run_id)
-        RETURNING q.*
+        RETURNING q.closed_scan_run_id, q.device_lo
     ), moved AS (
         SELECT * FROM rows_moved
         UNION ALL
-        SELECT u.device_id, u.kb_id, u.opened_scan_run_id, p.closed_scan_run_id,
-               u.cve_addressed, u.opened_at, u.closed_at, u.fixed
-        FROM packs_moved p
-        CROSS JOIN LATERAL unnest(p.device_ids, p.kb_ids, p.opened_scan_run_ids, p.opened_ats,
-                                  p.closed_ats, p.cve_addressed, p.fixed)
-            AS u(device_id, kb_id, opened_scan_run_id, opened_at, closed_at, cve_addressed,
-                 fixed)
+        -- The statement reads the packs as they were before its deletes.
+        SELECT i.device_id, i.kb_id, i.opened_scan_run_id, i.closed_scan_run_id,
+               i.cve_addressed, i.opened_at, i.closed_at, i.fixed
+        FROM kbwatch.packed_interval i
+        JOIN packs_moved p USING (closed_scan_run_id, device_lo)
     ), blocked AS (
         -- The device range of the closing run's scan pack each interval's device is in.
         SELECT m.*,

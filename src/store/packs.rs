@@ -139,14 +139,11 @@ pub(super) async fn drop_old_interval_packs(
              INSERT INTO kbwatch.missing_kb (device_id, kb_id, opened_scan_run_id,
                                              closed_scan_run_id, cve_addressed, opened_at,
                                              closed_at, fixed)
-             SELECT u.device_id, u.kb_id, u.opened_scan_run_id, q.closed_scan_run_id,
-                    u.cve_addressed, u.opened_at, u.closed_at, u.fixed
-             FROM cut q
-             CROSS JOIN LATERAL unnest(q.device_ids, q.kb_ids, q.opened_scan_run_ids,
-                                       q.opened_ats, q.closed_ats, q.cve_addressed, q.fixed)
-                 AS u(device_id, kb_id, opened_scan_run_id, opened_at, closed_at,
-                      cve_addressed, fixed)
-             WHERE u.closed_at >= $1 OR u.closed_at IS NULL
+             SELECT i.device_id, i.kb_id, i.opened_scan_run_id, i.closed_scan_run_id,
+                    i.cve_addressed, i.opened_at, i.closed_at, i.fixed
+             FROM kbwatch.packed_interval i
+             JOIN cut q USING (closed_scan_run_id, device_lo)
+             WHERE i.closed_at >= $1 OR i.closed_at IS NULL
              RETURNING 1)
          SELECT (SELECT coalesce(sum(cardinality(device_ids)), 0) FROM cut)::int8
                     - (SELECT count(*) FROM kept),

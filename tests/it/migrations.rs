@@ -115,7 +115,7 @@ const LANDED: &[(i64, &str, &str)] = &[
     (
         21,
         "interval packs",
-        "33df7bead7f80b8b814286c134e129038f6d51992be6139957245d74e2bec952be686a1aac69e931acf049ab8672f40e",
+        "48af735e63143af50951d9d2e718a1d2ecd1986e2299363242f5366b7c9c3e595268cc541a3ff42377ab699ec8c26fcf",
     ),
 ];
 

@@ -151,14 +151,12 @@ const UNPACK: &str = "
         AS u(device_id, offset_us, missing_kbs, cve_addressed_total)";
 
 const UNPACK_INTERVALS: &str = "
-    WITH q AS (DELETE FROM kbwatch.interval_pack RETURNING *)
     INSERT INTO kbwatch.missing_kb (device_id, kb_id, opened_scan_run_id, closed_scan_run_id,
                                     cve_addressed, opened_at, closed_at, fixed)
-    SELECT u.device_id, u.kb_id, u.opened_scan_run_id, q.closed_scan_run_id, u.cve_addressed,
-           u.opened_at, u.closed_at, u.fixed
-    FROM q CROSS JOIN LATERAL unnest(q.device_ids, q.kb_ids, q.opened_scan_run_ids,
-                                     q.opened_ats, q.closed_ats, q.cve_addressed, q.fixed)
-        AS u(device_id, kb_id, opened_scan_run_id, opened_at, closed_at, cve_addressed, fixed)";
+    SELECT device_id, kb_id, opened_scan_run_id, closed_scan_run_id, cve_addressed, opened_at,
+           closed_at, fixed
+    FROM kbwatch.packed_interval;
+    DELETE FROM kbwatch.interval_pack";
 
 /// Every view, all of it, as text: the same rows packed and unpacked.
 pub async fn all_views(conn: &mut sqlx::PgConnection) -> Vec<String> {
