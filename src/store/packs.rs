@@ -69,7 +69,7 @@ pub(super) async fn drop_old_packs(
     let gone = "WITH gone AS (
                     DELETE FROM kbwatch.scan_pack WHERE ctid = ANY(ARRAY(
                         SELECT ctid FROM kbwatch.scan_pack WHERE scanned_to < $1 LIMIT $2))
-                    RETURNING cardinality(device_ids) AS n)
+                    RETURNING cardinality(device_id_deltas) AS n)
                 SELECT count(*), coalesce(sum(n), 0)::int8 FROM gone";
     let Some(scans) = drop_in_batches(conn, gone, cutoff, cancel, "scan").await? else {
         return Ok(None);
@@ -82,8 +82,8 @@ pub(super) async fn drop_old_packs(
                     max(x.device_id) FILTER (WHERE x.scanned_at >= $1) AS hi,
                     min(x.scanned_at) FILTER (WHERE x.scanned_at >= $1) AS scanned_from,
                     max(x.scanned_at) AS scanned_to,
-                    array_agg(x.device_id ORDER BY x.device_id)
-                        FILTER (WHERE x.scanned_at >= $1) AS device_ids,
+                    kbwatch.delta_encode(array_agg(x.device_id ORDER BY x.device_id)
+                                             FILTER (WHERE x.scanned_at >= $1)) AS deltas,
                     array_agg((extract(epoch FROM x.scanned_at - x.base) * 1000000)::int8
                               ORDER BY x.device_id) FILTER (WHERE x.scanned_at >= $1) AS offsets,
                     array_agg(x.missing_kbs ORDER BY x.device_id)
@@ -99,7 +99,7 @@ pub(super) async fn drop_old_packs(
          ), rewritten AS (
              UPDATE kbwatch.scan_pack p
              SET device_lo = k.lo, device_hi = k.hi, scanned_from = k.scanned_from,
-                 scanned_to = k.scanned_to, device_ids = k.device_ids, offsets_us = k.offsets,
+                 scanned_to = k.scanned_to, device_id_deltas = k.deltas, offsets_us = k.offsets,
                  missing_kbs = k.missing_kbs, cve_addressed_totals = k.cves
              FROM kept k
              WHERE p.scan_run_id = k.scan_run_id AND p.device_lo = k.device_lo

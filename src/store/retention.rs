@@ -300,7 +300,8 @@ async fn drop_gone_devices(
                            WHERE s.device_id = d.device_id AND s.scanned_at >= $1)
            AND NOT EXISTS (SELECT 1 FROM kbwatch.scan_pack p
                            WHERE int8range(p.device_lo, p.device_hi, '[]') @> d.device_id
-                             AND p.scanned_to >= $1 AND d.device_id = ANY (p.device_ids))
+                             AND p.scanned_to >= $1
+                             AND d.device_id = ANY (kbwatch.delta_decode(p.device_id_deltas)))
          ORDER BY d.device_id LIMIT $2
          FOR UPDATE SKIP LOCKED",
     )

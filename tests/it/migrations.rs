@@ -117,6 +117,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "interval packs",
         "48af735e63143af50951d9d2e718a1d2ecd1986e2299363242f5366b7c9c3e595268cc541a3ff42377ab699ec8c26fcf",
     ),
+    (
+        22,
+        "scan pack device deltas",
+        "12e4dfcd4d6b3d2abf7fa57117d71ca18c10515825a3e54783e51d8f753a0032eb4358375456f1aa91d071081e679b77",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

@@ -2,19 +2,21 @@
 //! 1,000 devices, and every `reporting` view gives the rows it gave with every scan a
 //! `device_scan` row, to the microsecond. Failed and not-found scans stay rows; a running run is
 //! not packed; a scan written again after its run was packed is not counted twice. About the
-//! packs themselves, so it reads `kbwatch.scan_pack` and `kbwatch.device_scan`.
+//! packs themselves, so it reads `kbwatch.scan_pack` and `kbwatch.device_scan`. Since migration
+//! 0022 a pack keeps its device ids as deltas; packs written before read the same after it.
 
 use kbwatch::model::{DeviceOutcome, DeviceResult, RunStatus};
 use kbwatch::sim::{DeviceFault, Evolution, Faults, SimConfig};
+use kbwatch::store::MIGRATOR;
 use sqlx::PgPool;
 
 use crate::kit::internal::packed_and_unpacked;
-use crate::kit::{Auth, Tenant, spawn_app};
+use crate::kit::{Auth, Tenant, fresh_database, spawn_app};
 
 /// (packs, packed scans, device_scan rows by outcome) of run `run`.
 async fn stored(pool: &PgPool, run: i64) -> (i64, i64, Vec<(String, i64)>) {
     let (packs, scans): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), coalesce(sum(cardinality(device_ids)), 0)::int8
+        "SELECT count(*), coalesce(sum(cardinality(device_id_deltas)), 0)::int8
          FROM kbwatch.scan_pack WHERE scan_run_id = $1",
     )
     .bind(run)
@@ -98,4 +100,64 @@ async fn packed_scans_read_as_the_rows_they_were() {
     let differ = |a: &[String], b: &[String]| a.iter().filter(|r| !b.contains(r)).count();
     // Only the run's counters moved (reporting.scan_runs): one more device, one more call.
     assert_eq!((differ(&before, &after), differ(&after, &before)), (1, 1));
+}
+
+/// Every packed scan, in order, as text.
+async fn packed_scans(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT (device_id, scan_run_id, scanned_at, missing_kbs, cve_addressed_total, device_lo,
+                 device_hi, scanned_from, scanned_to, source)::text
+         FROM kbwatch.packed_scan ORDER BY scan_run_id, device_id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn packs_written_before_their_ids_were_deltas_read_the_same() {
+    let pool = PgPool::connect(&fresh_database().await).await.unwrap();
+    MIGRATOR.run_to(21, &pool).await.expect("migrations up to 0021 apply");
+    // 2,600 devices, a scan of all but every seventh (holes in the packs' ids), at times a few
+    // microseconds apart, packed by 0021's pack_scans: three packs of ids as such.
+    let statements = [
+        "INSERT INTO kbwatch.tenant (name) VALUES ('t')",
+        "INSERT INTO kbwatch.scan_run (tenant_id, trigger, started_at, finished_at, status)
+         SELECT tenant_id, 'manual', now() - interval '1 hour', now(), 'completed'
+         FROM kbwatch.tenant",
+        "INSERT INTO kbwatch.device (tenant_id, machine_id, id_valid, raw, first_listed_at,
+                                     last_listed_at, last_listed_run_id)
+         SELECT r.tenant_id, md5(i::text) || substr(md5(i::text), 1, 8), true, '{}', now(),
+                now(), r.scan_run_id
+         FROM kbwatch.scan_run r, generate_series(1, 2600) i",
+        "INSERT INTO kbwatch.device_scan (device_id, scan_run_id, scanned_at, outcome,
+                                          missing_kbs, cve_addressed_total)
+         SELECT d.device_id, r.scan_run_id,
+                r.started_at + (d.device_id * 7919 % 3000000) * interval '1 microsecond', 'ok',
+                (d.device_id % 5)::int4, d.device_id % 11 * 3
+         FROM kbwatch.device d, kbwatch.scan_run r
+         WHERE d.device_id % 7 <> 3",
+        "SELECT kbwatch.pack_scans(scan_run_id) FROM kbwatch.scan_run",
+    ];
+    for statement in statements {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    let before = packed_scans(&pool).await;
+    assert_eq!(before.len(), 2_600 - 2_600 / 7 - 1, "every scan but every seventh device's");
+
+    MIGRATOR.run(&pool).await.expect("the later migrations apply");
+    assert_eq!(packed_scans(&pool).await, before);
+    let (packs, first_is_lo): (i64, bool) = sqlx::query_as(
+        "SELECT count(*), bool_and(device_id_deltas[1] = device_lo) FROM kbwatch.scan_pack",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((packs, first_is_lo), (3, true));
+    // A packed device is still not deleted; one in a hole is.
+    let delete = "DELETE FROM kbwatch.device WHERE device_id = $1";
+    let refused = sqlx::query(delete).bind(5_i64).execute(&pool).await.unwrap_err();
+    let code = refused.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("23503"), "{refused}");
+    sqlx::query(delete).bind(3_i64).execute(&pool).await.expect("a device in no pack goes");
 }

@@ -146,8 +146,8 @@ const UNPACK: &str = "
                                      cve_addressed_total)
     SELECT u.device_id, p.scan_run_id, p.scanned_from + u.offset_us * interval '1 microsecond',
            'ok', u.missing_kbs, u.cve_addressed_total
-    FROM p CROSS JOIN LATERAL unnest(p.device_ids, p.offsets_us, p.missing_kbs,
-                                     p.cve_addressed_totals)
+    FROM p CROSS JOIN LATERAL unnest(kbwatch.delta_decode(p.device_id_deltas),
+                                     p.offsets_us, p.missing_kbs, p.cve_addressed_totals)
         AS u(device_id, offset_us, missing_kbs, cve_addressed_total)";
 
 const UNPACK_INTERVALS: &str = "

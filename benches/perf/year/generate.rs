@@ -139,15 +139,16 @@ pub async fn generate(db: &YearDb, devices: i32, days: i32, t0: DateTime<Utc>) -
         first_day_bytes,
         bytes: schema_bytes(db.pool(), "kbwatch").await,
         elapsed,
-        device_scans: count("device_scan").await + packed(db.pool(), "scan_pack").await,
-        intervals: count("missing_kb").await + packed(db.pool(), "interval_pack").await,
+        device_scans: count("device_scan").await
+            + packed(db.pool(), "scan_pack", "device_id_deltas").await,
+        intervals: count("missing_kb").await
+            + packed(db.pool(), "interval_pack", "device_ids").await,
     }
 }
 
-/// The scans or intervals kept in packs (migrations 0014, 0021).
-async fn packed(pool: &sqlx::PgPool, table: &'static str) -> i64 {
-    let sql =
-        format!("SELECT coalesce(sum(cardinality(device_ids)), 0)::int8 FROM kbwatch.{table}");
+/// The scans or intervals kept in packs (migrations 0014, 0021): one element of `array` each.
+async fn packed(pool: &sqlx::PgPool, table: &'static str, array: &'static str) -> i64 {
+    let sql = format!("SELECT coalesce(sum(cardinality({array})), 0)::int8 FROM kbwatch.{table}");
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .fetch_one(pool)
         .await
