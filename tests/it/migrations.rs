@@ -122,6 +122,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "scan pack device deltas",
         "12e4dfcd4d6b3d2abf7fa57117d71ca18c10515825a3e54783e51d8f753a0032eb4358375456f1aa91d071081e679b77",
     ),
+    (
+        23,
+        "snapshots by device bounds",
+        "985645674060fbb7cde7b7a57abaf185aaaefde917790adc48b791e1aadb8d1666f87f52bbd5e3074c645bae5282196a",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {
