@@ -149,7 +149,7 @@ static INSERT_SCANS: LazyLock<String> = LazyLock::new(|| {
              WHERE NOT EXISTS (
                  SELECT 1 FROM kbwatch.scan_pack p
                  WHERE p.scan_run_id = $1 AND u.device_id BETWEEN p.device_lo AND p.device_hi
-                   AND u.device_id = ANY (kbwatch.delta_decode(p.device_id_deltas)))
+                   AND kbwatch.delta_contains(p.device_id_deltas, u.device_id))
              ON CONFLICT (device_id, scan_run_id) DO NOTHING
              RETURNING *)
          INSERT INTO kbwatch.device_state AS st (

@@ -301,7 +301,7 @@ async fn drop_gone_devices(
            AND NOT EXISTS (SELECT 1 FROM kbwatch.scan_pack p
                            WHERE int8range(p.device_lo, p.device_hi, '[]') @> d.device_id
                              AND p.scanned_to >= $1
-                             AND d.device_id = ANY (kbwatch.delta_decode(p.device_id_deltas)))
+                             AND kbwatch.delta_contains(p.device_id_deltas, d.device_id))
          ORDER BY d.device_id LIMIT $2
          FOR UPDATE SKIP LOCKED",
     )

@@ -127,6 +127,11 @@ const LANDED: &[(i64, &str, &str)] = &[
         "snapshots by device bounds",
         "985645674060fbb7cde7b7a57abaf185aaaefde917790adc48b791e1aadb8d1666f87f52bbd5e3074c645bae5282196a",
     ),
+    (
+        24,
+        "scan pack membership",
+        "6c12640342999c5a481e320f5bead8bf186c0d4162dc8609cc01cdcb8089ad2576eaaaeca082717118186fac770f0162",
+    ),
 ];
 
 fn file_name(version: i64, description: &str) -> String {

@@ -161,3 +161,34 @@ async fn packs_written_before_their_ids_were_deltas_read_the_same() {
     assert_eq!(code.as_deref(), Some("23503"), "{refused}");
     sqlx::query(delete).bind(3_i64).execute(&pool).await.expect("a device in no pack goes");
 }
+
+#[tokio::test]
+async fn deltas_decode_to_their_ids_and_answer_membership_exactly() {
+    let pool = PgPool::connect(&fresh_database().await).await.unwrap();
+    MIGRATOR.run(&pool).await.expect("migrations apply");
+    let cases: [&[i64]; 4] = [&[], &[42], &[7, 8, 9, 12, 13, 40, 41], &[1, 1_000_000_000_000]];
+    for ids in cases {
+        let (deltas, decoded): (Vec<i64>, Vec<i64>) = sqlx::query_as(
+            "SELECT kbwatch.delta_encode($1), kbwatch.delta_decode(kbwatch.delta_encode($1))",
+        )
+        .bind(ids)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(decoded, ids, "deltas {deltas:?}");
+        // Every id from below the first to above the last: in the pack exactly when listed.
+        let (lo, hi) = (ids.first().map_or(0, |f| f - 2), ids.last().map_or(0, |l| l + 2));
+        let probes: Vec<i64> = (lo..=hi.min(lo + 60)).chain(ids.iter().copied()).collect();
+        let contained: Vec<bool> = sqlx::query_scalar(
+            "SELECT kbwatch.delta_contains(kbwatch.delta_encode($1), p)
+             FROM unnest($2::int8[]) WITH ORDINALITY AS u(p, i) ORDER BY i",
+        )
+        .bind(ids)
+        .bind(&probes)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let expected: Vec<bool> = probes.iter().map(|p| ids.contains(p)).collect();
+        assert_eq!(contained, expected, "ids {ids:?}, probes {probes:?}");
+    }
+}
