@@ -141,14 +141,11 @@ pub async fn pack_scans(pool: &PgPool) {
 }
 
 const UNPACK: &str = "
-    WITH p AS (DELETE FROM kbwatch.scan_pack RETURNING *)
     INSERT INTO kbwatch.device_scan (device_id, scan_run_id, scanned_at, outcome, missing_kbs,
-                                     cve_addressed_total)
-    SELECT u.device_id, p.scan_run_id, p.scanned_from + u.offset_us * interval '1 microsecond',
-           'ok', u.missing_kbs, u.cve_addressed_total
-    FROM p CROSS JOIN LATERAL unnest(kbwatch.delta_decode(p.device_id_deltas),
-                                     p.offsets_us, p.missing_kbs, p.cve_addressed_totals)
-        AS u(device_id, offset_us, missing_kbs, cve_addressed_total)";
+                                     cve_addressed_total, source)
+    SELECT device_id, scan_run_id, scanned_at, 'ok', missing_kbs, cve_addressed_total, source
+    FROM kbwatch.packed_scan;
+    DELETE FROM kbwatch.scan_pack";
 
 const UNPACK_INTERVALS: &str = "
     INSERT INTO kbwatch.missing_kb (device_id, kb_id, opened_scan_run_id, closed_scan_run_id,
